@@ -75,7 +75,13 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	if err != nil {
 		return nil, err
 	}
-	if err := set(conn.(*net.TCPConn), d.Config); err != nil {
+	return setOrClose(conn, d.Config)
+}
+
+// setOrClose applies the validated c to a new TCP connection, closing it if
+// that fails.
+func setOrClose(conn net.Conn, c Config) (net.Conn, error) {
+	if err := set(conn.(*net.TCPConn), c); err != nil {
 		conn.Close()
 		return nil, err
 	}

@@ -84,9 +84,5 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := set(conn.(*net.TCPConn), l.c); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return conn, nil
+	return setOrClose(conn, l.c)
 }
