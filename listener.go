@@ -18,13 +18,15 @@ import (
 // keepalive on at the system's values.
 type ListenConfig struct {
 	// NetListenConfig is the listen config to listen with. If nil, the zero
-	// net.ListenConfig is used. It is never modified. Its Control or
-	// ControlContext hook runs first; its KeepAlive and KeepAliveConfig
+	// net.ListenConfig is used. It is never modified. Its Control hook
+	// runs first, then Config is applied; its KeepAlive and KeepAliveConfig
 	// fields are ignored for TCP networks, where Config wins.
 	//
-	// Note that since Go 1.24 a Linux listener uses Multipath TCP by
+	// Note that since Go 1.24 a Linux listener may use Multipath TCP by
 	// default, and a Multipath TCP socket refuses TCP_USER_TIMEOUT: when
-	// Config.UserTimeout is set, the listener uses plain TCP.
+	// Config.UserTimeout is set, the listener uses plain TCP. (Left to
+	// itself the standard library would retry a listen whose hook failed on
+	// a Multipath TCP socket with plain TCP, running the hook twice.)
 	NetListenConfig *net.ListenConfig
 
 	// Config is applied to every connection accepted on a TCP network
