@@ -1,0 +1,249 @@
+package keepalive_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/keepalive-go/keepalive"
+)
+
+func ExampleConfig() {
+	// Notice a vanished peer within two minutes instead of over two hours.
+	c := keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}
+	if err := c.Validate(); err != nil {
+		log.Fatal(err)
+	}
+
+	// Linux's usual defaults; keepalive.SystemDefaults reads this machine's.
+	sys := keepalive.Config{Idle: 2 * time.Hour, Interval: 75 * time.Second, Count: 9}
+	fmt.Println("system defaults:", keepalive.Config{}.DetectionTime(sys))
+	fmt.Println("this Config:", c.DetectionTime(sys))
+
+	// Bound unacknowledged data by the same time.
+	fmt.Println("UserTimeout:", c.WithUserTimeout(sys).UserTimeout)
+	// Output:
+	// system defaults: 2h11m15s
+	// this Config: 1m50s
+	// UserTimeout: 1m50s
+}
+
+func ExampleConfig_Validate() {
+	for _, c := range []keepalive.Config{
+		{Idle: 90 * time.Second, Interval: 1500 * time.Millisecond},
+		{Idle: 10 * time.Hour},
+		{Count: 128},
+		{UserTimeout: -time.Second},
+	} {
+		fmt.Println(c.Validate())
+	}
+	// Output:
+	// keepalive: Interval 1.5s is not a whole number of seconds
+	// keepalive: Idle 10h0m0s is out of range 1s..32767s
+	// keepalive: Count 128 is out of range 1..127
+	// keepalive: UserTimeout -1s is out of range 1ms..2147483647ms
+}
+
+func ExampleFromKeepAliveConfig() {
+	// In a net.KeepAliveConfig zero means Go's default: 15s, 15s, 9.
+	c, err := keepalive.FromKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second})
+	fmt.Println(c.Idle, c.Interval, c.Count, err)
+
+	// A negative field leaves the socket's value, as zero does in a Config.
+	c, err = keepalive.FromKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: -1, Count: -1})
+	fmt.Println(c.Idle, c.Interval, c.Count, err)
+
+	// The standard library would round this up to 3s; a Config refuses it.
+	_, err = keepalive.FromKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 2500 * time.Millisecond})
+	fmt.Println(err)
+	// Output:
+	// 30s 15s 9 <nil>
+	// 30s 0s 0 <nil>
+	// keepalive: Idle 2.5s is not a whole number of seconds
+}
+
+func ExampleConfig_KeepAliveConfig() {
+	// Zero fields become -1: leave the system's value.
+	k := keepalive.Config{Idle: 30 * time.Second, Count: 4}.KeepAliveConfig()
+	fmt.Println(k.Enable, k.Idle, k.Interval, k.Count)
+	// Output:
+	// true 30s -1ns 4
+}
+
+func ExampleDialer() {
+	d := &keepalive.Dialer{
+		NetDialer: &net.Dialer{Timeout: 10 * time.Second},
+		Config:    keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5},
+	}
+	conn, err := d.Dial("tcp", "db.example.com:5432")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	s, err := keepalive.Get(conn)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(s.Enabled, s.Config.Idle, s.Config.Interval, s.Config.Count)
+}
+
+func ExampleDialer_DialContext() {
+	d := &keepalive.Dialer{
+		NetDialer: &net.Dialer{Timeout: 30 * time.Second},
+		Config:    keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5},
+	}
+
+	// net/http
+	client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	resp, err := client.Get("https://example.com/")
+	if err != nil {
+		log.Fatal(err)
+	}
+	resp.Body.Close()
+
+	// The same method is the dial hook of database clients:
+	//
+	//	pgx:      cfg, _ := pgx.ParseConfig(dsn); cfg.DialFunc = d.DialContext (pgconn.Config.DialFunc)
+	//	go-redis: redis.NewClient(&redis.Options{Addr: addr, Dialer: d.DialContext})
+}
+
+func ExampleDialer_DialTimeout() {
+	d := &keepalive.Dialer{Config: keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}}
+	conn, err := d.DialTimeout("tcp", "db.example.com:5432", 5*time.Second)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	// Dial and DialTimeout make a *keepalive.Dialer a lib/pq Dialer:
+	//
+	//	connector, err := pq.NewConnector(dsn)
+	//	connector.Dialer(d)
+	//	db := sql.OpenDB(connector)
+}
+
+func ExampleDialer_DialAddress() {
+	d := &keepalive.Dialer{Config: keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}}
+
+	// The address-only form some clients take as their dialer.
+	var dial func(ctx context.Context, addr string) (net.Conn, error) = d.DialAddress
+	conn, err := dial(context.Background(), "db.example.com:3306")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	// gRPC:  grpc.NewClient(target, grpc.WithContextDialer(d.DialAddress))
+	// MySQL: mysql.RegisterDialContext("tcp", d.DialAddress)
+}
+
+func ExampleDialer_ConfiguredNetDialer() {
+	d := &keepalive.Dialer{Config: keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}}
+	nd, err := d.ConfiguredNetDialer()
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// crypto/tls takes only a *net.Dialer.
+	td := &tls.Dialer{NetDialer: nd, Config: &tls.Config{ServerName: "example.com"}}
+	conn, err := td.DialContext(context.Background(), "tcp", "example.com:443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	conn2, err := tls.DialWithDialer(nd, "tcp", "example.com:443", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn2.Close()
+}
+
+func ExampleListen() {
+	// Every accepted connection carries the Config.
+	ln, err := keepalive.Listen("tcp", ":8080", keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5})
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Fatal(http.Serve(ln, nil))
+}
+
+func ExampleListenConfig() {
+	lc := &keepalive.ListenConfig{
+		// The base listen config's own settings and hooks are kept; its
+		// KeepAlive fields give way to Config.
+		NetListenConfig: &net.ListenConfig{},
+		Config: keepalive.Config{
+			Idle:        60 * time.Second,
+			Interval:    10 * time.Second,
+			Count:       5,
+			UserTimeout: 110 * time.Second,
+		},
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", ":8080")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second}
+	log.Fatal(srv.Serve(ln))
+}
+
+func ExampleSet() {
+	// A connection made elsewhere, here by the standard library, which
+	// set its own 15s keepalive.
+	conn, err := net.Dial("tcp", "db.example.com:5432")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	if err := keepalive.Set(conn, keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}); err != nil {
+		log.Fatal(err)
+	}
+	s, err := keepalive.Get(conn)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(s.Enabled, s.Config.Idle, s.Config.Interval, s.Config.Count)
+}
+
+func ExampleDisable() {
+	conn, err := net.Dial("tcp", "db.example.com:5432")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	if err := keepalive.Disable(conn); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func ExampleConfig_Control() {
+	c := keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}
+	if err := c.Validate(); err != nil {
+		log.Fatal(err)
+	}
+	// KeepAlive -1 stops the standard library from overwriting the
+	// values with its own after connect.
+	nd := &net.Dialer{KeepAlive: -1, Control: c.Control}
+	conn, err := nd.Dial("tcp", "db.example.com:5432")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+}
+
+func ExampleSystemDefaults() {
+	sys, err := keepalive.SystemDefaults()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("Idle", sys.Idle, "Interval", sys.Interval, "Count", sys.Count)
+	fmt.Println("a dead peer is noticed after", keepalive.Config{}.DetectionTime(sys))
+}
