@@ -38,8 +38,9 @@ func (d *Dialer) Dial(network, address string) (net.Conn, error) {
 
 // DialTimeout is Dial with a timeout, as [net.DialTimeout]: the connect
 // fails once timeout has passed, or earlier at NetDialer's own Timeout or
-// Deadline. A timeout of zero or less sets none. It satisfies lib/pq's
-// Dialer interface.
+// Deadline. A timeout of zero or less sets none. With Dial it satisfies
+// lib/pq's Dialer interface (lib/pq calls DialContext when the dialer has it,
+// with connect_timeout as the context's deadline).
 func (d *Dialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
 	if timeout <= 0 {
 		return d.DialContext(context.Background(), network, address)
