@@ -1,0 +1,129 @@
+package netlab_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive/internal/netlab"
+)
+
+// TestLab checks the lab itself: the client reaches the server only through
+// the firewall, sockets made in a namespace stay there, CutFlows drops
+// established flows but lets new ones through, and nothing is left behind.
+func TestLab(t *testing.T) {
+	const tag = "kalab"
+	var prefix string
+	t.Run("lab", func(t *testing.T) {
+		lab := netlab.New(t, netlab.Options{ConntrackTimeout: 30 * time.Second, Tag: tag})
+		prefix = filepath.Join("/run/netns", tag+"-"+strconv.Itoa(os.Getpid())+"-")
+		require.NotEmpty(t, labNamespaces(t, prefix), "namespaces while the lab lives")
+
+		// The server's address exists only in its namespace: listening
+		// there succeeds, and the client's address is what it sees.
+		var ln net.Listener
+		require.NoError(t, lab.Server(func() error {
+			var err error
+			ln, err = net.Listen("tcp", netip.AddrPortFrom(lab.ServerAddr(), 0).String())
+			return err
+		}))
+		t.Cleanup(func() { ln.Close() })
+		_, err := net.Listen("tcp", netip.AddrPortFrom(lab.ServerAddr(), 0).String())
+		assert.Error(t, err, "the server's address must not exist in the process's own namespace")
+
+		// dial opens a connection from the client to the server.
+		dial := func() (client, server net.Conn) {
+			t.Helper()
+			require.NoError(t, lab.Client(func() error {
+				var err error
+				client, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+				return err
+			}))
+			t.Cleanup(func() { client.Close() })
+			server, err := ln.Accept()
+			require.NoError(t, err)
+			t.Cleanup(func() { server.Close() })
+			return client, server
+		}
+		client, server := dial()
+		assert.Equal(t, lab.ClientAddr(), server.RemoteAddr().(*net.TCPAddr).AddrPort().Addr(), "the server sees the client's address: routed, not translated")
+		roundTrip(t, client, server)
+		assert.Zero(t, lab.Dropped(), "packets dropped before the cut")
+
+		lab.CutFlows()
+		_, err = client.Write([]byte("x"))
+		require.NoError(t, err)
+		require.NoError(t, server.SetReadDeadline(time.Now().Add(time.Second)))
+		_, err = server.Read(make([]byte, 1))
+		assert.ErrorIs(t, err, os.ErrDeadlineExceeded, "data of a cut flow must not arrive")
+		assert.NotZero(t, lab.Dropped(), "packets dropped after the cut")
+
+		client, server = dial()
+		roundTrip(t, client, server)
+	})
+	if prefix != "" {
+		assert.Empty(t, labNamespaces(t, prefix), "namespaces left after the test")
+	}
+}
+
+// TestLabRun checks how Client and Server run fn: its error is returned, a
+// panic is raised again in the caller, and a command it starts runs in the
+// namespace.
+func TestLabRun(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Tag: "karun"})
+	errX := errors.New("x")
+	tests := []struct {
+		name string
+		run  func(func() error) error
+		addr netip.Addr
+	}{
+		{"client", lab.Client, lab.ClientAddr()},
+		{"server", lab.Server, lab.ServerAddr()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Same(t, errX, tt.run(func() error { return errX }))
+			assert.PanicsWithValue(t, "boom", func() { _ = tt.run(func() error { panic("boom") }) })
+			var out []byte
+			require.NoError(t, tt.run(func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				var err error
+				out, err = exec.CommandContext(ctx, "ip", "-4", "-o", "addr", "show").CombinedOutput()
+				return err
+			}))
+			assert.Contains(t, string(out), " inet "+tt.addr.String()+"/24 ", "addresses seen by a command started in fn")
+		})
+	}
+}
+
+func roundTrip(t *testing.T, a, b net.Conn) {
+	t.Helper()
+	require.NoError(t, b.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err := a.Write([]byte("ping"))
+	require.NoError(t, err)
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(b, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "ping", string(buf))
+}
+
+// labNamespaces lists the namespaces whose /run/netns path starts with
+// prefix.
+func labNamespaces(t *testing.T, prefix string) []string {
+	t.Helper()
+	names, err := filepath.Glob(prefix + "*")
+	require.NoError(t, err)
+	return names
+}
