@@ -18,6 +18,14 @@ var sysctls = [numOptions]string{
 	optCount:    "/proc/sys/net/ipv4/tcp_keepalive_probes",
 }
 
+// The files behind the retransmission timeout of a socket without a user
+// timeout (man 7 tcp): the number of retransmissions, and the largest
+// retransmission timeout (since Linux 6.15; 120 s before).
+const (
+	retriesSysctl = "/proc/sys/net/ipv4/tcp_retries2"
+	rtoMaxSysctl  = "/proc/sys/net/ipv4/tcp_rto_max_ms"
+)
+
 // acceptInherits reports that a socket accepted from a listening socket
 // starts with the listening socket's keepalive options and user timeout
 // (net/ipv4/tcp_minisocks.c copies them into the child).

@@ -14,6 +14,12 @@ var sockopts [numOptions]sockopt
 // sysctls is empty: the system defaults are read on Linux only.
 var sysctls [numOptions]string
 
+// No retransmission timeout sysctls: they are read on Linux only.
+const (
+	retriesSysctl = ""
+	rtoMaxSysctl  = ""
+)
+
 // acceptInherits is false: whether accepted sockets inherit the listening
 // socket's options is not established here, so ListenConfig sets them on
 // every accepted connection.
