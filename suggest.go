@@ -1,0 +1,79 @@
+package keepalive
+
+import (
+	"fmt"
+	"time"
+)
+
+// suggestCount is the Count Suggest chooses when the detection target
+// leaves room for it: one or two lost probes do not close a healthy
+// connection.
+const suggestCount = 3
+
+// Suggest returns a Config for a path whose middleboxes (firewalls, NATs,
+// load balancers) forget a flow after idleTimeout of silence, and on which a
+// peer that has vanished must be noticed within detect. For example AWS NLB
+// forgets a flow after 350s, Azure Load Balancer after 4 minutes by default,
+// GCP Cloud NAT after 20 minutes.
+//
+// The Config meets both:
+//
+//   - The path stays open even if the first probe is lost: Idle + Interval
+//     is at most idleTimeout less a margin of a tenth of it (at least 1s),
+//     which covers the delay between the last packet the middlebox saw and
+//     the one this host received, the time a probe takes to reach the
+//     middlebox, and middleboxes that expire flows a little early.
+//   - A vanished peer is noticed within detect: [Config.DetectionTime] is at
+//     most detect, whatever the system defaults, since every field is set.
+//
+// Within those bounds Suggest spends half of detect on Idle and the other
+// half on Count = 3 probes (fewer when detect is under 6s), so that a probe
+// or two may be lost; when that Idle would come too close to idleTimeout,
+// Idle and Interval are lowered to fit, with Interval a quarter of the
+// time the path allows, and the Config then notices a dead peer sooner than
+// detect. UserTimeout is Idle + Interval*Count, so that data left
+// unacknowledged is given up on within detect too; it is left zero on
+// platforms without TCP_USER_TIMEOUT. Values are whole seconds, rounded
+// down.
+//
+// Suggest fails when detect is under 2s (the shortest Config, idle 1s,
+// interval 1s, count 1, takes 2s), when idleTimeout is under 3s (two probes
+// a second apart must fit within the idle timeout less its margin), or when
+// the platform cannot set the values; any idleTimeout and detect past those
+// bounds can both be met.
+func Suggest(idleTimeout, detect time.Duration) (Config, error) {
+	if detect < 2*time.Second {
+		return Config{}, fmt.Errorf("keepalive: cannot notice a dead peer within %v: the shortest Config (idle 1s, interval 1s, count 1) takes 2s", detect)
+	}
+	if idleTimeout < 3*time.Second {
+		return Config{}, fmt.Errorf("keepalive: idle timeout %v is too short: the first probe and the one after it, at least 1s apart, must both come 1s or more before it", idleTimeout)
+	}
+	d := int64(detect / time.Second)
+	// latest is the latest time, in seconds of silence, at which the second
+	// probe may go out: the idle timeout less the margin.
+	latest := int64((idleTimeout - max(idleTimeout/10, time.Second)) / time.Second)
+
+	idle := d / 2
+	count := min(int64(suggestCount), d-idle)
+	interval := (d - idle) / count
+	if idle+interval > latest {
+		interval = max(latest/4, 1)
+		idle = latest - interval
+		count = min(int64(suggestCount), (d-idle)/interval)
+	}
+	idle = min(idle, int64(maxIdle/time.Second))
+	interval = min(interval, int64(maxInterval/time.Second))
+
+	c := Config{
+		Idle:     time.Duration(idle) * time.Second,
+		Interval: time.Duration(interval) * time.Second,
+		Count:    int(count),
+	}
+	if platformSets(optUserTimeout) {
+		c.UserTimeout = c.Idle + c.Interval*time.Duration(c.Count)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
