@@ -34,18 +34,39 @@
 //
 // Keepalive probes are sent only while the connection is idle. When data has
 // been sent and is not acknowledged, the kernel retransmits instead, for
-// about 15 minutes by default (net.ipv4.tcp_retries2). [Config.UserTimeout]
+// about 15 minutes by default (net.ipv4.tcp_retries2, which
+// [RetransmitTimeout] turns into time). [Config.UserTimeout]
 // (TCP_USER_TIMEOUT) bounds that time. When it is set the kernel also uses it
 // instead of Count to decide when unanswered keepalive probes kill the
 // connection; [Config.WithUserTimeout] derives the usual value,
 // Idle + Interval*Count.
 //
+// # Configuration from text
+//
+// A Config has a text form, "idle=60s,interval=5s,count=3,user-timeout=75s",
+// that [ParseConfig] reads and [Config.String] writes. Config implements
+// [encoding.TextMarshaler] and [encoding.TextUnmarshaler], so it is a string
+// in JSON or YAML, an environment variable, or a command-line flag through
+// [flag.TextVar]. [Suggest] chooses a Config from what is known of a path:
+// how long its firewalls or load balancers keep an idle flow, and how soon a
+// vanished peer must be noticed.
+//
+// # The system's view
+//
+// [SystemDefaults] reads the values a socket has when it sets none itself,
+// and [RetransmitTimeout] how long unacknowledged data is retransmitted;
+// [Config.DetectionTime] is the worst-case time a Config takes to notice a
+// vanished peer, with its zero fields filled from the system.
+// [Config.SysctlConf] writes the sysctl lines that would make a Config the
+// machine-wide default.
+//
 // # Platforms
 //
 // Linux is the full implementation: every field, the Control hook, [Get],
-// and listening sockets whose accepted connections inherit the options, so
-// nothing is done per accept. Elsewhere [Set], [Dialer] and [ListenConfig]
-// apply Idle, Interval and Count through [net.TCPConn.SetKeepAliveConfig]
+// listening sockets whose accepted connections inherit the options, so
+// nothing is done per accept, and the system's view. Elsewhere [Set],
+// [Dialer] and [ListenConfig] apply Idle, Interval and Count through
+// [net.TCPConn.SetKeepAliveConfig]
 // where the operating system has them; whatever a platform cannot do yields
 // an error that wraps [errors.ErrUnsupported] and names the platform, never a
 // silent success.
@@ -89,7 +110,9 @@ type Config struct {
 
 	// UserTimeout is the longest time sent data may stay unacknowledged
 	// before the connection is closed (TCP_USER_TIMEOUT). It must be a
-	// whole number of milliseconds up to 2147483647ms. When it is set, the
+	// whole number of milliseconds up to 2147483647ms. Linux counts it from
+	// the first retransmission, one retransmission timeout (at least 200 ms)
+	// after the data was sent. When it is set, the
 	// kernel also closes an idle connection whose probes go unanswered once
 	// UserTimeout has passed since the peer was last heard from, instead of
 	// after Count probes. Zero sets no user timeout.
