@@ -1,0 +1,50 @@
+// Package integration proves the keepalive library against real clients and
+// real servers. It has no API: its tests start PostgreSQL, MariaDB and Redis
+// on loopback (and gRPC, HTTP and TLS servers in process), connect through
+// each client's own dialer hook, run a query or request, and read the
+// options back from the very socket the client dialed, with keepalive.Get
+// and with getsockopt. Its examples show the hook of each client.
+//
+// It is a module of its own so that the library's go.mod keeps only
+// golang.org/x/sys and testify.
+//
+// # Hooks, and where a client changes a value
+//
+// A [github.com/keepalive-go/keepalive.Dialer] d plugs into:
+//
+//   - pgx v5: pgx.ConnConfig.DialFunc = d.DialContext (for a pool,
+//     pgxpool.Config.ConnConfig.DialFunc). Without it pgx dials with a zero
+//     net.Dialer: Go's 15 s idle, 15 s interval, 9 probes.
+//   - lib/pq: pq.Connector.Dialer(d). lib/pq calls DialContext when the
+//     dialer has one, as *keepalive.Dialer does, with connect_timeout as the
+//     context's deadline; a dialer with only Dial and DialTimeout gets
+//     DialTimeout(connect_timeout), or Dial without a connect_timeout.
+//   - go-sql-driver/mysql: Config.DialFunc = d.DialContext, or
+//     mysql.RegisterDialContext(name, d.DialAddress) and the network name
+//     in the DSN. The driver turns SO_KEEPALIVE on after dialing; the
+//     values stay.
+//   - go-redis v9: Options.Dialer = d.DialContext. With Dialer set,
+//     go-redis ignores Options.TLSConfig and speaks plain text: for TLS the
+//     Dialer must do the handshake itself.
+//   - gRPC: grpc.WithContextDialer(d.DialAddress). gRPC writes its own
+//     TCP_USER_TIMEOUT after the dialer returns: a client whose
+//     grpc/keepalive.ClientParameters has Time set writes
+//     ClientParameters.Timeout (20 s if zero) over Config.UserTimeout. A
+//     server writes ServerParameters.Timeout (20 s unless set) on every
+//     accepted connection, over a keepalive.ListenConfig's UserTimeout,
+//     since its default Time is 2 hours. To keep one value, give gRPC's
+//     Timeout the Config's UserTimeout, or leave Config.UserTimeout zero and
+//     let gRPC own it.
+//   - net/http: http.Transport.DialContext = d.DialContext (on a clone of
+//     http.DefaultTransport); for HTTPS the Transport does the handshake
+//     over that connection.
+//   - crypto/tls: tls.Dialer.NetDialer (or tls.DialWithDialer) with the
+//     *net.Dialer from d.ConfiguredNetDialer.
+//
+// # Running the tests
+//
+// The tests need the Debian packages postgresql, mariadb-server and
+// redis-server, and the firewall test needs root, iproute2 and nftables.
+// A test whose server cannot run here is skipped with the reason, unless
+// the environment variable CI is set: then it fails.
+package integration

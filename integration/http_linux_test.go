@@ -1,0 +1,137 @@
+package integration_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive"
+)
+
+// remoteAddr answers every request with the client's address as the server
+// sees it.
+var remoteAddr = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	io.WriteString(w, r.RemoteAddr)
+})
+
+func TestHTTP(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		tls  bool
+	}{
+		{"http", false},
+		{"https", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewUnstartedServer(remoteAddr)
+			srv.Listener.Close()
+			ln := listen(t)
+			srv.Listener = ln
+			if tt.tls {
+				srv.StartTLS()
+			} else {
+				srv.Start()
+			}
+			t.Cleanup(srv.Close)
+
+			rec := newRecorder(clientConfig)
+			// The server's own client trusts its certificate; a clone keeps
+			// that and dials through the recorder.
+			tr := srv.Client().Transport.(*http.Transport).Clone()
+			tr.DialContext = rec.DialContext
+			t.Cleanup(tr.CloseIdleConnections)
+			ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+			require.NoError(t, err)
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			require.NoError(t, err)
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+
+			d := rec.only(t)
+			assert.Equal(t, d.Conn.LocalAddr().String(), string(body), "the request went over the dialed socket")
+			assert.Equal(t, want(clientConfig), d.AtDial, "when the dialer returned")
+			assertSocket(t, d.Conn, clientConfig)
+			assertSocket(t, ln.from(t, d.Conn), serverConfig)
+		})
+	}
+}
+
+// TestTLSDialer dials through crypto/tls with the net.Dialer that
+// ConfiguredNetDialer returns.
+func TestTLSDialer(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		dial func(ctx context.Context, nd *net.Dialer, addr string, cfg *tls.Config) (*tls.Conn, error)
+	}{
+		{"tls.Dialer", func(ctx context.Context, nd *net.Dialer, addr string, cfg *tls.Config) (*tls.Conn, error) {
+			td := &tls.Dialer{NetDialer: nd, Config: cfg}
+			c, err := td.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return c.(*tls.Conn), nil
+		}},
+		{"tls.DialWithDialer", func(_ context.Context, nd *net.Dialer, addr string, cfg *tls.Config) (*tls.Conn, error) {
+			return tls.DialWithDialer(nd, "tcp", addr, cfg)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln := listen(t)
+			tln := tls.NewListener(ln, serverTLS(t))
+			go serveRemoteAddr(tln)
+
+			d := &keepalive.Dialer{Config: clientConfig}
+			nd, err := d.ConfiguredNetDialer()
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+			defer cancel()
+			conn, err := tt.dial(ctx, nd, ln.Addr().String(), clientTLS(t))
+			require.NoError(t, err)
+			t.Cleanup(func() { conn.Close() })
+			require.NoError(t, conn.SetDeadline(deadline(ctx)))
+			line, err := bufio.NewReader(conn).ReadString('\n')
+			require.NoError(t, err)
+
+			assert.Equal(t, conn.LocalAddr().String(), strings.TrimSpace(line), "the server answered on the dialed socket")
+			assert.True(t, conn.ConnectionState().HandshakeComplete)
+			assertSocket(t, conn, clientConfig)
+			assertSocket(t, ln.from(t, conn), serverConfig)
+		})
+	}
+}
+
+// serveRemoteAddr writes each client's address, as the server sees it, on
+// a line, and leaves the connection open: the listener from listen closes
+// it at cleanup.
+func serveRemoteAddr(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go io.WriteString(c, c.RemoteAddr().String()+"\n")
+	}
+}
+
+func deadline(ctx context.Context) (d time.Time) {
+	d, _ = ctx.Deadline()
+	return d
+}

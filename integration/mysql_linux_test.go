@@ -1,0 +1,142 @@
+package integration_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	mariaOnce   sync.Once
+	mariaServer *server
+)
+
+// mariadb returns the package's MariaDB server, started on first use:
+// mariadb-install-db in a temporary folder, with root@127.0.0.1 and no
+// password, then mariadbd on 127.0.0.1 only.
+func mariadb(t testing.TB) *server {
+	t.Helper()
+	mariaOnce.Do(func() { mariaServer = startMariaDB() })
+	return mariaServer.need(t)
+}
+
+func startMariaDB() *server {
+	install, err := lookPath("mariadb-install-db", "/usr/bin/mysql_install_db")
+	if err != nil {
+		return &server{err: err}
+	}
+	mariadbd, err := lookPath("mariadbd", "/usr/sbin/mariadbd", "/usr/sbin/mysqld")
+	if err != nil {
+		return &server{err: err}
+	}
+	dir := filepath.Join(tmpRoot, "mariadb")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return &server{err: err}
+	}
+	data := filepath.Join(dir, "data")
+	// Small InnoDB files: the server holds no tables of its own.
+	common := []string{"--datadir=" + data, "--innodb-buffer-pool-size=16M", "--innodb-log-file-size=8M"}
+	if os.Geteuid() == 0 {
+		common = append(common, "--user=root") // else mariadbd refuses root
+	}
+	args := append([]string{"--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"}, common...)
+	if err := run(exec.Command(install, args...)); err != nil {
+		return &server{err: err}
+	}
+	return startOnFreePort(func(port int) (*server, error) {
+		args := append([]string{"--no-defaults"}, common...)
+		args = append(args, "--port="+strconv.Itoa(port), "--bind-address=127.0.0.1",
+			"--socket="+filepath.Join(dir, "mysqld.sock"), "--pid-file="+filepath.Join(dir, "mysqld.pid"),
+			"--tmpdir="+dir, "--skip-log-bin", "--skip-name-resolve")
+		p, err := startProcess("mariadbd", exec.Command(mariadbd, args...), filepath.Join(tmpRoot, "mariadb.log"), syscall.SIGKILL, nil, hostSpawn, onStop)
+		if err != nil {
+			return nil, err
+		}
+		s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+		err = p.waitReady(func(ctx context.Context) error {
+			cfg := mysql.NewConfig()
+			cfg.User, cfg.Net, cfg.Addr = "root", "tcp", s.Addr
+			c, err := mysql.NewConnector(cfg)
+			if err != nil {
+				return err
+			}
+			db := sql.OpenDB(c)
+			defer db.Close()
+			return db.PingContext(ctx)
+		})
+		if err != nil {
+			p.kill()
+			return nil, err
+		}
+		return s, nil
+	})
+}
+
+func TestMySQL(t *testing.T) {
+	t.Parallel()
+	my := mariadb(t)
+	tests := []struct {
+		name string
+		open func(t *testing.T, rec *recorder) *sql.DB
+	}{
+		{"Config.DialFunc", func(t *testing.T, rec *recorder) *sql.DB {
+			cfg := mysql.NewConfig()
+			cfg.User, cfg.Net, cfg.Addr = "root", "tcp", my.Addr
+			cfg.DialFunc = rec.DialContext
+			c, err := mysql.NewConnector(cfg)
+			require.NoError(t, err)
+			return sql.OpenDB(c)
+		}},
+		{"RegisterDialContext", func(t *testing.T, rec *recorder) *sql.DB {
+			network := fmt.Sprintf("keepalive-%d", os.Getpid())
+			mysql.RegisterDialContext(network, rec.DialAddress)
+			t.Cleanup(func() { mysql.DeregisterDialContext(network) })
+			db, err := sql.Open("mysql", fmt.Sprintf("root@%s(%s)/", network, my.Addr))
+			require.NoError(t, err)
+			return db
+		}},
+		{`RegisterDialContext "tcp"`, func(t *testing.T, rec *recorder) *sql.DB {
+			mysql.RegisterDialContext("tcp", rec.DialAddress)
+			t.Cleanup(func() { mysql.DeregisterDialContext("tcp") })
+			db, err := sql.Open("mysql", fmt.Sprintf("root@tcp(%s)/", my.Addr))
+			require.NoError(t, err)
+			return db
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newRecorder(clientConfig)
+			db := tt.open(t, rec)
+			t.Cleanup(func() { db.Close() })
+			db.SetMaxOpenConns(1)
+			ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+			defer cancel()
+			// HOST is the client's address as the server sees it.
+			var host string
+			require.NoError(t, db.QueryRowContext(ctx,
+				"SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()").Scan(&host))
+
+			d := rec.only(t)
+			assert.Equal(t, my.Addr, d.Address)
+			_, port, _ := strings.Cut(host, ":")
+			assert.Equal(t, strconv.Itoa(localPort(t, d.Conn)), port, "the query went over the dialed socket (server sees %s)", host)
+			assert.Equal(t, want(clientConfig), d.AtDial, "when the dialer returned")
+			// The driver turns SO_KEEPALIVE on after dialing; the values
+			// stay.
+			assertSocket(t, d.Conn, clientConfig)
+		})
+	}
+}

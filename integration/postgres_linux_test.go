@@ -1,0 +1,287 @@
+package integration_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lib/pq"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	pgOnce   sync.Once
+	pgServer *server
+)
+
+// postgres returns the package's PostgreSQL server, started on first use:
+// initdb in a temporary folder, then postgres listening on 127.0.0.1 only,
+// with its Unix socket in that folder.
+func postgres(t testing.TB) *server {
+	t.Helper()
+	pgOnce.Do(func() { pgServer = startPostgres() })
+	return pgServer.need(t)
+}
+
+// pgDSN returns the keyword/value connection string for s.
+func pgDSN(s *server, extra string) string {
+	host, port, _ := net.SplitHostPort(s.Addr)
+	return fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable %s", host, port, extra)
+}
+
+// pgCluster is a PostgreSQL data folder made by initdb, with the binaries
+// that made it.
+type pgCluster struct {
+	bin  string              // the folder of initdb, pg_ctl and postgres
+	cred *syscall.Credential // whom to run them as; nil for the test's user
+	dir  string              // owned by cred: the data folder, the socket, the log
+	data string
+}
+
+// initPostgres runs initdb in a new folder under tmpRoot whose name starts
+// with prefix. Every local connection is trusted.
+func initPostgres(prefix string) (*pgCluster, error) {
+	initdb, err := lookPath("initdb", "/usr/lib/postgresql/*/bin/initdb")
+	if err != nil {
+		return nil, err
+	}
+	if real, err := filepath.EvalSymlinks(initdb); err == nil {
+		initdb = real
+	}
+	pg := &pgCluster{bin: filepath.Dir(initdb)}
+	// initdb, pg_ctl and postgres refuse to run as root: as root, run them
+	// as the postgres user that Debian's package creates.
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return nil, errUnavailable{"PostgreSQL refuses to run as root and there is no postgres user to run it as: " + err.Error()}
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		pg.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	if pg.dir, err = os.MkdirTemp(tmpRoot, prefix); err != nil {
+		return nil, err
+	}
+	if pg.cred != nil {
+		if err := os.Chown(pg.dir, int(pg.cred.Uid), int(pg.cred.Gid)); err != nil {
+			return nil, err
+		}
+	}
+	pg.data = filepath.Join(pg.dir, "data")
+	if err := run(pg.command("initdb", "-D", pg.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C")); err != nil {
+		return nil, err
+	}
+	return pg, nil
+}
+
+// command returns a command that runs one of the cluster's binaries as its
+// owner.
+func (pg *pgCluster) command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(pg.bin, name), args...)
+	cmd.Dir = pg.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: pg.cred}
+	return cmd
+}
+
+// trust lets clients from cidr connect without a password; initdb trusts
+// only loopback.
+func (pg *pgCluster) trust(cidr string) error {
+	f, err := os.OpenFile(filepath.Join(pg.data, "pg_hba.conf"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "host all all %s trust\n", cidr)
+	return errors.Join(err, f.Close())
+}
+
+// start starts postgres listening on addr:port, through spawn, registers its
+// stop (pg_ctl stop -m fast) with register, and waits until ready succeeds.
+//
+// postgres is started directly rather than through pg_ctl start, which would
+// detach it from the test binary and let it outlive a crash.
+func (pg *pgCluster) start(addr string, port int, spawn spawnFunc, register func(func()), ready func(ctx context.Context) error) error {
+	cmd := pg.command("postgres", "-D", pg.data, "-p", strconv.Itoa(port), "-k", pg.dir,
+		"-c", "listen_addresses="+addr, "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off", "-c", "shared_buffers=16MB", "-c", "max_connections=30")
+	stop := func() error {
+		return run(pg.command("pg_ctl", "stop", "-D", pg.data, "-m", "fast", "-w", "-t", "15"))
+	}
+	p, err := startProcess("postgres", cmd, pg.dir+".log", syscall.SIGQUIT, stop, spawn, register)
+	if err != nil {
+		return err
+	}
+	if err := p.waitReady(ready); err != nil {
+		p.kill()
+		return err
+	}
+	return nil
+}
+
+// pgReady returns a readiness check that connects with dsn.
+func pgReady(dsn string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		c, err := pgconn.Connect(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		return c.Close(ctx)
+	}
+}
+
+func startPostgres() *server {
+	pg, err := initPostgres("postgres-")
+	if err != nil {
+		return &server{err: err}
+	}
+	return startOnFreePort(func(port int) (*server, error) {
+		s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+		if err := pg.start("127.0.0.1", port, hostSpawn, onStop, pgReady(pgDSN(s, ""))); err != nil {
+			return nil, err
+		}
+		return s, nil
+	})
+}
+
+// pgClientPort is the query that returns the client's TCP port as the server
+// sees it: the proof that a query went over the socket a test reads.
+const pgClientPort = "SELECT inet_client_port()"
+
+// queryTimeout bounds each test's query or request.
+const queryTimeout = 10 * time.Second
+
+func TestPgx(t *testing.T) {
+	t.Parallel()
+	pg := postgres(t)
+	tests := []struct {
+		name    string
+		connect func(t *testing.T, dialFunc pgconn.DialFunc) (query func(ctx context.Context, sql string) pgx.Row, netConn func() net.Conn)
+	}{
+		{"pgx.ConnConfig", func(t *testing.T, dialFunc pgconn.DialFunc) (func(context.Context, string) pgx.Row, func() net.Conn) {
+			cfg, err := pgx.ParseConfig(pgDSN(pg, ""))
+			require.NoError(t, err)
+			cfg.DialFunc = dialFunc
+			conn, err := pgx.ConnectConfig(context.Background(), cfg)
+			require.NoError(t, err)
+			t.Cleanup(func() { conn.Close(context.Background()) })
+			return func(ctx context.Context, sql string) pgx.Row { return conn.QueryRow(ctx, sql) },
+				func() net.Conn { return conn.PgConn().Conn() }
+		}},
+		{"pgxpool.Config", func(t *testing.T, dialFunc pgconn.DialFunc) (func(context.Context, string) pgx.Row, func() net.Conn) {
+			cfg, err := pgxpool.ParseConfig(pgDSN(pg, "pool_max_conns=1"))
+			require.NoError(t, err)
+			cfg.ConnConfig.DialFunc = dialFunc
+			pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+			require.NoError(t, err)
+			t.Cleanup(pool.Close)
+			return func(ctx context.Context, sql string) pgx.Row { return pool.QueryRow(ctx, sql) },
+				func() net.Conn {
+					c, err := pool.Acquire(context.Background())
+					require.NoError(t, err)
+					defer c.Release()
+					return c.Conn().PgConn().Conn()
+				}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newRecorder(clientConfig)
+			query, netConn := tt.connect(t, rec.DialContext)
+			ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+			defer cancel()
+			var port int
+			require.NoError(t, query(ctx, pgClientPort).Scan(&port))
+
+			d := rec.only(t)
+			assert.Equal(t, "tcp", d.Network)
+			assert.Same(t, d.Conn, netConn(), "pgx's own net.Conn is the one the dialer returned")
+			assert.Equal(t, localPort(t, d.Conn), port, "the query went over the dialed socket")
+			assert.Equal(t, want(clientConfig), d.AtDial, "when the dialer returned")
+			assertSocket(t, d.Conn, clientConfig)
+		})
+	}
+}
+
+// pqDialer hides DialContext, so that lib/pq falls back to Dial and
+// DialTimeout, as for a pq.Dialer that has no DialContext.
+type pqDialer struct{ r *recorder }
+
+func (d pqDialer) Dial(network, address string) (net.Conn, error) {
+	return d.r.Dial(network, address)
+}
+
+func (d pqDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	return d.r.DialTimeout(network, address, timeout)
+}
+
+func TestLibPQ(t *testing.T) {
+	t.Parallel()
+	pg := postgres(t)
+	// lib/pq calls DialContext when the Dialer has it (as *keepalive.Dialer
+	// does), with connect_timeout as the context's deadline; a Dialer with
+	// only the pq.Dialer methods gets DialTimeout(connect_timeout), or Dial
+	// when there is no connect_timeout.
+	tests := []struct {
+		name        string
+		dsn         string
+		hideContext bool
+		method      string
+		// timeout is DialTimeout's argument, or for DialContext what the
+		// context's deadline leaves at most: connect_timeout, else the
+		// query's own 10 s.
+		timeout time.Duration
+	}{
+		{"DialContext with connect_timeout", "connect_timeout=5", false, "DialContext", 5 * time.Second},
+		{"DialContext", "", false, "DialContext", queryTimeout},
+		{"DialTimeout", "connect_timeout=5", true, "DialTimeout", 5 * time.Second},
+		{"Dial", "", true, "Dial", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newRecorder(clientConfig)
+			connector, err := pq.NewConnector(pgDSN(pg, tt.dsn))
+			require.NoError(t, err)
+			if tt.hideContext {
+				connector.Dialer(pqDialer{rec})
+			} else {
+				connector.Dialer(rec)
+			}
+			db := sql.OpenDB(connector)
+			t.Cleanup(func() { db.Close() })
+			db.SetMaxOpenConns(1)
+			ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+			defer cancel()
+			var port int
+			require.NoError(t, db.QueryRowContext(ctx, pgClientPort).Scan(&port))
+
+			d := rec.only(t)
+			assert.Equal(t, tt.method, d.Method)
+			if tt.method == "DialContext" {
+				// The deadline is set just before the dial; 2 s is room
+				// for a loaded machine.
+				assert.True(t, d.Timeout > tt.timeout-2*time.Second && d.Timeout <= tt.timeout,
+					"deadline %v away at the dial; want at most %v", d.Timeout, tt.timeout)
+			} else {
+				assert.Equal(t, tt.timeout, d.Timeout, "timeout")
+			}
+			assert.Equal(t, localPort(t, d.Conn), port, "the query went over the dialed socket")
+			assert.Equal(t, want(clientConfig), d.AtDial, "when the dialer returned")
+			assertSocket(t, d.Conn, clientConfig)
+		})
+	}
+}

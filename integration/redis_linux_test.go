@@ -1,0 +1,168 @@
+package integration_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	redisOnce, redisTLSOnce     sync.Once
+	redisServer, redisTLSServer *server
+)
+
+// redisPlain returns the package's Redis server without TLS, started on
+// first use.
+func redisPlain(t testing.TB) *server {
+	t.Helper()
+	redisOnce.Do(func() { redisServer = startRedis(nil) })
+	return redisServer.need(t)
+}
+
+// redisTLS returns the package's Redis server that speaks only TLS, with the
+// test certificate, started on first use.
+func redisTLS(t testing.TB) *server {
+	t.Helper()
+	c := certificate(t)
+	redisTLSOnce.Do(func() { redisTLSServer = startRedis(c) })
+	return redisTLSServer.need(t)
+}
+
+// startRedis starts redis-server on 127.0.0.1 with no persistence; with a
+// certificate it listens for TLS only (--port 0 --tls-port N).
+func startRedis(c *testCert) *server {
+	bin, err := lookPath("redis-server", "/usr/bin/redis-server")
+	if err != nil {
+		return &server{err: err}
+	}
+	name := "redis"
+	if c != nil {
+		name = "redis-tls"
+	}
+	dir := filepath.Join(tmpRoot, name)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return &server{err: err}
+	}
+	return startOnFreePort(func(port int) (*server, error) {
+		args := []string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no"}
+		var tlsConfig *tls.Config
+		if c == nil {
+			args = append(args, "--port", strconv.Itoa(port))
+		} else {
+			args = append(args, "--port", "0", "--tls-port", strconv.Itoa(port),
+				"--tls-cert-file", c.CertFile, "--tls-key-file", c.KeyFile, "--tls-ca-cert-file", c.CertFile,
+				"--tls-auth-clients", "no")
+			tlsConfig = &tls.Config{RootCAs: c.Pool, ServerName: "127.0.0.1"}
+		}
+		p, err := startProcess(name, exec.Command(bin, args...), filepath.Join(tmpRoot, name+".log"), syscall.SIGKILL, nil, hostSpawn, onStop)
+		if err != nil {
+			return nil, err
+		}
+		s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+		err = p.waitReady(func(ctx context.Context) error {
+			rdb := redis.NewClient(&redis.Options{Addr: s.Addr, TLSConfig: tlsConfig, MaxRetries: -1})
+			defer rdb.Close()
+			return rdb.Ping(ctx).Err()
+		})
+		if err != nil {
+			p.kill()
+			return nil, err
+		}
+		return s, nil
+	})
+}
+
+// tlsOver returns a go-redis Dialer that does the TLS handshake over the
+// connection dial returns: go-redis applies Options.TLSConfig only in its
+// own dialer.
+func tlsOver(dial func(ctx context.Context, network, addr string) (net.Conn, error), cfg *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+}
+
+// clientAddr returns the addr field of CLIENT INFO: the client's address as
+// the server sees it.
+func clientAddr(t testing.TB, info string) string {
+	t.Helper()
+	for _, f := range strings.Fields(info) {
+		if a, ok := strings.CutPrefix(f, "addr="); ok {
+			return a
+		}
+	}
+	require.Failf(t, "no addr in CLIENT INFO", "%q", info)
+	return ""
+}
+
+func TestRedis(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		options func(t *testing.T, rec *recorder) *redis.Options
+	}{
+		{"Dialer", func(t *testing.T, rec *recorder) *redis.Options {
+			return &redis.Options{Addr: redisPlain(t).Addr, Dialer: rec.DialContext}
+		}},
+		{"Dialer with TLS", func(t *testing.T, rec *recorder) *redis.Options {
+			return &redis.Options{Addr: redisTLS(t).Addr, Dialer: tlsOver(rec.DialContext, clientTLS(t))}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newRecorder(clientConfig)
+			opt := tt.options(t, rec)
+			opt.PoolSize = 1
+			rdb := redis.NewClient(opt)
+			t.Cleanup(func() { rdb.Close() })
+			ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+			defer cancel()
+			require.NoError(t, rdb.Set(ctx, "keepalive", t.Name(), 0).Err())
+			info, err := rdb.Do(ctx, "CLIENT", "INFO").Text()
+			require.NoError(t, err)
+
+			d := rec.only(t)
+			assert.Equal(t, d.Conn.LocalAddr().String(), clientAddr(t, info), "the commands went over the dialed socket")
+			assert.Equal(t, want(clientConfig), d.AtDial, "when the dialer returned")
+			assertSocket(t, d.Conn, clientConfig)
+		})
+	}
+}
+
+// TestRedisTLSConfigWithDialer shows why the TLS case above does its own
+// handshake: with Options.Dialer set, go-redis ignores Options.TLSConfig and
+// speaks plain text to a TLS port.
+func TestRedisTLSConfigWithDialer(t *testing.T) {
+	t.Parallel()
+	srv := redisTLS(t)
+	rec := newRecorder(clientConfig)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, TLSConfig: clientTLS(t), Dialer: rec.DialContext, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	err := rdb.Ping(ctx).Err()
+	require.Error(t, err, "PING in plain text to a TLS-only port")
+	t.Logf("PING: %v", err)
+	d := rec.only(t)
+	assert.IsType(t, &net.TCPConn{}, d.Conn, "the client used the dialer's connection as it was")
+}
