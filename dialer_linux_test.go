@@ -95,10 +95,7 @@ func TestDialAndAcceptValues(t *testing.T) {
 				for _, m := range dialMethods(t, d) {
 					t.Run(l.name+"/"+m.name, func(t *testing.T) {
 						dialed, accepted := pair(t, l.ln, m.dial)
-						assert.Equal(t, want, readKernel(t, dialed), "dialed")
-						assert.Equal(t, want, readKernel(t, accepted), "accepted")
-						assert.Equal(t, settings(want), mustGet(t, dialed), "Get dialed")
-						assert.Equal(t, settings(want), mustGet(t, accepted), "Get accepted")
+						assertBothEnds(t, want, dialed, accepted)
 					})
 				}
 			}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
@@ -268,4 +269,14 @@ func multipath(t testing.TB, conn net.Conn) bool {
 	mp, err := conn.(*net.TCPConn).MultipathTCP()
 	require.NoError(t, err)
 	return mp
+}
+
+// assertBothEnds checks that getsockopt and keepalive.Get report want on
+// both the dialed and the accepted end of a connection.
+func assertBothEnds(t testing.TB, want kernel, dialed, accepted net.Conn) {
+	t.Helper()
+	assert.Equal(t, want, readKernel(t, dialed), "dialed")
+	assert.Equal(t, want, readKernel(t, accepted), "accepted")
+	assert.Equal(t, settings(want), mustGet(t, dialed), "Get dialed")
+	assert.Equal(t, settings(want), mustGet(t, accepted), "Get accepted")
 }

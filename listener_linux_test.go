@@ -103,10 +103,7 @@ func TestMultipathKept(t *testing.T) {
 					dialed, accepted := pair(t, ln, m.dial)
 					assert.True(t, multipath(t, dialed), "dialed MultipathTCP")
 					assert.True(t, multipath(t, accepted), "accepted MultipathTCP")
-					assert.Equal(t, want, readKernel(t, dialed), "dialed")
-					assert.Equal(t, want, readKernel(t, accepted), "accepted")
-					assert.Equal(t, settings(want), mustGet(t, dialed), "Get dialed")
-					assert.Equal(t, settings(want), mustGet(t, accepted), "Get accepted")
+					assertBothEnds(t, want, dialed, accepted)
 				})
 			}
 		})
