@@ -131,6 +131,7 @@ func New(t testing.TB, o Options) *Lab {
 	if tag == "" {
 		tag = "netlab"
 	}
+	removeStale()
 	l := &Lab{t: t}
 	id := fmt.Sprintf("%s-%d-%d", tag, os.Getpid(), seq.Add(1))
 	for r := range numRoles {
@@ -157,6 +158,31 @@ func New(t testing.TB, o Options) *Lab {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// staleName matches the namespaces New names, TAG-PID-SEQ-ROLE.
+var staleName = regexp.MustCompile(`^.+-([0-9]+)-[0-9]+-(client|fw|server)$`)
+
+// removeStale deletes the namespaces of labs whose process has died without
+// its cleanups running (a test binary killed or timed out), so that they do
+// not pile up on a developer's machine. Errors are ignored: the namespace
+// stays, and the next New tries again.
+func removeStale() {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		m := staleName.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		pid, err := strconv.Atoi(m[1])
+		if err != nil || pid == os.Getpid() || !errors.Is(unix.Kill(pid, 0), unix.ESRCH) {
+			continue
+		}
+		command("ip", "netns", "delete", e.Name())
+	}
 }
 
 // build wires the namespaces together and sets up the firewall.

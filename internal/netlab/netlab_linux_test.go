@@ -127,3 +127,25 @@ func labNamespaces(t *testing.T, prefix string) []string {
 	require.NoError(t, err)
 	return names
 }
+
+// TestLabRemovesStale checks that New deletes the namespaces a lab of a
+// dead process left behind, and only those.
+func TestLabRemovesStale(t *testing.T) {
+	if os.Geteuid() != 0 {
+		netlab.New(t, netlab.Options{}) // skips, or fails in CI, with the reason
+	}
+	dead := exec.Command("true")
+	require.NoError(t, dead.Run())
+	stale := "kastale-" + strconv.Itoa(dead.Process.Pid) + "-1-client"
+	alive := "kastale-" + strconv.Itoa(os.Getpid()) + "-9999-client"
+	for _, name := range []string{stale, alive} {
+		out, err := exec.Command("ip", "netns", "add", name).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		t.Cleanup(func() { exec.Command("ip", "netns", "delete", name).Run() })
+	}
+	netlab.New(t, netlab.Options{Tag: "kastale"})
+	_, err := os.Stat(filepath.Join("/run/netns", stale))
+	assert.ErrorIs(t, err, os.ErrNotExist, "namespace of a dead process")
+	_, err = os.Stat(filepath.Join("/run/netns", alive))
+	assert.NoError(t, err, "namespace of a live process")
+}
