@@ -112,10 +112,10 @@ type Config struct {
 	// before the connection is closed (TCP_USER_TIMEOUT). It must be a
 	// whole number of milliseconds up to 2147483647ms. Linux counts it from
 	// the first retransmission, one retransmission timeout (at least 200 ms)
-	// after the data was sent. When it is set, the
-	// kernel also closes an idle connection whose probes go unanswered once
-	// UserTimeout has passed since the peer was last heard from, instead of
-	// after Count probes. Zero sets no user timeout.
+	// after the data was sent. When it is set, the kernel also closes an
+	// idle connection whose probes go unanswered once UserTimeout has passed
+	// since the peer was last heard from, instead of after Count probes.
+	// Zero sets no user timeout.
 	//
 	// Note that on Linux a Multipath TCP socket refuses TCP_USER_TIMEOUT, so
 	// [Dialer] and [ListenConfig] use plain TCP when UserTimeout is set.
