@@ -20,20 +20,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/internal/sockopts"
 )
 
 // kernel is what getsockopt reports for a socket, read independently of
 // keepalive.Get.
-type kernel struct {
-	KeepAlive   bool
-	Idle        time.Duration
-	Interval    time.Duration
-	Count       int
-	UserTimeout time.Duration
-	// MPTCP reports SO_PROTOCOL == IPPROTO_MPTCP; such a socket has no
-	// TCP_USER_TIMEOUT, and UserTimeout reads as zero.
-	MPTCP bool
-}
+type kernel = sockopts.Values
 
 // readKernel reads SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT,
 // TCP_USER_TIMEOUT and SO_PROTOCOL inside Control and asserts nothing
@@ -48,29 +40,8 @@ func readKernel(t testing.TB, conn net.Conn) kernel {
 // readSocket is readKernel for any TCP socket, a listening one included.
 func readSocket(t testing.TB, sc syscall.Conn) kernel {
 	t.Helper()
-	rc, err := sc.SyscallConn()
-	require.NoError(t, err)
-	var k kernel
-	var errs []error
-	get := func(fd, level, opt int) int {
-		v, err := unix.GetsockoptInt(fd, level, opt)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return v
-	}
-	require.NoError(t, rc.Control(func(fdp uintptr) {
-		fd := int(fdp)
-		k.KeepAlive = get(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 0
-		k.Idle = time.Duration(get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)) * time.Second
-		k.Interval = time.Duration(get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)) * time.Second
-		k.Count = get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
-		k.MPTCP = get(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL) == unix.IPPROTO_MPTCP
-		if !k.MPTCP {
-			k.UserTimeout = time.Duration(get(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)) * time.Millisecond
-		}
-	}))
-	require.Empty(t, errs, "getsockopt")
+	k, err := sockopts.Read(sc)
+	require.NoError(t, err, "getsockopt")
 	return k
 }
 

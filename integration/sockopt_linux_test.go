@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -11,9 +10,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/internal/sockopts"
 )
 
 // clientConfig is what every client dials with: values no default has, so a
@@ -25,16 +24,7 @@ var serverConfig = keepalive.Config{Idle: 41 * time.Second, Interval: 9 * time.S
 
 // kernel is what getsockopt reports for a socket, read independently of
 // keepalive.Get.
-type kernel struct {
-	KeepAlive   bool
-	Idle        time.Duration
-	Interval    time.Duration
-	Count       int
-	UserTimeout time.Duration
-	// MPTCP reports SO_PROTOCOL == IPPROTO_MPTCP; such a socket has no
-	// TCP_USER_TIMEOUT.
-	MPTCP bool
-}
+type kernel = sockopts.Values
 
 // want returns what the kernel must report for a socket that carries c,
 // every field of which is set.
@@ -58,34 +48,7 @@ func readSockopts(conn net.Conn) (kernel, error) {
 	if !ok {
 		return kernel{}, fmt.Errorf("want *net.TCPConn, got %T", conn)
 	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return kernel{}, err
-	}
-	var k kernel
-	var errs []error
-	get := func(fd, level, opt int) int {
-		v, err := unix.GetsockoptInt(fd, level, opt)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return v
-	}
-	err = rc.Control(func(fdp uintptr) {
-		fd := int(fdp)
-		k.KeepAlive = get(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 0
-		k.Idle = time.Duration(get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)) * time.Second
-		k.Interval = time.Duration(get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)) * time.Second
-		k.Count = get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
-		k.MPTCP = get(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL) == unix.IPPROTO_MPTCP
-		if !k.MPTCP {
-			k.UserTimeout = time.Duration(get(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)) * time.Millisecond
-		}
-	})
-	if err != nil {
-		return kernel{}, err
-	}
-	return k, errors.Join(errs...)
+	return sockopts.Read(tc)
 }
 
 // readKernel is readSockopts for the test goroutine.
