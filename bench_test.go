@@ -244,8 +244,8 @@ func benchCheck(b *testing.B, conn net.Conn, want keepalive.Config) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if w := (keepalive.Settings{Enabled: true, Config: want}); got != w {
-		b.Fatalf("socket carries %+v; want %+v", got, w)
+	if got != want {
+		b.Fatalf("socket carries %+v; want %+v", got, want)
 	}
 }
 

@@ -2,6 +2,7 @@ package keepalive
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"syscall"
 	"time"
@@ -15,9 +16,11 @@ import (
 // the zero [net.Dialer] does, with keepalive on at the system's values.
 type Dialer struct {
 	// NetDialer is the dialer to dial with. If nil, the zero net.Dialer is
-	// used. It is never modified. Its Control or ControlContext hook runs as
-	// usual; its KeepAlive and KeepAliveConfig fields are ignored for TCP
-	// networks, where Config wins.
+	// used. It is never modified. Its KeepAlive and KeepAliveConfig fields
+	// are ignored for TCP networks, where Config wins. Its Control or
+	// ControlContext hook runs as the standard library would run it, and
+	// Config is applied after it, whole: an option the hook set that Config
+	// leaves zero is put back to the system default.
 	//
 	// Note that on Linux a Multipath TCP socket refuses TCP_USER_TIMEOUT:
 	// when Config.UserTimeout is set, the Dialer dials plain TCP even if
@@ -26,7 +29,9 @@ type Dialer struct {
 
 	// Config is applied to every connection dialed on a TCP network
 	// ("tcp", "tcp4", "tcp6"). It is validated before any socket is
-	// created. The zero Config turns keepalive on with the system's values.
+	// created. A zero field means the system default, as everywhere in
+	// this package; the zero Config turns keepalive on with the system's
+	// values.
 	Config Config
 }
 
@@ -57,21 +62,31 @@ func (d *Dialer) DialTimeout(network, address string, timeout time.Duration) (ne
 // "unix", ...) are dialed by NetDialer untouched.
 //
 // An invalid Config fails with the [Config.Validate] error before any socket
-// is created.
+// is created. Errors from connecting are the standard library's, as
+// [net.Dialer] returns them, so that clients which inspect a [*net.OpError]
+// keep working; errors applying the Config start with "keepalive:".
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	if err := d.Config.Validate(); err != nil {
 		return nil, err
 	}
+	base := d.base()
 	if !isTCP(network) {
-		return d.base().DialContext(ctx, network, address)
+		return base.DialContext(ctx, network, address)
 	}
 	// A copy, so that the standard library's own keepalive stays off
-	// (KeepAlive 0 would apply 15 s / 15 s / 9 and discard any error). The
-	// options are set after connect rather than in a Control hook: a hook
-	// costs the standard library seven allocations a dial, setting them
-	// afterwards costs none.
-	nd := *d.base()
+	// (KeepAlive 0 would apply 15 s / 15 s / 9 and discard any error).
+	nd := *base
 	d.Config.prepareDialer(&nd)
+	if base.Control != nil || base.ControlContext != nil {
+		// The caller's hook may change the options: apply the Config
+		// after it, in the hook.
+		nd.Control = nil
+		nd.ControlContext = chainControlContext(base.Control, base.ControlContext, d.Config)
+		return nd.DialContext(ctx, network, address)
+	}
+	// Without a hook, the options are set after connect: a hook costs the
+	// standard library seven allocations a dial, setting them afterwards
+	// three.
 	conn, err := nd.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, err
@@ -82,7 +97,12 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 // setOrClose applies the validated c to a new TCP connection, closing it if
 // that fails.
 func setOrClose(conn net.Conn, c Config) (net.Conn, error) {
-	if err := set(conn.(*net.TCPConn), c); err != nil {
+	tc := conn.(*net.TCPConn)
+	rc, err := tc.SyscallConn()
+	if err == nil {
+		err = controlNew(rc, c, tc)
+	}
+	if err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -98,19 +118,16 @@ func (d *Dialer) DialAddress(ctx context.Context, address string) (net.Conn, err
 // ConfiguredNetDialer returns a copy of NetDialer that applies Config through
 // a ControlContext hook, for APIs that accept only a [*net.Dialer], such as
 // [crypto/tls.Dialer] and [crypto/tls.DialWithDialer]. NetDialer's own
-// Control or ControlContext hook runs first; its KeepAlive is set to -1 so
+// Control or ControlContext hook runs first, as the standard library would
+// run it, then the Config is applied whole; its KeepAlive is set to -1 so
 // that the standard library does not overwrite the values after connect.
 // The Config is validated now; the hook validates nothing more per dial.
 //
 // A dial through the returned dialer allocates more than one through
-// [Dialer.DialContext], which sets the options after connect. It is
-// implemented on Linux only; elsewhere it returns an error wrapping
-// [errors.ErrUnsupported].
+// [Dialer.DialContext], which sets the options after connect when NetDialer
+// has no hook.
 func (d *Dialer) ConfiguredNetDialer() (*net.Dialer, error) {
 	if err := d.Config.Validate(); err != nil {
-		return nil, err
-	}
-	if err := d.Config.checkControl(); err != nil {
 		return nil, err
 	}
 	base := d.base()
@@ -129,7 +146,7 @@ func (d *Dialer) base() *net.Dialer {
 }
 
 // prepareDialer turns the standard library's keepalive off in nd, and
-// Multipath TCP too when c needs TCP_USER_TIMEOUT.
+// Multipath TCP too when c needs a user timeout.
 func (c Config) prepareDialer(nd *net.Dialer) {
 	nd.KeepAlive = -1
 	nd.KeepAliveConfig = net.KeepAliveConfig{}
@@ -138,44 +155,60 @@ func (c Config) prepareDialer(nd *net.Dialer) {
 	}
 }
 
-// checkControl reports whether Control can set every option c needs on this
-// platform, so that a hook is refused before any socket exists.
-func (c Config) checkControl() error {
-	return checkTable(c.values(), true)
-}
-
 // chainControlContext returns a ControlContext hook that runs the caller's
-// hook as the standard library would (ControlContext if set, else Control),
-// then sets the already validated c.
+// hook as the standard library would (controlContext if set, else control),
+// then applies the validated c to a TCP socket. Without a caller's hook it
+// sets c as [Config.Control] does. With one, it reads the new socket's
+// values (the system defaults) before the caller's hook runs and puts them
+// back afterwards for each zero field of c, so that the Config decides every
+// option whatever the hook set.
 func chainControlContext(control func(string, string, syscall.RawConn) error, controlContext func(context.Context, string, string, syscall.RawConn) error, c Config) func(context.Context, string, string, syscall.RawConn) error {
-	if controlContext == nil {
-		hook := chainControl(control, c)
+	hook := func(ctx context.Context, network, address string, rc syscall.RawConn) error {
+		if controlContext != nil {
+			return controlContext(ctx, network, address, rc)
+		}
+		return control(network, address, rc)
+	}
+	if control == nil && controlContext == nil {
 		return func(_ context.Context, network, address string, rc syscall.RawConn) error {
-			return hook(network, address, rc)
+			if !isTCP(network) {
+				return nil
+			}
+			return controlNew(rc, c, network+" "+address)
 		}
 	}
-	v := c.values()
 	return func(ctx context.Context, network, address string, rc syscall.RawConn) error {
-		if err := controlContext(ctx, network, address, rc); err != nil || !isTCP(network) {
+		if !isTCP(network) {
+			return hook(ctx, network, address, rc)
+		}
+		var before Config
+		var rerr error
+		if err := rc.Control(func(fd uintptr) { before, rerr = read(fd) }); err != nil {
 			return err
 		}
-		return setRaw(rc, v, true)
-	}
-}
-
-// chainControl returns a Control hook that runs the caller's control, if
-// any, then sets the already validated c.
-func chainControl(control func(string, string, syscall.RawConn) error, c Config) func(string, string, syscall.RawConn) error {
-	v := c.values()
-	return func(network, address string, rc syscall.RawConn) error {
-		if control != nil {
-			if err := control(network, address, rc); err != nil {
-				return err
+		if err := hook(ctx, network, address, rc); err != nil {
+			return err
+		}
+		if rerr != nil {
+			// The values cannot be read back here: set the non-zero
+			// fields.
+			return controlNew(rc, c, network+" "+address)
+		}
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			have, err := read(fd)
+			if err != nil {
+				serr = err
+				return
 			}
+			serr = write(fd, have, c, before, true, true)
+		})
+		if err == nil {
+			err = serr
 		}
-		if !isTCP(network) {
-			return nil
+		if err != nil {
+			return fmt.Errorf("keepalive: set %s %s: %w", network, address, err)
 		}
-		return setRaw(rc, v, true)
+		return nil
 	}
 }

@@ -158,8 +158,8 @@ func TestConfiguredNetDialerTLS(t *testing.T) {
 			require.IsType(t, &tls.Conn{}, accepted)
 			assert.Equal(t, want, readKernel(t, dialed.(*tls.Conn).NetConn()), "dialed")
 			assert.Equal(t, want, readKernel(t, accepted.(*tls.Conn).NetConn()), "accepted")
-			assert.Equal(t, settings(want), mustGet(t, dialed), "Get dialed")
-			assert.Equal(t, settings(want), mustGet(t, accepted), "Get accepted")
+			assert.Equal(t, asConfig(want), mustGet(t, dialed), "Get dialed")
+			assert.Equal(t, asConfig(want), mustGet(t, accepted), "Get accepted")
 		})
 	}
 }
@@ -277,7 +277,7 @@ func TestDialerMultipathUserTimeout(t *testing.T) {
 					assert.Equal(t, want, readKernel(t, dialed), "dialed")
 					assert.Equal(t, tt.wantMP, multipath(t, dialed), "dialed MultipathTCP")
 					assert.Equal(t, tt.wantMP, multipath(t, accepted), "accepted MultipathTCP")
-					assert.Equal(t, settings(want), mustGet(t, dialed), "Get dialed")
+					assert.Equal(t, asConfig(want), mustGet(t, dialed), "Get dialed")
 				})
 			}
 			assert.True(t, base.MultipathTCP(), "NetDialer modified")
@@ -532,8 +532,8 @@ func TestDialerConcurrent(t *testing.T) {
 				s, err := keepalive.Get(conn)
 				if err != nil {
 					errs <- fmt.Errorf("%s: Get: %w", m.name, err)
-				} else if s != settings(want) {
-					errs <- fmt.Errorf("%s: Get: got %+v; want %+v", m.name, s, settings(want))
+				} else if s != asConfig(want) {
+					errs <- fmt.Errorf("%s: Get: got %+v; want %+v", m.name, s, asConfig(want))
 				}
 			}
 		}()
@@ -561,5 +561,85 @@ func TestDialerConcurrent(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			require.FailNow(t, "accept timed out")
 		}
+	}
+}
+
+// keepaliveHook returns a Control hook that sets every keepalive option
+// itself, as a caller's own hook might.
+func keepaliveHook(network, address string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		for _, o := range []struct{ level, opt, v int }{
+			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 99},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 98},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 97},
+			{unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 96000},
+		} {
+			if serr = unix.SetsockoptInt(int(fd), o.level, o.opt, o.v); serr != nil {
+				return
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// TestCallerHookKeepAliveOverruled checks that the Config decides every
+// option, the zero fields too, whatever the caller's own hook set: an
+// option the hook set that the Config leaves zero is back at the system
+// default, and Off turns keepalive off.
+func TestCallerHookKeepAliveOverruled(t *testing.T) {
+	var plain net.ListenConfig
+	plain.SetMultipathTCP(false)
+	target := listen(t, &keepalive.ListenConfig{NetListenConfig: &plain})
+	for _, c := range []keepalive.Config{
+		{},
+		{Interval: 7 * time.Second},
+		{Idle: 31 * time.Second, Count: 4, UserTimeout: 40 * time.Second},
+		{Off: true, Count: 4},
+	} {
+		want := expect(t, c)
+		want.KeepAlive = !c.Off
+		t.Run("Dialer "+configName(c), func(t *testing.T) {
+			for name, nd := range map[string]*net.Dialer{
+				"Control":        {Control: keepaliveHook},
+				"ControlContext": {ControlContext: func(_ context.Context, n, a string, rc syscall.RawConn) error { return keepaliveHook(n, a, rc) }},
+			} {
+				d := &keepalive.Dialer{NetDialer: nd, Config: c}
+				dialed, _ := pair(t, target, d.DialContext)
+				assert.Equal(t, want, readKernel(t, dialed), "%s DialContext", name)
+				cnd, err := d.ConfiguredNetDialer()
+				require.NoError(t, err)
+				dialed, _ = pair(t, target, cnd.DialContext)
+				assert.Equal(t, want, readKernel(t, dialed), "%s ConfiguredNetDialer", name)
+			}
+		})
+		t.Run("ListenConfig "+configName(c), func(t *testing.T) {
+			base := &net.ListenConfig{Control: keepaliveHook}
+			base.SetMultipathTCP(false)
+			ln := listen(t, &keepalive.ListenConfig{NetListenConfig: base, Config: c})
+			assert.Equal(t, want, readSocket(t, ln.(*net.TCPListener)), "listener")
+			_, accepted := pair(t, ln, plainDial)
+			assert.Equal(t, want, readKernel(t, accepted), "accepted")
+		})
+	}
+}
+
+// TestOff checks that a Config with Off dials and listens with keepalive
+// off on both ends, its other fields set for when it is turned on again.
+func TestOff(t *testing.T) {
+	c := keepalive.Config{Off: true, Idle: 31 * time.Second, UserTimeout: 40 * time.Second}
+	want := expect(t, c)
+	want.KeepAlive = false
+	ln := listen(t, &keepalive.ListenConfig{Config: c})
+	d := &keepalive.Dialer{Config: c}
+	for _, dm := range dialMethods(t, d) {
+		t.Run(dm.name, func(t *testing.T) {
+			dialed, accepted := pair(t, ln, dm.dial)
+			assertBothEnds(t, want, dialed, accepted)
+		})
 	}
 }

@@ -3,6 +3,7 @@ package keepalive_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -33,19 +34,27 @@ func ExampleConfig() {
 }
 
 func ExampleConfig_Validate() {
-	for _, c := range []keepalive.Config{
-		{Idle: 90 * time.Second, Interval: 1500 * time.Millisecond},
-		{Idle: 10 * time.Hour},
-		{Count: 128},
-		{UserTimeout: -time.Second},
-	} {
-		fmt.Println(c.Validate())
+	c := keepalive.Config{Idle: 10 * time.Hour, Interval: 1500 * time.Millisecond, Count: 128}
+	err := c.Validate()
+	fmt.Println(err)
+
+	// Each field at fault is a FieldError, found by errors.As.
+	var ve *keepalive.ValidationError
+	if errors.As(err, &ve) {
+		for _, fe := range ve.Errors {
+			fmt.Printf("%s=%s want %s..%s: %v\n", fe.Field, fe.Value, fe.Min, fe.Max, fe.Err)
+		}
+	}
+	var fe *keepalive.FieldError
+	if errors.As(err, &fe) && errors.Is(fe, keepalive.ErrOutOfRange) {
+		fmt.Println("first:", fe.Field)
 	}
 	// Output:
-	// keepalive: Interval 1.5s is not a whole number of seconds
-	// keepalive: Idle 10h0m0s is out of range 1s..32767s
-	// keepalive: Count 128 is out of range 1..127
-	// keepalive: UserTimeout -1s is out of range 1ms..2147483647ms
+	// keepalive: Idle 36000s is out of range 1s..32767s; Interval 1.5s is not a whole number of seconds; Count 128 is out of range 1..127
+	// Idle=36000s want 1s..32767s: out of range
+	// Interval=1.5s want 1s..32767s: not a whole number of the unit
+	// Count=128 want 1..127: out of range
+	// first: Idle
 }
 
 func ExampleFromKeepAliveConfig() {
@@ -57,12 +66,17 @@ func ExampleFromKeepAliveConfig() {
 	c, err = keepalive.FromKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: -1, Count: -1})
 	fmt.Println(c.Idle, c.Interval, c.Count, err)
 
+	// Enable false is Off; the standard library still writes the values.
+	c, err = keepalive.FromKeepAliveConfig(net.KeepAliveConfig{Enable: false})
+	fmt.Println(c, err)
+
 	// The standard library would round this up to 3s; a Config refuses it.
 	_, err = keepalive.FromKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 2500 * time.Millisecond})
 	fmt.Println(err)
 	// Output:
 	// 30s 15s 9 <nil>
 	// 30s 0s 0 <nil>
+	// off,idle=15s,interval=15s,count=9 <nil>
 	// keepalive: Idle 2.5s is not a whole number of seconds
 }
 
@@ -85,11 +99,12 @@ func ExampleDialer() {
 	}
 	defer conn.Close()
 
-	s, err := keepalive.Get(conn)
+	// The values in force, read back from the kernel.
+	c, err := keepalive.Get(conn)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(s.Enabled, s.Config.Idle, s.Config.Interval, s.Config.Count)
+	fmt.Println(c, "notices a vanished peer within", c.DetectionTime(keepalive.Config{}))
 }
 
 func ExampleDialer_DialContext() {
@@ -202,14 +217,15 @@ func ExampleSet() {
 	}
 	defer conn.Close()
 
+	// Set applies the whole Config, or leaves the socket as it was.
 	if err := keepalive.Set(conn, keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}); err != nil {
 		log.Fatal(err)
 	}
-	s, err := keepalive.Get(conn)
+	c, err := keepalive.Get(conn)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(s.Enabled, s.Config.Idle, s.Config.Interval, s.Config.Count)
+	fmt.Println(c) // idle=60s,interval=10s,count=5
 }
 
 func ExampleDisable() {

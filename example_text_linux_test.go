@@ -16,6 +16,10 @@ func ExampleParseConfig() {
 	fmt.Println(c.Idle, c.Interval, c.Count, c.UserTimeout)
 	fmt.Println(c)
 
+	// Off, with a user timeout that stays in force.
+	c, err = keepalive.ParseConfig("off,user-timeout=30s")
+	fmt.Println(c.Off, c.UserTimeout, err)
+
 	_, err = keepalive.ParseConfig("idel=60s")
 	fmt.Println(err)
 	_, err = keepalive.ParseConfig("idle=1.5s")
@@ -23,7 +27,8 @@ func ExampleParseConfig() {
 	// Output:
 	// 1m0s 5s 3 1m15s
 	// idle=60s,interval=5s,count=3,user-timeout=75s
-	// keepalive: unknown key "idel" (valid keys: idle, interval, count, user-timeout)
+	// true 30s <nil>
+	// keepalive: unknown key "idel" (valid keys: idle, interval, count, user-timeout, and the word off)
 	// keepalive: Idle 1.5s is not a whole number of seconds
 }
 

@@ -123,17 +123,14 @@ func setInt(t testing.TB, sc syscall.Conn, level, opt, v int) {
 	require.NoError(t, serr, "setsockopt(%d, %d, %d)", level, opt, v)
 }
 
-// settings returns what keepalive.Get must report for a socket on which
+// asConfig returns what keepalive.Get must report for a socket on which
 // getsockopt reports k.
-func settings(k kernel) keepalive.Settings {
-	return keepalive.Settings{
-		Enabled: k.KeepAlive,
-		Config:  keepalive.Config{Idle: k.Idle, Interval: k.Interval, Count: k.Count, UserTimeout: k.UserTimeout},
-	}
+func asConfig(k kernel) keepalive.Config {
+	return keepalive.Config{Idle: k.Idle, Interval: k.Interval, Count: k.Count, UserTimeout: k.UserTimeout, Off: !k.KeepAlive}
 }
 
 // mustGet is keepalive.Get for a connection that must be readable.
-func mustGet(t testing.TB, conn net.Conn) keepalive.Settings {
+func mustGet(t testing.TB, conn net.Conn) keepalive.Config {
 	t.Helper()
 	s, err := keepalive.Get(conn)
 	require.NoError(t, err)
@@ -248,6 +245,21 @@ func assertBothEnds(t testing.TB, want kernel, dialed, accepted net.Conn) {
 	t.Helper()
 	assert.Equal(t, want, readKernel(t, dialed), "dialed")
 	assert.Equal(t, want, readKernel(t, accepted), "accepted")
-	assert.Equal(t, settings(want), mustGet(t, dialed), "Get dialed")
-	assert.Equal(t, settings(want), mustGet(t, accepted), "Get accepted")
+	assert.Equal(t, asConfig(want), mustGet(t, dialed), "Get dialed")
+	assert.Equal(t, asConfig(want), mustGet(t, accepted), "Get accepted")
+}
+
+// withDefaults returns c with each zero Idle, Interval and Count taken from
+// sys: what Get reports after Set(c).
+func withDefaults(c, sys keepalive.Config) keepalive.Config {
+	if c.Idle == 0 {
+		c.Idle = sys.Idle
+	}
+	if c.Interval == 0 {
+		c.Interval = sys.Interval
+	}
+	if c.Count == 0 {
+		c.Count = sys.Count
+	}
+	return c
 }

@@ -1,7 +1,7 @@
 // Package keepalive sets TCP keepalive per socket: the idle time before the
 // first probe, the time between probes, the number of unanswered probes
-// before the connection is declared dead, and (on Linux) the time sent data
-// may stay unacknowledged.
+// before the connection is declared dead, and the time sent data may stay
+// unacknowledged (the user timeout).
 //
 // # Why keepalive
 //
@@ -15,13 +15,20 @@
 // _probes 9) take over two hours to act; this package sets the values for one
 // service's sockets without touching the host.
 //
-// # Zero fields and net.KeepAliveConfig
+// # Zero fields, off, and net.KeepAliveConfig
 //
-// A zero field in [Config] leaves the operating system's value in force: on
-// Linux the sysctls net.ipv4.tcp_keepalive_time, tcp_keepalive_intvl and
-// tcp_keepalive_probes, and no user timeout. This differs on purpose from
-// [net.KeepAliveConfig], where a zero field means Go's own default (15 s,
-// 15 s, 9). [Config.KeepAliveConfig] and [FromKeepAliveConfig] convert
+// A zero field in [Config] means the operating system's default, wherever a
+// Config is used: on Linux the sysctls net.ipv4.tcp_keepalive_time,
+// tcp_keepalive_intvl and tcp_keepalive_probes, and no user timeout. A new
+// socket ([Dialer], [ListenConfig], [Config.Control]) has the defaults
+// already; [Set] on a socket that holds another value puts the default back.
+// So [Get] after Set reports the Config with each zero field filled in from
+// [SystemDefaults], and [Config.DetectionTime] of the Config is the time the
+// socket takes. [Config.Off] turns keepalive off.
+//
+// This differs on purpose from [net.KeepAliveConfig], where a zero field
+// means Go's own default (15 s, 15 s, 9) and a negative one the socket's
+// current value. [Config.KeepAliveConfig] and [FromKeepAliveConfig] convert
 // between the two explicitly.
 //
 // The standard library also sets keepalive by itself: a [net.Dialer] or
@@ -34,22 +41,41 @@
 //
 // Keepalive probes are sent only while the connection is idle. When data has
 // been sent and is not acknowledged, the kernel retransmits instead, for
-// about 15 minutes by default (net.ipv4.tcp_retries2, which
-// [RetransmitTimeout] turns into time). [Config.UserTimeout]
-// (TCP_USER_TIMEOUT) bounds that time. When it is set the kernel also uses it
-// instead of Count to decide when unanswered keepalive probes kill the
-// connection; [Config.WithUserTimeout] derives the usual value,
-// Idle + Interval*Count.
+// about 15 minutes by default on Linux (net.ipv4.tcp_retries2, which
+// [RetransmitTimeout] turns into time). [Config.UserTimeout] bounds that
+// time. On Linux, when it is set the kernel also uses it instead of Count to
+// decide when unanswered keepalive probes kill the connection;
+// [Config.WithUserTimeout] derives the usual value, Idle + Interval*Count.
+//
+// A user timeout also ends a healthy connection whose peer has only stopped
+// reading: once the peer's receive window is full, the data waiting to be
+// sent is unacknowledged too, and the connection is closed when it has
+// waited longer than the user timeout. A consumer that pauses, a server that
+// applies back-pressure, a subscriber stalled for a checkpoint: each is cut
+// off as if dead when the pause outlasts the user timeout. Set one only
+// longer than the longest pause the protocol allows.
+//
+// # Errors
+//
+// [Config.Validate] reports every field that cannot be applied at once, as a
+// [*ValidationError] holding one [*FieldError] per field, before any socket
+// is touched. [Set], [Get] and [Disable] take any socket the standard
+// library exposes (a net.Conn that is or wraps a [*net.TCPConn], a
+// [syscall.Conn] such as a [*net.TCPListener] or an [*os.File], a
+// [syscall.RawConn]) and fail with [ErrNotTCP] for anything else. Set
+// applies the whole Config or, where the values can be read back, leaves the
+// socket as it was. Every error starts with "keepalive:" and wraps the
+// system's error, so [errors.Is] finds the errno.
 //
 // # Configuration from text
 //
-// A Config has a text form, "idle=60s,interval=5s,count=3,user-timeout=75s",
-// that [ParseConfig] reads and [Config.String] writes. Config implements
-// [encoding.TextMarshaler] and [encoding.TextUnmarshaler], so it is a string
-// in JSON or YAML, an environment variable, or a command-line flag through
-// [flag.TextVar]. [Suggest] chooses a Config from what is known of a path:
-// how long its firewalls or load balancers keep an idle flow, and how soon a
-// vanished peer must be noticed.
+// A Config has a text form, "idle=60s,interval=5s,count=3,user-timeout=75s"
+// (or "off"), that [ParseConfig] reads and [Config.String] writes. Config
+// implements [encoding.TextMarshaler] and [encoding.TextUnmarshaler], so it
+// is a string in JSON or YAML, an environment variable, or a command-line
+// flag through [flag.TextVar]. [Suggest] chooses a Config from what is known
+// of a path: how long its firewalls or load balancers keep an idle flow, and
+// how soon a vanished peer must be noticed.
 //
 // # The system's view
 //
@@ -62,177 +88,232 @@
 //
 // # Platforms
 //
-// Linux is the full implementation: every field, the Control hook, [Get],
-// listening sockets whose accepted connections inherit the options, so
-// nothing is done per accept, and the system's view. Elsewhere [Set],
-// [Dialer] and [ListenConfig] apply Idle, Interval and Count through
-// [net.TCPConn.SetKeepAliveConfig]
-// where the operating system has them; whatever a platform cannot do yields
-// an error that wraps [errors.ErrUnsupported] and names the platform, never a
-// silent success.
+// [Platform] reports what the operating system it runs on can do with each
+// field: whether it can be set and read back, the socket option that
+// carries it, and its range. Linux, macOS and iOS, FreeBSD, NetBSD,
+// DragonFly, Windows, illumos, Solaris and AIX set Idle, Interval and Count
+// per socket; the user timeout exists where the system has an equivalent.
+// OpenBSD turns keepalive on and off per socket but sets its timing for the
+// whole machine only. Whatever a platform cannot do fails with an error that
+// wraps [errors.ErrUnsupported], names the field and the platform and says
+// why; no field is ever silently ignored.
 package keepalive
 
 import (
 	"errors"
-	"fmt"
 	"net"
-	"os"
-	"runtime"
 	"syscall"
 	"time"
 )
 
-// Config holds per-socket TCP keepalive settings. Applying a Config always
-// turns keepalive (SO_KEEPALIVE) on.
+// Config holds per-socket TCP keepalive settings.
 //
-// A zero field leaves the operating system's value in force (see the package
-// documentation); this differs from [net.KeepAliveConfig], where zero means
-// 15 s, 15 s and 9. The zero Config turns keepalive on with the system's
-// values.
+// A zero field means the system's default (see the package documentation);
+// this differs from [net.KeepAliveConfig], where zero means 15 s, 15 s and
+// 9. The zero Config turns keepalive on with the system's values and sets no
+// user timeout.
 type Config struct {
 	// Idle is how long the connection must be idle before the first
-	// keepalive probe is sent (TCP_KEEPIDLE). It must be a whole number of
-	// seconds from 1s to 32767s. Zero leaves the system default
+	// keepalive probe is sent (TCP_KEEPIDLE on Linux). On Linux it must be
+	// a whole number of seconds from 1s to 32767s; [Platform] gives the
+	// range elsewhere. Zero means the system default
 	// (net.ipv4.tcp_keepalive_time on Linux, usually 2 hours).
 	Idle time.Duration
 
 	// Interval is the time between unanswered keepalive probes
-	// (TCP_KEEPINTVL). It must be a whole number of seconds from 1s to
-	// 32767s. Zero leaves the system default (net.ipv4.tcp_keepalive_intvl
-	// on Linux, usually 75 seconds).
+	// (TCP_KEEPINTVL on Linux). On Linux it must be a whole number of
+	// seconds from 1s to 32767s. Zero means the system default
+	// (net.ipv4.tcp_keepalive_intvl on Linux, usually 75 seconds).
 	Interval time.Duration
 
 	// Count is how many probes may go unanswered before the connection is
-	// declared dead (TCP_KEEPCNT), from 1 to 127. Zero leaves the system
-	// default (net.ipv4.tcp_keepalive_probes on Linux, usually 9). The
-	// kernel ignores Count when UserTimeout is set.
+	// declared dead (TCP_KEEPCNT on Linux), from 1 to 127 on Linux. Zero
+	// means the system default (net.ipv4.tcp_keepalive_probes on Linux,
+	// usually 9). Linux ignores Count when UserTimeout is set.
 	Count int
 
 	// UserTimeout is the longest time sent data may stay unacknowledged
-	// before the connection is closed (TCP_USER_TIMEOUT). It must be a
-	// whole number of milliseconds up to 2147483647ms. Linux counts it from
-	// the first retransmission, one retransmission timeout (at least 200 ms)
-	// after the data was sent. When it is set, the kernel also closes an
-	// idle connection whose probes go unanswered once UserTimeout has passed
-	// since the peer was last heard from, instead of after Count probes.
-	// Zero sets no user timeout.
+	// before the connection is closed (TCP_USER_TIMEOUT on Linux). On Linux
+	// it must be a whole number of milliseconds up to 2147483647ms. Zero
+	// means none: the system's retransmission limit applies.
 	//
-	// Note that on Linux a Multipath TCP socket refuses TCP_USER_TIMEOUT, so
-	// [Dialer] and [ListenConfig] use plain TCP when UserTimeout is set.
-	// Other platforms have no such option: a non-zero UserTimeout fails
-	// there with an error wrapping [errors.ErrUnsupported].
+	// Linux counts it from the first retransmission, one retransmission
+	// timeout (at least 200 ms) after the data was sent. When it is set,
+	// Linux also closes an idle connection whose probes go unanswered once
+	// UserTimeout has passed since the peer was last heard from, instead of
+	// after Count probes. A peer that stops reading for longer than
+	// UserTimeout is cut off although it is alive: its full receive window
+	// leaves the data waiting to be sent unacknowledged.
+	//
+	// Note that on Linux a Multipath TCP socket has no user timeout, so
+	// [Dialer] and [ListenConfig] use plain TCP when UserTimeout is set, and
+	// [Set] refuses it on a Multipath TCP socket. The equivalents elsewhere,
+	// with their own semantics, are described by [Platform]; where there is
+	// none a non-zero UserTimeout fails with an error wrapping
+	// [errors.ErrUnsupported].
 	UserTimeout time.Duration
+
+	// Off turns keepalive off (SO_KEEPALIVE 0): no probes are sent, and a
+	// peer that vanishes while the connection is idle is never noticed.
+	// The other fields are still applied to the socket, and take effect if
+	// keepalive is turned on again; a user timeout stays in force. False,
+	// the zero value, turns keepalive on.
+	Off bool
 }
 
-// The kernel's limits (Linux include/net/tcp.h: MAX_TCP_KEEPIDLE,
-// MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT; TCP_USER_TIMEOUT takes a
-// non-negative int of milliseconds).
-const (
-	maxIdle        = 32767 * time.Second
-	maxInterval    = 32767 * time.Second
-	maxCount       = 127
-	maxUserTimeout = (1<<31 - 1) * time.Millisecond
-)
+// ErrNotTCP is returned, wrapped, by [Set], [Get] and [Disable] for a socket
+// that is not TCP and does not wrap one.
+var ErrNotTCP = errors.New("keepalive: not a TCP socket")
 
-// ErrNotTCP is returned, wrapped, by [Set], [Get] and [Disable] for a
-// connection that is not TCP and does not wrap one.
-var ErrNotTCP = errors.New("keepalive: not a TCP connection")
-
-// Validate reports whether the kernel can hold c exactly. It refuses negative
-// values, an Idle or Interval that is not a whole number of seconds, a
-// UserTimeout that is not a whole number of milliseconds, values beyond the
-// kernel's limits, and fields this platform cannot set (wrapping
-// [errors.ErrUnsupported]). The error names the field and the valid range.
-// Nothing is ever rounded or clamped.
-func (c Config) Validate() error {
-	if err := checkDuration("Idle", c.Idle, maxIdle, false); err != nil {
-		return err
-	}
-	if err := checkDuration("Interval", c.Interval, maxInterval, false); err != nil {
-		return err
-	}
-	if c.Count < 0 || c.Count > maxCount {
-		return fmt.Errorf("keepalive: Count %d is out of range 1..%d", c.Count, maxCount)
-	}
-	if err := checkDuration("UserTimeout", c.UserTimeout, maxUserTimeout, true); err != nil {
-		return err
-	}
-	for i, v := range c.values() {
-		if v != 0 && !platformSets(option(i)) {
-			return unsupported(option(i))
-		}
-	}
-	return nil
-}
-
-func checkDuration(field string, d, max time.Duration, ms bool) error {
-	unit, sym, name := time.Second, "s", "seconds"
-	if ms {
-		unit, sym, name = time.Millisecond, "ms", "milliseconds"
-	}
-	if d < 0 || d > max {
-		return fmt.Errorf("keepalive: %s %v is out of range 1%s..%d%s", field, d, sym, max/unit, sym)
-	}
-	if d%unit != 0 {
-		return fmt.Errorf("keepalive: %s %v is not a whole number of %s", field, d, name)
-	}
-	return nil
-}
-
-// option indexes the table of socket options in the per-OS files.
+// option indexes the per-socket settings a Config carries, in the order
+// the apply path writes them: SO_KEEPALIVE last, so that probes start with
+// their values in place.
 type option int
 
 const (
-	optKeepAlive   option = iota // SO_KEEPALIVE, 0 or 1
-	optIdle                      // TCP_KEEPIDLE, seconds
-	optInterval                  // TCP_KEEPINTVL, seconds
-	optCount                     // TCP_KEEPCNT
-	optUserTimeout               // TCP_USER_TIMEOUT, milliseconds
+	optIdle        option = iota // Idle
+	optInterval                  // Interval
+	optCount                     // Count
+	optUserTimeout               // UserTimeout
+	optKeepAlive                 // !Off
 	numOptions
 )
 
-var optionField = [numOptions]string{"keepalive", "Idle", "Interval", "Count", "UserTimeout"}
-
-// sockopt is one entry of a platform's option table. A zero entry means the
-// platform cannot set or read the option on a file descriptor.
-type sockopt struct {
-	name  string // as in the C headers, for errors
-	level int
-	opt   int
-	// absent is the getsockopt error that means the option cannot be in
-	// force on this socket, read as zero.
-	absent error
+// optionField names each option's field of Config, for errors.
+var optionField = [numOptions]string{
+	optUserTimeout: "UserTimeout",
+	optCount:       "Count",
+	optInterval:    "Interval",
+	optIdle:        "Idle",
+	optKeepAlive:   "Off",
 }
 
-// values returns c in the kernel's units, indexed by option.
-func (c Config) values() [numOptions]int {
-	return [numOptions]int{
-		optKeepAlive:   1,
-		optIdle:        int(c.Idle / time.Second),
-		optInterval:    int(c.Interval / time.Second),
-		optCount:       c.Count,
-		optUserTimeout: int(c.UserTimeout / time.Millisecond),
+// get returns c's value of o: a duration in nanoseconds, a count, or 1 for
+// keepalive on and 0 for off.
+func (c Config) get(o option) int64 {
+	switch o {
+	case optIdle:
+		return int64(c.Idle)
+	case optInterval:
+		return int64(c.Interval)
+	case optCount:
+		return int64(c.Count)
+	case optUserTimeout:
+		return int64(c.UserTimeout)
+	}
+	if c.Off {
+		return 0
+	}
+	return 1
+}
+
+// with returns c with o set to v, in the units of get.
+func (c Config) with(o option, v int64) Config {
+	switch o {
+	case optIdle:
+		c.Idle = time.Duration(v)
+	case optInterval:
+		c.Interval = time.Duration(v)
+	case optCount:
+		c.Count = int(v)
+	case optUserTimeout:
+		c.UserTimeout = time.Duration(v)
+	case optKeepAlive:
+		c.Off = v == 0
+	}
+	return c
+}
+
+// Validate reports whether c can be applied exactly on this platform. It
+// refuses negative values, values that are not a whole number of the
+// platform's unit (seconds for Idle on Linux, milliseconds for UserTimeout),
+// values beyond the platform's limits, and fields the platform cannot set.
+// Nothing is ever rounded or clamped.
+//
+// The error, if any, is a [*ValidationError] that holds a [*FieldError] for
+// every field at fault, in the order Idle, Interval, Count, UserTimeout,
+// Off; a field the platform cannot set wraps [errors.ErrUnsupported].
+func (c Config) Validate() error {
+	var errs []*FieldError
+	for o := range numOptions {
+		if err := c.check(o); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if errs == nil {
+		if err := checkCombination(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if errs == nil {
+		return nil
+	}
+	return &ValidationError{Errors: errs}
+}
+
+// check validates c's value of o against the platform's support for it.
+func (c Config) check(o option) *FieldError {
+	s := support(o)
+	v := c.get(o)
+	if o == optKeepAlive {
+		if !s.Set {
+			return &FieldError{Field: optionField[o], Value: formatValue(o, v, 0), Err: s.errSet(optionField[o])}
+		}
+		return nil
+	}
+	if v == 0 {
+		return nil
+	}
+	if !s.Set {
+		return &FieldError{Field: optionField[o], Value: formatValue(o, v, s.Unit), Err: s.errSet(optionField[o])}
+	}
+	u := unitOf(o, s)
+	var reason error
+	switch {
+	case v < s.Min*u || v > s.Max*u:
+		reason = ErrOutOfRange
+	case v%u != 0:
+		reason = ErrNotWhole
+	default:
+		return nil
+	}
+	return &FieldError{
+		Field: optionField[o],
+		Value: formatValue(o, v, s.Unit),
+		Min:   formatValue(o, s.Min*u, s.Unit),
+		Max:   formatValue(o, s.Max*u, s.Unit),
+		Err:   reason,
+		unit:  s.Unit,
 	}
 }
 
-func unsupported(o option) error {
-	return fmt.Errorf("keepalive: %s is not supported on %s/%s: %w", optionField[o], runtime.GOOS, runtime.GOARCH, errors.ErrUnsupported)
+// unitOf returns the unit of option o's values in get's terms: s.Unit for a
+// duration, 1 for a count.
+func unitOf(o option, s Support) int64 {
+	if o == optCount || s.Unit == 0 {
+		return 1
+	}
+	return int64(s.Unit)
 }
 
-// Control sets c on the socket behind rc. It has the signature of
+// Control sets c on the new socket behind rc. It has the signature of
 // [net.Dialer.Control] and [net.ListenConfig.Control], so it can be grafted
 // onto a caller's own dialer or listen config; it acts only on the networks
 // "tcp", "tcp4" and "tcp6" and returns nil for any other. The Config is
 // validated first, so an invalid one leaves the socket untouched.
 //
+// Control is meant for a new socket, on which a zero field already holds
+// the system default: it writes the non-zero fields and SO_KEEPALIVE, and
+// leaves the others as they are. Use [Set] on a socket that may hold other
+// values.
+//
 // Note that a [net.Dialer] or [net.ListenConfig] whose KeepAlive is zero
 // overwrites these settings with Go's defaults after connect and after every
 // accept: set its KeepAlive to -1, or use [Dialer] or [ListenConfig], which
-// do. Control is ignored by the standard library when ControlContext is set.
+// do. The standard library ignores Control when ControlContext is set.
 //
 // Note that on Linux sockets accepted from a listening socket inherit its
-// settings. Control is implemented on Linux only; elsewhere it returns an
-// error wrapping [errors.ErrUnsupported].
+// settings; [Platform] tells whether they do elsewhere.
 func (c Config) Control(network, address string, rc syscall.RawConn) error {
 	if !isTCP(network) {
 		return nil
@@ -240,180 +321,82 @@ func (c Config) Control(network, address string, rc syscall.RawConn) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	return setRaw(rc, c.values(), true)
+	return controlNew(rc, c, network+" "+address)
 }
 
-// setRaw sets the non-zero values on the socket behind rc, walking the
-// platform's option table; SO_KEEPALIVE is set when enable is true.
-func setRaw(rc syscall.RawConn, v [numOptions]int, enable bool) error {
-	if err := checkTable(v, enable); err != nil {
-		return err
-	}
-	var serr error
-	err := rc.Control(func(fd uintptr) {
-		for o, so := range sockopts {
-			if v[o] == 0 && (o != int(optKeepAlive) || !enable) {
-				continue
-			}
-			if err := setsockoptInt(fd, so.level, so.opt, v[o]); err != nil {
-				serr = fmt.Errorf("keepalive: %s: %w", so.name, os.NewSyscallError("setsockopt", err))
-				return
-			}
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return serr
-}
-
-// checkTable reports whether the option table has every option setRaw would
-// set for v and enable.
-func checkTable(v [numOptions]int, enable bool) error {
-	for o := range numOptions {
-		if (v[o] != 0 || o == optKeepAlive && enable) && sockopts[o].name == "" {
-			return unsupported(o)
-		}
-	}
-	return nil
-}
-
-// Settings is the keepalive state of a socket as the kernel reports it.
-type Settings struct {
-	// Enabled reports whether keepalive (SO_KEEPALIVE) is on.
-	Enabled bool
-
-	// Config holds the values in force. A value the socket does not set
-	// itself reports the system default; UserTimeout is zero when none is
-	// in force. The values are reported even when Enabled is false.
-	Config Config
-}
-
-// Set applies c to an established connection: conn must be a
-// [*net.TCPConn], or wrap one through a NetConn method (as [*tls.Conn]
-// does), else Set returns an error wrapping [ErrNotTCP]. The Config is
-// validated before the socket is touched. A zero field leaves the socket's
-// current value: the system default on a socket that never had it set.
-func Set(conn net.Conn, c Config) error {
+// Set applies c to the socket s: a connection, established or not, or a
+// listening socket. s may be a net.Conn that is a [*net.TCPConn] or wraps
+// one through a NetConn method (as [*tls.Conn] does), any [syscall.Conn]
+// (a [*net.TCPListener], an [*os.File] holding a descriptor passed in), or
+// a [syscall.RawConn]; anything that is not a TCP socket fails with an error
+// wrapping [ErrNotTCP].
+//
+// The Config is validated before the socket is touched. A zero field puts
+// the system default back if the socket holds another value, so that [Get]
+// then reports c with its zero fields filled in from [SystemDefaults]. Set
+// applies the whole Config or, where the platform reads the values back,
+// restores the values the socket had and returns the error: for example,
+// Linux refuses a user timeout on a Multipath TCP socket, and the error says
+// so.
+//
+// Note that Linux cannot unset an option: to put the default back, Set
+// writes the value of the sysctl, which a later change of the sysctl does
+// not reach. The defaults are those of the caller's network namespace.
+// [Platform] tells where the defaults cannot be read; there a zero field
+// leaves the socket's value as it is.
+func Set(s any, c Config) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	tc, err := tcpConn(conn)
+	sk, err := socketOf(s)
 	if err != nil {
 		return err
 	}
-	return set(tc, c)
+	return sk.set(c)
 }
 
-// set applies a validated c to tc. Idle, Interval and Count go through the
-// standard library, which knows each platform's options and spends no
-// allocation; only UserTimeout needs the option table.
-func set(tc *net.TCPConn, c Config) error {
-	if err := tc.SetKeepAliveConfig(c.KeepAliveConfig()); err != nil {
-		return fmt.Errorf("keepalive: %w", err)
-	}
-	if c.UserTimeout == 0 {
-		return nil
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var v [numOptions]int
-	v[optUserTimeout] = c.values()[optUserTimeout]
-	return setRaw(rc, v, false)
-}
-
-// Get returns the keepalive settings in force on conn as the kernel reports
-// them. conn is unwrapped as for [Set]. After a successful Set, Get reports
-// every non-zero field of the Config that was set.
+// Get returns the keepalive settings in force on the socket s, taken as
+// [Set] takes it, as the kernel reports them: Off reports whether
+// SO_KEEPALIVE is off, Idle, Interval and Count the values in force (the
+// system's where the socket sets none), and UserTimeout zero when no user
+// timeout is in force. [Config.DetectionTime] of the result, with any sys,
+// is the worst-case time the socket takes to notice a vanished peer.
 //
-// Note that a Multipath TCP socket on Linux has no user timeout: Get reports
-// UserTimeout zero for it. Get is implemented on Linux only; elsewhere it
-// returns an error wrapping [errors.ErrUnsupported].
-func Get(conn net.Conn) (Settings, error) {
-	tc, err := tcpConn(conn)
+// Note that a Multipath TCP socket on Linux has no user timeout: Get
+// reports UserTimeout zero for it. [Platform] tells what can be read back
+// elsewhere; a field that can be set but not read fails with an error
+// wrapping [errors.ErrUnsupported], and one that cannot be set is reported
+// at the system default.
+func Get(s any) (Config, error) {
+	sk, err := socketOf(s)
 	if err != nil {
-		return Settings{}, err
+		return Config{}, err
 	}
-	for o, so := range sockopts {
-		if so.name == "" {
-			return Settings{}, fmt.Errorf("keepalive: reading %s is not supported on %s/%s: %w", optionField[o], runtime.GOOS, runtime.GOARCH, errors.ErrUnsupported)
-		}
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return Settings{}, err
-	}
-	var v [numOptions]int
-	var gerr error
-	err = rc.Control(func(fd uintptr) {
-		for o, so := range sockopts {
-			n, err := getsockoptInt(fd, so.level, so.opt)
-			if err != nil && (so.absent == nil || !errors.Is(err, so.absent)) {
-				gerr = fmt.Errorf("keepalive: %s: %w", so.name, os.NewSyscallError("getsockopt", err))
-				return
-			}
-			v[o] = n
-		}
-	})
-	if err != nil {
-		return Settings{}, err
-	}
-	if gerr != nil {
-		return Settings{}, gerr
-	}
-	return Settings{
-		Enabled: v[optKeepAlive] != 0,
-		Config: Config{
-			Idle:        time.Duration(v[optIdle]) * time.Second,
-			Interval:    time.Duration(v[optInterval]) * time.Second,
-			Count:       v[optCount],
-			UserTimeout: time.Duration(v[optUserTimeout]) * time.Millisecond,
-		},
-	}, nil
+	return sk.get()
 }
 
-// Disable turns keepalive (SO_KEEPALIVE) off on conn, unwrapped as for
-// [Set]. The other values stay as they are and take effect again if
-// keepalive is turned back on; a user timeout stays in force.
-func Disable(conn net.Conn) error {
-	tc, err := tcpConn(conn)
+// Disable turns keepalive (SO_KEEPALIVE) off on the socket s, taken as
+// [Set] takes it. The other values stay as they are and take effect again if
+// keepalive is turned back on; a user timeout stays in force. It is Set
+// with the values the socket holds and Off true, without reading them.
+func Disable(s any) error {
+	sk, err := socketOf(s)
 	if err != nil {
 		return err
 	}
-	if err := tc.SetKeepAlive(false); err != nil {
-		return fmt.Errorf("keepalive: %w", err)
-	}
-	return nil
-}
-
-// tcpConn finds the *net.TCPConn in conn, following NetConn methods.
-func tcpConn(conn net.Conn) (*net.TCPConn, error) {
-	orig := conn
-	for conn != nil {
-		switch c := conn.(type) {
-		case *net.TCPConn:
-			return c, nil
-		case interface{ NetConn() net.Conn }:
-			conn = c.NetConn()
-		default:
-			conn = nil
-		}
-	}
-	return nil, fmt.Errorf("%w: %T", ErrNotTCP, orig)
+	return sk.disable()
 }
 
 func isTCP(network string) bool {
 	return network == "tcp" || network == "tcp4" || network == "tcp6"
 }
 
-// KeepAliveConfig returns c as a [net.KeepAliveConfig] with Enable set. Each
-// zero field becomes -1, which the standard library reads as "leave the
-// current value", so the result keeps this package's meaning of zero.
+// KeepAliveConfig returns c as a [net.KeepAliveConfig]: Enable is !c.Off,
+// and each zero field becomes -1, which the standard library reads as
+// "leave the current value", the system default on a new socket.
 // UserTimeout has no counterpart in net.KeepAliveConfig and is not carried.
 func (c Config) KeepAliveConfig() net.KeepAliveConfig {
-	k := net.KeepAliveConfig{Enable: true, Idle: c.Idle, Interval: c.Interval, Count: c.Count}
+	k := net.KeepAliveConfig{Enable: !c.Off, Idle: c.Idle, Interval: c.Interval, Count: c.Count}
 	if k.Idle == 0 {
 		k.Idle = -1
 	}
@@ -427,16 +410,13 @@ func (c Config) KeepAliveConfig() net.KeepAliveConfig {
 }
 
 // FromKeepAliveConfig returns the Config that has the effect k has in the
-// standard library: a zero field becomes Go's default (15s, 15s, 9), a
-// negative one zero (the current, system value). It fails if k.Enable is
-// false, since applying a Config always enables keepalive, or if the result
-// is not valid: the standard library rounds a fractional second up, this
-// package refuses it.
+// standard library on a new socket: Off is !k.Enable, a zero field becomes
+// Go's default (15s, 15s, 9), which the standard library writes even when
+// Enable is false, and a negative one zero (the socket's value: the system
+// default). It fails if the result is not valid: the standard library
+// rounds a fractional second up, this package refuses it.
 func FromKeepAliveConfig(k net.KeepAliveConfig) (Config, error) {
-	if !k.Enable {
-		return Config{}, errors.New("keepalive: net.KeepAliveConfig has Enable false; a Config always enables keepalive")
-	}
-	c := Config{Idle: k.Idle, Interval: k.Interval, Count: k.Count}
+	c := Config{Idle: k.Idle, Interval: k.Interval, Count: k.Count, Off: !k.Enable}
 	switch {
 	case c.Idle == 0:
 		c.Idle = goDefaultIdle
@@ -455,7 +435,10 @@ func FromKeepAliveConfig(k net.KeepAliveConfig) (Config, error) {
 	case c.Count < 0:
 		c.Count = 0
 	}
-	return c, c.Validate()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
 }
 
 // Go's own keepalive defaults (net/dial.go: defaultTCPKeepAliveIdle,

@@ -36,15 +36,15 @@ func TestConfigValidate(t *testing.T) {
 		{"UserTimeout odd milliseconds", keepalive.Config{UserTimeout: 1234 * time.Millisecond}, ""},
 
 		{"Idle negative", keepalive.Config{Idle: -time.Second}, "keepalive: Idle -1s is out of range 1s..32767s"},
-		{"Idle one nanosecond below zero", keepalive.Config{Idle: -1}, "keepalive: Idle -1ns is out of range 1s..32767s"},
-		{"Idle past the limit", keepalive.Config{Idle: 32768 * time.Second}, "keepalive: Idle 9h6m8s is out of range 1s..32767s"},
-		{"Idle a nanosecond past the limit", keepalive.Config{Idle: 32767*time.Second + 1}, "keepalive: Idle 9h6m7.000000001s is out of range 1s..32767s"},
+		{"Idle one nanosecond below zero", keepalive.Config{Idle: -1}, "keepalive: Idle -0.000000001s is out of range 1s..32767s"},
+		{"Idle past the limit", keepalive.Config{Idle: 32768 * time.Second}, "keepalive: Idle 32768s is out of range 1s..32767s"},
+		{"Idle a nanosecond past the limit", keepalive.Config{Idle: 32767*time.Second + 1}, "keepalive: Idle 32767.000000001s is out of range 1s..32767s"},
 		{"Idle fractional", keepalive.Config{Idle: 1500 * time.Millisecond}, "keepalive: Idle 1.5s is not a whole number of seconds"},
-		{"Idle below a second", keepalive.Config{Idle: 999 * time.Millisecond}, "keepalive: Idle 999ms is not a whole number of seconds"},
-		{"Idle one nanosecond", keepalive.Config{Idle: 1}, "keepalive: Idle 1ns is not a whole number of seconds"},
+		{"Idle below a second", keepalive.Config{Idle: 999 * time.Millisecond}, "keepalive: Idle 0.999s is out of range 1s..32767s"},
+		{"Idle one nanosecond", keepalive.Config{Idle: 1}, "keepalive: Idle 0.000000001s is out of range 1s..32767s"},
 
 		{"Interval negative", keepalive.Config{Interval: -5 * time.Second}, "keepalive: Interval -5s is out of range 1s..32767s"},
-		{"Interval past the limit", keepalive.Config{Interval: 32768 * time.Second}, "keepalive: Interval 9h6m8s is out of range 1s..32767s"},
+		{"Interval past the limit", keepalive.Config{Interval: 32768 * time.Second}, "keepalive: Interval 32768s is out of range 1s..32767s"},
 		{"Interval fractional", keepalive.Config{Interval: 2*time.Second + time.Millisecond}, "keepalive: Interval 2.001s is not a whole number of seconds"},
 
 		{"Count negative", keepalive.Config{Count: -1}, "keepalive: Count -1 is out of range 1..127"},
@@ -52,13 +52,16 @@ func TestConfigValidate(t *testing.T) {
 		{"Count far past the limit", keepalive.Config{Count: math.MaxInt32 + 1}, "keepalive: Count 2147483648 is out of range 1..127"},
 
 		{"UserTimeout negative", keepalive.Config{UserTimeout: -time.Millisecond}, "keepalive: UserTimeout -1ms is out of range 1ms..2147483647ms"},
-		{"UserTimeout past the limit", keepalive.Config{UserTimeout: maxUserTimeout + time.Millisecond}, "keepalive: UserTimeout 596h31m23.648s is out of range 1ms..2147483647ms"},
+		{"UserTimeout past the limit", keepalive.Config{UserTimeout: maxUserTimeout + time.Millisecond}, "keepalive: UserTimeout 2147483648ms is out of range 1ms..2147483647ms"},
 		{"UserTimeout fractional", keepalive.Config{UserTimeout: 1500 * time.Microsecond}, "keepalive: UserTimeout 1.5ms is not a whole number of milliseconds"},
-		{"UserTimeout one microsecond", keepalive.Config{UserTimeout: time.Microsecond}, "keepalive: UserTimeout 1µs is not a whole number of milliseconds"},
+		{"UserTimeout one microsecond", keepalive.Config{UserTimeout: time.Microsecond}, "keepalive: UserTimeout 0.001ms is out of range 1ms..2147483647ms"},
 
-		{"first bad field is named", keepalive.Config{Idle: -time.Second, Interval: -time.Second, Count: -1, UserTimeout: -1}, "keepalive: Idle -1s is out of range 1s..32767s"},
-		{"Interval before Count", keepalive.Config{Interval: time.Nanosecond, Count: 128}, "keepalive: Interval 1ns is not a whole number of seconds"},
-		{"Count before UserTimeout", keepalive.Config{Count: 200, UserTimeout: -1}, "keepalive: Count 200 is out of range 1..127"},
+		{"every bad field is named", keepalive.Config{Idle: -time.Second, Interval: -time.Second, Count: -1, UserTimeout: -1}, "keepalive: Idle -1s is out of range 1s..32767s; Interval -1s is out of range 1s..32767s; Count -1 is out of range 1..127; UserTimeout -0.000001ms is out of range 1ms..2147483647ms"},
+		{"Interval and Count", keepalive.Config{Interval: time.Nanosecond, Count: 128}, "keepalive: Interval 0.000000001s is out of range 1s..32767s; Count 128 is out of range 1..127"},
+		{"Count and UserTimeout", keepalive.Config{Count: 200, UserTimeout: -1}, "keepalive: Count 200 is out of range 1..127; UserTimeout -0.000001ms is out of range 1ms..2147483647ms"},
+		{"fraction and range", keepalive.Config{Idle: 1500 * time.Millisecond, UserTimeout: 30 * 24 * time.Hour}, "keepalive: Idle 1.5s is not a whole number of seconds; UserTimeout 2592000000ms is out of range 1ms..2147483647ms"},
+		{"Off with values", keepalive.Config{Off: true, Idle: 30 * time.Second, UserTimeout: time.Minute}, ""},
+		{"Off with a bad value", keepalive.Config{Off: true, Count: 128}, "keepalive: Count 128 is out of range 1..127"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,9 +117,10 @@ func TestFromKeepAliveConfig(t *testing.T) {
 		{"mixed", net.KeepAliveConfig{Enable: true, Idle: 45 * time.Second, Interval: -1}, keepalive.Config{Idle: 45 * time.Second, Count: 9}, ""},
 		{"limits", net.KeepAliveConfig{Enable: true, Idle: 32767 * time.Second, Interval: time.Second, Count: 127}, keepalive.Config{Idle: 32767 * time.Second, Interval: time.Second, Count: 127}, ""},
 
-		{"Enable false", net.KeepAliveConfig{Idle: 30 * time.Second}, keepalive.Config{}, "keepalive: net.KeepAliveConfig has Enable false; a Config always enables keepalive"},
+		{"Enable false is Off", net.KeepAliveConfig{Idle: 30 * time.Second}, keepalive.Config{Off: true, Idle: 30 * time.Second, Interval: 15 * time.Second, Count: 9}, ""},
+		{"Enable false, the rest left", net.KeepAliveConfig{Idle: -1, Interval: -1, Count: -1}, keepalive.Config{Off: true}, ""},
 		{"fractional second is refused, not rounded", net.KeepAliveConfig{Enable: true, Idle: 1500 * time.Millisecond}, keepalive.Config{}, "keepalive: Idle 1.5s is not a whole number of seconds"},
-		{"Interval past the limit", net.KeepAliveConfig{Enable: true, Interval: 32768 * time.Second}, keepalive.Config{}, "keepalive: Interval 9h6m8s is out of range 1s..32767s"},
+		{"Interval past the limit", net.KeepAliveConfig{Enable: true, Interval: 32768 * time.Second}, keepalive.Config{}, "keepalive: Interval 32768s is out of range 1s..32767s"},
 		{"Count past the limit", net.KeepAliveConfig{Enable: true, Count: 128}, keepalive.Config{}, "keepalive: Count 128 is out of range 1..127"},
 	}
 	for _, tt := range tests {
@@ -234,7 +238,7 @@ func TestConfigWithUserTimeout(t *testing.T) {
 		{"partial keeps zero fields zero", keepalive.Config{Idle: 60 * time.Second}, keepalive.Config{Idle: 60 * time.Second, UserTimeout: 735 * time.Second}, ""},
 		{"Count 1", keepalive.Config{Idle: time.Second, Interval: time.Second, Count: 1}, keepalive.Config{Idle: time.Second, Interval: time.Second, Count: 1, UserTimeout: 2 * time.Second}, ""},
 		{"replaces a UserTimeout", keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5, UserTimeout: time.Second}, keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5, UserTimeout: 110 * time.Second}, ""},
-		{"limits overflow UserTimeout", keepalive.Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127}, keepalive.Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127, UserTimeout: 128 * 32767 * time.Second}, "keepalive: UserTimeout 1165h2m56s is out of range 1ms..2147483647ms"},
+		{"limits overflow UserTimeout", keepalive.Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127}, keepalive.Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127, UserTimeout: 128 * 32767 * time.Second}, "keepalive: UserTimeout 4194176000ms is out of range 1ms..2147483647ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -267,10 +271,10 @@ func TestNotTCP(t *testing.T) {
 		conn net.Conn
 		want string
 	}{
-		{"net.Pipe", p1, "keepalive: not a TCP connection: *net.pipe"},
-		{"wrapping net.Pipe", netConner{p2}, "keepalive: not a TCP connection: keepalive_test.netConner"},
-		{"wrapping nil", netConner{}, "keepalive: not a TCP connection: keepalive_test.netConner"},
-		{"nil", nil, "keepalive: not a TCP connection: <nil>"},
+		{"net.Pipe", p1, "keepalive: not a TCP socket: *net.pipe"},
+		{"wrapping net.Pipe", netConner{p2}, "keepalive: not a TCP socket: *net.pipe inside keepalive_test.netConner"},
+		{"wrapping nil", netConner{}, "keepalive: not a TCP socket: nil inside keepalive_test.netConner"},
+		{"nil", nil, "keepalive: not a TCP socket: nil"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -354,6 +358,9 @@ func configName(c keepalive.Config) string {
 	}
 	if c.UserTimeout != 0 {
 		add("UserTimeout", c.UserTimeout)
+	}
+	if c.Off {
+		add("Off", true)
 	}
 	return s
 }

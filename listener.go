@@ -3,24 +3,27 @@ package keepalive
 import (
 	"context"
 	"net"
+	"syscall"
 )
 
 // ListenConfig listens for TCP connections that carry a Config.
 //
-// On Linux the Config is set once, on the listening socket, and every
-// accepted socket inherits it from there: nothing is done per accept, and
-// the listener returned is the one the standard library made (a
-// [*net.TCPListener] for TCP). Elsewhere the Config is applied to each
-// accepted connection; one that cannot take it is closed, and Accept returns
-// the error.
+// Where accepted sockets inherit the listening socket's options (Linux; see
+// [Capabilities.AcceptInherits]) the Config is set once, on the listening
+// socket: nothing is done per accept, and the listener returned is the one
+// the standard library made (a [*net.TCPListener] for TCP). Elsewhere the
+// Config is applied to each accepted connection; one that cannot take it is
+// closed, and Accept returns the error.
 //
 // The zero ListenConfig listens as the zero [net.ListenConfig] does, with
 // keepalive on at the system's values.
 type ListenConfig struct {
 	// NetListenConfig is the listen config to listen with. If nil, the zero
-	// net.ListenConfig is used. It is never modified. Its Control hook
-	// runs first, then Config is applied; its KeepAlive and KeepAliveConfig
-	// fields are ignored for TCP networks, where Config wins.
+	// net.ListenConfig is used. It is never modified. Its KeepAlive and
+	// KeepAliveConfig fields are ignored for TCP networks, where Config
+	// wins. Its Control hook runs first, then Config is applied whole: an
+	// option the hook set that Config leaves zero is put back to the system
+	// default.
 	//
 	// Note that since Go 1.24 a Linux listener may use Multipath TCP by
 	// default, and a Multipath TCP socket refuses TCP_USER_TIMEOUT: when
@@ -31,7 +34,9 @@ type ListenConfig struct {
 
 	// Config is applied to every connection accepted on a TCP network
 	// ("tcp", "tcp4", "tcp6"). It is validated before any socket is
-	// created. The zero Config turns keepalive on with the system's values.
+	// created. A zero field means the system default, as everywhere in
+	// this package; the zero Config turns keepalive on with the system's
+	// values.
 	Config Config
 }
 
@@ -57,7 +62,10 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (ne
 		nl.SetMultipathTCP(false)
 	}
 	if acceptInherits {
-		nl.Control = chainControl(base.Control, lc.Config)
+		hook := chainControlContext(base.Control, nil, lc.Config)
+		nl.Control = func(network, address string, rc syscall.RawConn) error {
+			return hook(ctx, network, address, rc)
+		}
 		return nl.Listen(ctx, network, address)
 	}
 	ln, err := nl.Listen(ctx, network, address)

@@ -75,7 +75,7 @@ func TestListenConfigMultipathUserTimeout(t *testing.T) {
 			assert.Equal(t, want, readKernel(t, accepted), "accepted")
 			assert.False(t, multipath(t, accepted), "accepted MultipathTCP")
 			assert.False(t, multipath(t, dialed), "dialed MultipathTCP")
-			assert.Equal(t, settings(want), mustGet(t, accepted), "Get accepted")
+			assert.Equal(t, asConfig(want), mustGet(t, accepted), "Get accepted")
 			assert.True(t, base.MultipathTCP(), "NetListenConfig modified")
 		})
 	}

@@ -4,42 +4,39 @@ package keepalive
 
 import (
 	"errors"
-	"runtime"
+	"time"
 )
 
-// sockopts is empty: off Linux no option is set or read on a file
-// descriptor; Set goes through net.TCPConn.SetKeepAliveConfig instead.
-var sockopts [numOptions]sockopt
+// This platform has no per-socket keepalive options that this package
+// drives.
 
-// sysctls is empty: the system defaults are read on Linux only.
-var sysctls [numOptions]string
+const why = "the platform has no per-socket keepalive options"
 
-// No retransmission timeout sysctls: they are read on Linux only.
+var supports = [numOptions]Support{
+	optKeepAlive:   {whySet: why, whyGet: why},
+	optIdle:        {whySet: why, whyGet: why},
+	optInterval:    {whySet: why, whyGet: why},
+	optCount:       {whySet: why, whyGet: why},
+	optUserTimeout: {whySet: why, whyGet: why},
+}
+
+func support(o option) Support { return supports[o] }
+
 const (
-	retriesSysctl = ""
-	rtoMaxSysctl  = ""
+	acceptInherits   = false
+	defaultsReadable = false
 )
 
-// acceptInherits is false: whether accepted sockets inherit the listening
-// socket's options is not established here, so ListenConfig sets them on
-// every accepted connection.
-const acceptInherits = false
+func setOption(fd uintptr, o option, c, sys Config) error { return errors.ErrUnsupported }
 
-// cannotSet lists, by GOOS, the options net.TCPConn.SetKeepAliveConfig
-// cannot set there (net/tcpsockopt_openbsd.go, tcpsockopt_stub.go,
-// tcpsockopt_plan9.go). TCP_USER_TIMEOUT exists on Linux only.
-var cannotSet = map[string][numOptions]bool{
-	"openbsd": {optIdle: true, optInterval: true, optCount: true},
-	"plan9":   {optKeepAlive: true, optIdle: true, optInterval: true, optCount: true},
-	"js":      {optKeepAlive: true, optIdle: true, optInterval: true, optCount: true},
-	"wasip1":  {optKeepAlive: true, optIdle: true, optInterval: true, optCount: true},
+func getOption(fd uintptr, o option) (int64, error) { return 0, errors.ErrUnsupported }
+
+func checkCombination(Config) *FieldError { return nil }
+
+func checkTCP(fd uintptr) error { return errors.ErrUnsupported }
+
+func systemDefaults() (Config, error) {
+	return Config{}, unsupported("reading the system defaults", why)
 }
 
-// platformSets reports whether Set can apply option o on this platform.
-func platformSets(o option) bool {
-	return o != optUserTimeout && !cannotSet[runtime.GOOS][o]
-}
-
-func setsockoptInt(fd uintptr, level, opt, v int) error { return errors.ErrUnsupported }
-
-func getsockoptInt(fd uintptr, level, opt int) (int, error) { return 0, errors.ErrUnsupported }
+var _ = time.Second

@@ -31,10 +31,17 @@ const suggestCount = 3
 // or two may be lost; when that Idle would come too close to idleTimeout,
 // Idle and Interval are lowered to fit, with Interval a quarter of the
 // time the path allows, and the Config then notices a dead peer sooner than
-// detect. UserTimeout is Idle + Interval*Count, so that data left
-// unacknowledged is given up on within detect too; it is left zero on
-// platforms without TCP_USER_TIMEOUT. Values are whole seconds, rounded
-// down.
+// detect. Values are whole seconds, rounded down.
+//
+// UserTimeout is Idle + Interval*Count, where the platform has a user
+// timeout. Without one, a peer that vanishes while data is in flight is
+// noticed only after the system's retransmission limit (about 15 minutes on
+// Linux), however short detect is: keepalive probes are not sent while data
+// waits to be acknowledged. The cost is that a peer which stops reading for
+// longer than the user timeout, though alive, is cut off too. A caller whose
+// peers may pause for longer (a consumer applying back-pressure, a
+// subscriber stalled for a checkpoint) sets UserTimeout in the result to
+// zero, or to the longest pause, and keeps the rest.
 //
 // Suggest fails when detect is under 2s (the shortest Config, idle 1s,
 // interval 1s, count 1, takes 2s), when idleTimeout is under 3s (two probes
@@ -61,19 +68,26 @@ func Suggest(idleTimeout, detect time.Duration) (Config, error) {
 		idle = latest - interval
 		count = min(int64(suggestCount), (d-idle)/interval)
 	}
-	idle = min(idle, int64(maxIdle/time.Second))
-	interval = min(interval, int64(maxInterval/time.Second))
+	idle = min(idle, maxSeconds(optIdle))
+	interval = min(interval, maxSeconds(optInterval))
 
 	c := Config{
 		Idle:     time.Duration(idle) * time.Second,
 		Interval: time.Duration(interval) * time.Second,
 		Count:    int(count),
 	}
-	if platformSets(optUserTimeout) {
+	if support(optUserTimeout).Set {
 		c.UserTimeout = c.Idle + c.Interval*time.Duration(c.Count)
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// maxSeconds returns the largest whole number of seconds the platform takes
+// for option o.
+func maxSeconds(o option) int64 {
+	s := support(o)
+	return int64(time.Duration(s.Max) * s.Unit / time.Second)
 }

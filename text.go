@@ -18,12 +18,21 @@ const (
 
 var textKeys = [...]string{keyIdle, keyInterval, keyCount, keyUserTimeout}
 
-const validKeys = "valid keys: " + keyIdle + ", " + keyInterval + ", " + keyCount + ", " + keyUserTimeout
+// textOff is the item that turns keepalive off.
+const textOff = "off"
+
+const validKeys = "valid keys: " + keyIdle + ", " + keyInterval + ", " + keyCount + ", " + keyUserTimeout + ", and the word " + textOff
 
 // ParseConfig parses the text form of a Config: comma-separated key=value
 // pairs with the keys idle, interval, count and user-timeout, as in
 //
 //	idle=60s,interval=5s,count=3,user-timeout=75s
+//
+// and the word off, which turns keepalive off (Off true), alone or with the
+// values that stay on the socket for when keepalive is turned on again:
+//
+//	off
+//	off,user-timeout=30s
 //
 // Durations are in the syntax of [time.ParseDuration] ("60s", "1m30s",
 // "1500ms"); count is a decimal integer. A key may be left out, which
@@ -43,6 +52,13 @@ func ParseConfig(s string) (Config, error) {
 	for _, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
 		key, value, ok := strings.Cut(item, "=")
+		if !ok && item == textOff {
+			if c.Off {
+				return Config{}, fmt.Errorf("keepalive: duplicate %q", textOff)
+			}
+			c.Off = true
+			continue
+		}
 		if !ok {
 			if item == "" {
 				return Config{}, fmt.Errorf("keepalive: empty item in %q (want key=value pairs separated by commas; %s)", s, validKeys)
@@ -95,9 +111,10 @@ func parseCount(value string) (int, error) {
 	return n, nil
 }
 
-// String returns c in the text form [ParseConfig] reads: the non-zero
-// fields as key=value pairs in the order idle, interval, count,
-// user-timeout, such as "idle=60s,interval=5s,count=3,user-timeout=75s". A
+// String returns c in the text form [ParseConfig] reads: "off" first when
+// Off is true, then the non-zero fields as key=value pairs in the order
+// idle, interval, count, user-timeout, such as
+// "idle=60s,interval=5s,count=3,user-timeout=75s". A
 // duration is written in whole seconds or milliseconds when it is one, and
 // as [time.Duration.String] otherwise. The zero Config is the empty string.
 //
@@ -105,6 +122,9 @@ func parseCount(value string) (int, error) {
 // same values; ParseConfig then refuses an invalid one.
 func (c Config) String() string {
 	b := make([]byte, 0, 64)
+	if c.Off {
+		b = append(b, textOff...)
+	}
 	if c.Idle != 0 {
 		b = appendDuration(appendKey(b, keyIdle), c.Idle)
 	}

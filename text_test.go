@@ -64,7 +64,7 @@ func TestParseConfig(t *testing.T) {
 }
 
 func TestParseConfigErrors(t *testing.T) {
-	const valid = "(valid keys: idle, interval, count, user-timeout)"
+	const valid = "(valid keys: idle, interval, count, user-timeout, and the word off)"
 	for _, tt := range []struct {
 		in   string
 		want string
@@ -75,8 +75,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"=60s", `keepalive: unknown key "" ` + valid, nil},
 		{"idle", `keepalive: "idle" is not key=value ` + valid, nil},
 		{"idle:60s", `keepalive: "idle:60s" is not key=value ` + valid, nil},
-		{"idle=60s,", `keepalive: empty item in "idle=60s," (want key=value pairs separated by commas; valid keys: idle, interval, count, user-timeout)`, nil},
-		{"idle=60s,,count=3", `keepalive: empty item in "idle=60s,,count=3" (want key=value pairs separated by commas; valid keys: idle, interval, count, user-timeout)`, nil},
+		{"idle=60s,", `keepalive: empty item in "idle=60s," (want key=value pairs separated by commas; valid keys: idle, interval, count, user-timeout, and the word off)`, nil},
+		{"idle=60s,,count=3", `keepalive: empty item in "idle=60s,,count=3" (want key=value pairs separated by commas; valid keys: idle, interval, count, user-timeout, and the word off)`, nil},
 		{"idle=60s,idle=30s", `keepalive: duplicate key "idle"`, nil},
 		{"count=3,idle=1s,count=3", `keepalive: duplicate key "count"`, nil},
 		{"idle=60", `keepalive: idle value "60" is not a duration such as 60s or 1500ms: time: missing unit in duration "60"`, nil},
@@ -88,7 +88,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"count=128", "keepalive: Count 128 is out of range 1..127", nil},
 		{"idle=1.5s", "keepalive: Idle 1.5s is not a whole number of seconds", nil},
 		{"interval=-5s", "keepalive: Interval -5s is out of range 1s..32767s", nil},
-		{"idle=32768s", "keepalive: Idle 9h6m8s is out of range 1s..32767s", nil},
+		{"idle=32768s", "keepalive: Idle 32768s is out of range 1s..32767s", nil},
 		{"user-timeout=1.5ms", "keepalive: UserTimeout 1.5ms is not a whole number of milliseconds", nil},
 	} {
 		t.Run(tt.in, func(t *testing.T) {
@@ -195,7 +195,7 @@ func TestConfigJSON(t *testing.T) {
 	for _, tt := range []struct {
 		name, in, want string
 	}{
-		{"unknown key", `{"keepalive":"idel=30s"}`, `keepalive: unknown key "idel" (valid keys: idle, interval, count, user-timeout)`},
+		{"unknown key", `{"keepalive":"idel=30s"}`, `keepalive: unknown key "idel" (valid keys: idle, interval, count, user-timeout, and the word off)`},
 		{"invalid", `{"keepalive":"count=200"}`, "keepalive: Count 200 is out of range 1..127"},
 		{"not a string", `{"keepalive":{"Idle":30000000000}}`, "json: cannot unmarshal"},
 	} {
@@ -237,8 +237,8 @@ func TestConfigFlag(t *testing.T) {
 		{"default", nil, def, ""},
 		{"given", []string{"-keepalive", "idle=30s,interval=5s,count=3"}, keepalive.Config{Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3}, ""},
 		{"empty", []string{"-keepalive="}, keepalive.Config{}, ""},
-		{"unknown key", []string{"-keepalive", "idel=30s"}, keepalive.Config{}, `invalid value "idel=30s" for flag -keepalive: keepalive: unknown key "idel" (valid keys: idle, interval, count, user-timeout)`},
-		{"invalid", []string{"-keepalive", "idle=0.5s"}, keepalive.Config{}, `invalid value "idle=0.5s" for flag -keepalive: keepalive: Idle 500ms is not a whole number of seconds`},
+		{"unknown key", []string{"-keepalive", "idel=30s"}, keepalive.Config{}, `invalid value "idel=30s" for flag -keepalive: keepalive: unknown key "idel" (valid keys: idle, interval, count, user-timeout, and the word off)`},
+		{"invalid", []string{"-keepalive", "idle=0.5s"}, keepalive.Config{}, `invalid value "idle=0.5s" for flag -keepalive: keepalive: Idle 0.5s is out of range 1s..32767s`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fs, c := newFlags()

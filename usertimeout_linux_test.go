@@ -1,6 +1,7 @@
 package keepalive_test
 
 import (
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -105,4 +106,68 @@ func writeUntilError(conn net.Conn, start time.Time) <-chan detection {
 		}
 	}()
 	return done
+}
+
+// TestStalledReader shows the cost of a user timeout: a peer that is alive
+// but has stopped reading is cut off once its receive window has been full
+// for longer than UserTimeout, since the data waiting to be sent stays
+// unacknowledged although every segment the writer sends is answered.
+// Without a user timeout the same connection
+// stays open, and the peer reads every byte when it resumes. The writer's
+// keepalive (idle 1s, interval 1s, count 3) changes nothing: probes are not
+// sent while data is queued.
+func TestStalledReader(t *testing.T) {
+	keep := keepalive.Config{Idle: time.Second, Interval: time.Second, Count: 3}
+	withUser := keep
+	withUser.UserTimeout = 2 * time.Second
+	const hold = 10 * time.Second
+	for _, c := range []keepalive.Config{withUser, keep} {
+		name := "user-timeout=2s"
+		if c.UserTimeout == 0 {
+			name = "no-user-timeout"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var plain net.ListenConfig
+			plain.SetMultipathTCP(false)
+			ln := listen(t, &keepalive.ListenConfig{NetListenConfig: &plain})
+			d := &keepalive.Dialer{Config: c}
+			writer, reader := pair(t, ln, d.DialContext)
+
+			// Write until the reader's window and the writer's buffer are
+			// full; the last write that returned marks when they filled.
+			start := time.Now()
+			require.NoError(t, writer.SetWriteDeadline(start.Add(hold)))
+			var written int
+			var filled time.Time
+			b := make([]byte, 4096)
+			var werr error
+			for {
+				n, err := writer.Write(b)
+				written += n
+				if err != nil {
+					werr = err
+					break
+				}
+				filled = time.Now()
+			}
+			waited := time.Since(filled)
+			info := tcpInfo(t, writer)
+			t.Logf("stalled reader: %s: %d bytes written; write failed %.3fs after the buffers filled: %v; probes %d, retransmissions %d",
+				name, written, waited.Seconds(), werr, info.Probes, info.Total_retrans)
+			if c.UserTimeout != 0 {
+				assert.ErrorIs(t, werr, syscall.ETIMEDOUT, "a live peer that stopped reading is cut off")
+				assert.Less(t, waited, hold/2, "cut off long after the user timeout")
+				t.Logf("ratio to UserTimeout %v: %.3f", c.UserTimeout, float64(waited)/float64(c.UserTimeout))
+				return
+			}
+			assert.ErrorIs(t, werr, os.ErrDeadlineExceeded, "still writing at the deadline")
+			assert.Equal(t, uint8(tcpEstablished), info.State, "state")
+			// The peer was alive all along: it reads every byte.
+			require.NoError(t, reader.SetReadDeadline(time.Now().Add(10*time.Second)))
+			got, err := io.CopyN(io.Discard, reader, int64(written))
+			assert.NoError(t, err)
+			assert.Equal(t, int64(written), got, "bytes the reader read after resuming")
+		})
+	}
 }

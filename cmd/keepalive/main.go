@@ -252,9 +252,9 @@ func demo(ctx context.Context, c keepalive.Config, w io.Writer) error {
 	fmt.Fprintln(tw, "socket\tkeepalive\tidle\tinterval\tcount\tuser timeout\t")
 	for _, s := range []struct {
 		name string
-		s    keepalive.Settings
+		s    keepalive.Config
 	}{{"dialed " + dialed.LocalAddr().String(), ds}, {"accepted " + accepted.LocalAddr().String(), as}} {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%d\t%v\t\n", s.name, onOff(s.s.Enabled), s.s.Config.Idle, s.s.Config.Interval, s.s.Config.Count, s.s.Config.UserTimeout)
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%d\t%v\t\n", s.name, onOff(!s.s.Off), s.s.Idle, s.s.Interval, s.s.Count, s.s.UserTimeout)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nworst case to notice a vanished peer on an idle connection:\n")
@@ -365,7 +365,7 @@ func dialCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if !*watch {
 			return exitOK
 		}
-		return watchConn(ctx, conn, connected, keepalive.Settings{Enabled: true, Config: c}, stdout, stderr)
+		return watchConn(ctx, conn, connected, c, stdout, stderr)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "keepalive: reading the options back: %v\n", err)
@@ -374,19 +374,19 @@ func dialCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "requested:\t%s\n", textOrZero(c))
 	fmt.Fprintf(tw, "in force:\tkeepalive %s, idle %v, interval %v, count %d, user timeout %v (read back with getsockopt)\n",
-		onOff(s.Enabled), s.Config.Idle, s.Config.Interval, s.Config.Count, s.Config.UserTimeout)
+		onOff(!s.Off), s.Idle, s.Interval, s.Count, s.UserTimeout)
 	if sys, err := keepalive.SystemDefaults(); err == nil {
 		fmt.Fprintf(tw, "system defaults:\tidle %v, interval %v, count %d (net.ipv4.tcp_keepalive_*)\n", sys.Idle, sys.Interval, sys.Count)
 	}
 	tw.Flush()
 	fmt.Fprintln(stdout, "worst case to notice a vanished peer:")
 	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	if s.Enabled {
-		fmt.Fprintf(tw, "  on an idle connection:\t%s\n", idleBound(s.Config))
+	if !s.Off {
+		fmt.Fprintf(tw, "  on an idle connection:\t%s\n", idleBound(s))
 	} else {
 		fmt.Fprintf(tw, "  on an idle connection:\tnever: keepalive is off\n")
 	}
-	fmt.Fprintf(tw, "  with data unacknowledged:\t%s\n", unackedBound(s.Config.UserTimeout))
+	fmt.Fprintf(tw, "  with data unacknowledged:\t%s\n", unackedBound(s.UserTimeout))
 	tw.Flush()
 	if !*watch {
 		return exitOK
@@ -420,11 +420,11 @@ func textOrZero(c keepalive.Config) string {
 
 // watchConn reads conn until it ends and reports how, with the silence
 // counted from since or from the last data received.
-func watchConn(ctx context.Context, conn net.Conn, since time.Time, s keepalive.Settings, stdout, stderr io.Writer) int {
+func watchConn(ctx context.Context, conn net.Conn, since time.Time, s keepalive.Config, stdout, stderr io.Writer) int {
 	switch {
-	case s.Enabled && s.Config.Idle != 0 && s.Config.Interval != 0 && s.Config.Count != 0:
-		fmt.Fprintf(stdout, "watching: sending nothing; a vanished peer should be declared dead within %v of silence\n", s.Config.DetectionTime(keepalive.Config{}))
-	case s.Enabled:
+	case !s.Off && s.Idle != 0 && s.Interval != 0 && s.Count != 0:
+		fmt.Fprintf(stdout, "watching: sending nothing; a vanished peer should be declared dead within %v of silence\n", s.DetectionTime(keepalive.Config{}))
+	case !s.Off:
 		fmt.Fprintln(stdout, "watching: sending nothing")
 	default:
 		fmt.Fprintln(stdout, "watching: sending nothing; keepalive is off, so a vanished peer is never noticed")

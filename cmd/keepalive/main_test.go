@@ -63,7 +63,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"-idle", "30s", "extra"}, []string{`keepalive: unknown command "extra"`}},
 		{[]string{"-count", "200"}, []string{"keepalive: Count 200 is out of range 1..127"}},
 		{[]string{"-idle", "1.5s"}, []string{"keepalive: Idle 1.5s is not a whole number of seconds"}},
-		{[]string{"-config", "idel=5s"}, []string{`keepalive: invalid value "idel=5s" for flag -config: keepalive: unknown key "idel" (valid keys: idle, interval, count, user-timeout)`}},
+		{[]string{"-config", "idel=5s"}, []string{`keepalive: invalid value "idel=5s" for flag -config: keepalive: unknown key "idel" (valid keys: idle, interval, count, user-timeout, and the word off)`}},
 		{[]string{"-config", "count=3,count=4"}, []string{`keepalive: duplicate key "count"`}},
 		{[]string{"dial"}, []string{"keepalive dial: missing ADDR", "usage: keepalive dial"}},
 		{[]string{"dial", "127.0.0.1:1", "127.0.0.1:2"}, []string{`keepalive dial: unexpected argument "127.0.0.1:2" after ADDR`}},

@@ -1,0 +1,181 @@
+package keepalive
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The reasons a [FieldError] gives for a value the platform could set but
+// not exactly.
+var (
+	// ErrOutOfRange means the value is negative or beyond the platform's
+	// limits.
+	ErrOutOfRange = errors.New("out of range")
+
+	// ErrNotWhole means the value is not a whole number of the platform's
+	// unit for the field, and would have to be rounded.
+	ErrNotWhole = errors.New("not a whole number of the unit")
+)
+
+// A FieldError describes one field of a Config that cannot be applied on
+// this platform.
+type FieldError struct {
+	// Field is the Config field at fault: "Idle", "Interval", "Count",
+	// "UserTimeout" or "Off".
+	Field string
+
+	// Value is the field's value as the text form of [Config.String]
+	// writes it, in the field's own unit on this platform: "32768s",
+	// "1.5s", "2592000000ms", "128"; "on" or "off" for Off.
+	Value string
+
+	// Min and Max are the valid range in the same notation, "1s" and
+	// "32767s". Both are empty when the platform cannot set the field.
+	Min, Max string
+
+	// Err is the reason: [ErrOutOfRange], [ErrNotWhole], or an error that
+	// wraps [errors.ErrUnsupported] and says why the platform cannot set
+	// the field.
+	Err error
+
+	unit time.Duration // the field's unit, for the message
+}
+
+func (e *FieldError) Error() string { return "keepalive: " + e.text() }
+
+// text is the message without the package prefix.
+func (e *FieldError) text() string {
+	switch {
+	case errors.Is(e.Err, ErrOutOfRange):
+		return fmt.Sprintf("%s %s is out of range %s..%s", e.Field, e.Value, e.Min, e.Max)
+	case errors.Is(e.Err, ErrNotWhole):
+		return fmt.Sprintf("%s %s is not a whole number of %s", e.Field, e.Value, unitName(e.unit))
+	case e.Err != nil:
+		return e.Err.Error()
+	}
+	return e.Field + " " + e.Value + " is invalid"
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// A ValidationError lists every field of a Config that cannot be applied.
+// [Config.Validate] returns one; [errors.As] finds it, or any one of its
+// FieldErrors, in the error of every function that validates.
+type ValidationError struct {
+	// Errors holds one FieldError per field at fault, in the order Idle,
+	// Interval, Count, UserTimeout, Off. It is never empty.
+	Errors []*FieldError
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("keepalive: ")
+	for i, fe := range e.Errors {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(fe.text())
+	}
+	return b.String()
+}
+
+// Unwrap returns the FieldErrors, for [errors.Is] and [errors.As].
+func (e *ValidationError) Unwrap() []error {
+	errs := make([]error, len(e.Errors))
+	for i, fe := range e.Errors {
+		errs[i] = fe
+	}
+	return errs
+}
+
+// unsupportedError says why this platform cannot do something; it wraps
+// [errors.ErrUnsupported].
+type unsupportedError struct {
+	what string // "UserTimeout", "reading Idle back"
+	why  string // the platform's reason, may be empty
+}
+
+func (e *unsupportedError) Error() string {
+	s := e.what + " is not supported on " + runtime.GOOS + "/" + runtime.GOARCH
+	if e.why != "" {
+		s += ": " + e.why
+	}
+	return s
+}
+
+func (e *unsupportedError) Unwrap() error { return errors.ErrUnsupported }
+
+// unsupported returns the error for what, which this platform cannot do,
+// with the reason why.
+func unsupported(what, why string) error {
+	return &unsupportedError{what: what, why: why}
+}
+
+// formatValue writes v, a value of option o as Config.get returns it, in
+// the text form's notation and in unit: "32768s" for 32768 seconds in
+// seconds, "1.5s", "2592000000ms" for 30 days in milliseconds. A zero unit
+// writes a duration as the text form does.
+func formatValue(o option, v int64, unit time.Duration) string {
+	switch o {
+	case optCount:
+		return strconv.FormatInt(v, 10)
+	case optKeepAlive:
+		if v == 0 {
+			return "off"
+		}
+		return "on"
+	}
+	if unit <= 0 {
+		return string(appendDuration(nil, time.Duration(v)))
+	}
+	u, sym := notation(unit)
+	b := make([]byte, 0, 24)
+	if v < 0 {
+		b = append(b, '-')
+	}
+	// The magnitude as a uint64: -MinInt64 does not fit an int64.
+	m := uint64(v)
+	if v < 0 {
+		m = -m
+	}
+	b = strconv.AppendUint(b, m/uint64(u), 10)
+	if frac := m % uint64(u); frac != 0 {
+		digits := len(strconv.FormatInt(int64(u), 10)) - 1
+		f := strconv.FormatUint(frac, 10)
+		f = strings.Repeat("0", digits-len(f)) + f
+		b = append(b, '.')
+		b = append(b, strings.TrimRight(f, "0")...)
+	}
+	return string(append(b, sym...))
+}
+
+// notation returns the largest of the units the text form writes (s, ms,
+// µs, ns) that divides unit, and its symbol.
+func notation(unit time.Duration) (time.Duration, string) {
+	switch {
+	case unit%time.Second == 0:
+		return time.Second, "s"
+	case unit%time.Millisecond == 0:
+		return time.Millisecond, "ms"
+	case unit%time.Microsecond == 0:
+		return time.Microsecond, "µs"
+	}
+	return time.Nanosecond, "ns"
+}
+
+// unitName names unit in the plural, for "not a whole number of seconds".
+func unitName(unit time.Duration) string {
+	switch unit {
+	case time.Second:
+		return "seconds"
+	case time.Millisecond:
+		return "milliseconds"
+	case 0:
+		return "the unit"
+	}
+	return "units of " + unit.String()
+}

@@ -1,0 +1,77 @@
+package keepalive
+
+import "time"
+
+// Support describes what this platform does with one field of a Config.
+type Support struct {
+	// Option names the socket option that carries the field, as the
+	// platform's headers spell it: "TCP_KEEPIDLE", "SO_KEEPALIVE". It is
+	// empty where the platform has none.
+	Option string
+
+	// Set reports whether a socket can take a non-zero value of the field
+	// (for Off: whether keepalive can be turned on and off).
+	Set bool
+
+	// Get reports whether [Get] reads the value in force back from the
+	// socket. A field that cannot be set is reported at the system
+	// default; one that can be set but not read makes Get fail.
+	Get bool
+
+	// Unit is the granularity of a duration field: a valid value is a
+	// whole number of Units. It is zero for Count and Off, and where Set
+	// is false.
+	Unit time.Duration
+
+	// Min and Max bound a valid non-zero value, in Units (for Count, in
+	// probes). Both are zero for Off and where Set is false.
+	Min, Max int64
+
+	// whySet and whyGet say why Set or Get is false.
+	whySet, whyGet string
+}
+
+// errSet returns the error for setting field, which s cannot do.
+func (s Support) errSet(field string) error {
+	if field == optionField[optKeepAlive] {
+		field = "turning keepalive on and off"
+	}
+	return unsupported(field, s.whySet)
+}
+
+// Capabilities describes what this platform does with a Config.
+type Capabilities struct {
+	// Idle, Interval, Count, UserTimeout and Off describe each field of
+	// Config.
+	Idle, Interval, Count, UserTimeout, Off Support
+
+	// SystemDefaults reports whether [SystemDefaults] can read the
+	// system's values. Where it cannot, a zero field given to [Set] leaves
+	// the socket's value as it is.
+	SystemDefaults bool
+
+	// AcceptInherits reports that a socket accepted from a listening
+	// socket starts with its keepalive settings, so that [ListenConfig]
+	// sets the Config once, on the listening socket; where it is false,
+	// ListenConfig sets it on every accepted connection.
+	AcceptInherits bool
+}
+
+// Platform returns what the platform the program runs on does with a
+// Config, so that a caller can choose before dialing. [Config.Validate]
+// checks a Config against the same answers.
+//
+// Note that on Windows the answer comes from trying the options on a socket
+// the first time it is needed, since Windows before 10 version 1709 (and
+// Wine) lack them whatever their version number says.
+func Platform() Capabilities {
+	return Capabilities{
+		Idle:           support(optIdle),
+		Interval:       support(optInterval),
+		Count:          support(optCount),
+		UserTimeout:    support(optUserTimeout),
+		Off:            support(optKeepAlive),
+		SystemDefaults: defaultsReadable,
+		AcceptInherits: acceptInherits,
+	}
+}

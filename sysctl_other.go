@@ -1,0 +1,20 @@
+//go:build !linux
+
+package keepalive
+
+import (
+	"fmt"
+	"time"
+)
+
+// userTimeoutEndsProbes is false: only Linux is known to end an idle
+// connection at its user timeout rather than after Count probes.
+const userTimeoutEndsProbes = false
+
+func retransmitLimit() (time.Duration, error) {
+	return 0, fmt.Errorf("keepalive: %w", unsupported("reading the retransmission timeout", "it is modelled on Linux's sysctls only"))
+}
+
+func sysctlConf(Config) (string, error) {
+	return "", fmt.Errorf("keepalive: %w", unsupported("writing sysctl lines", "they name Linux's sysctls"))
+}
