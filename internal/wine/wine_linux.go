@@ -129,6 +129,9 @@ func (e *Env) boot(t testing.TB) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.Wine, "wineboot", "--init")
 	cmd.Env = e.Environ()
+	// wineserver and Wine's services inherit the output pipe and keep it
+	// open for a few seconds after wineboot exits.
+	cmd.WaitDelay = time.Minute
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("wine: wineboot --init: %v\n%s", err, out)
 	}
@@ -148,6 +151,7 @@ func (e *Env) waitServer(t testing.TB, ctx context.Context) {
 	}
 	cmd := exec.CommandContext(ctx, e.Server, "--wait")
 	cmd.Env = e.Environ()
+	cmd.WaitDelay = time.Minute
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("wine: wineserver --wait: %v\n%s", err, out)
 	}
