@@ -263,3 +263,47 @@ func ExampleSystemDefaults() {
 	fmt.Println("Idle", sys.Idle, "Interval", sys.Interval, "Count", sys.Count)
 	fmt.Println("a dead peer is noticed after", keepalive.Config{}.DetectionTime(sys))
 }
+
+func ExampleGet() {
+	conn, err := net.Dial("tcp", "db.example.com:5432")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	// Get reports the values in force, the system's where the socket set
+	// none; the standard library's dial set its own 15s/15s/9.
+	c, err := keepalive.Get(conn)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if c.Off {
+		fmt.Println("keepalive is off: a vanished peer is never noticed while idle")
+		return
+	}
+	fmt.Printf("%v: a vanished peer is noticed within %v\n", c, c.DetectionTime(keepalive.Config{}))
+}
+
+func ExamplePlatform() {
+	p := keepalive.Platform()
+	c := keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}
+	// A driver that wants a user timeout only where the platform has one.
+	if p.UserTimeout.Set {
+		c.UserTimeout = 110 * time.Second
+	}
+	fmt.Printf("user timeout via %s: %v; values read back: %v\n", p.UserTimeout.Option, p.UserTimeout.Set, p.Idle.Get)
+	d := &keepalive.Dialer{Config: c}
+	_ = d
+}
+
+// A Config can turn keepalive off: a connection whose idleness is the
+// protocol's business, with a user timeout still bounding unacknowledged
+// data.
+func ExampleConfig_off() {
+	c := keepalive.Config{Off: true, UserTimeout: 30 * time.Second}
+	fmt.Println(c)
+	fmt.Println(c.DetectionTime(keepalive.Config{}) == keepalive.Never)
+	// Output:
+	// off,user-timeout=30s
+	// true
+}
