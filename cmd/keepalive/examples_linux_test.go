@@ -10,9 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestExamples runs every example that -h shows, as written, with
-// localhost:5432 replaced by a loopback listener whose connections are
-// closed after a moment, so that -watch ends.
+// TestExamples runs every example that -h shows, as written but for the
+// stand-ins below.
 func TestExamples(t *testing.T) {
 	ln, accepted := loopback(t)
 	go func() {
@@ -20,6 +19,12 @@ func TestExamples(t *testing.T) {
 			time.AfterFunc(200*time.Millisecond, func() { c.Close() })
 		}
 	}()
+	// What the examples name that the test replaces: ADDR by a loopback
+	// listener whose connections are closed after a moment, so that -watch
+	// ends.
+	stand := map[string]string{
+		"localhost:5432": ln.Addr().String(),
+	}
 	for _, c := range commands {
 		for _, ex := range c.examples {
 			t.Run(ex.line, func(t *testing.T) {
@@ -29,8 +34,8 @@ func TestExamples(t *testing.T) {
 					require.Equal(t, c.name, args[1], "an example of %s runs %s", c.prog(), c.name)
 				}
 				for i, a := range args {
-					if a == "localhost:5432" {
-						args[i] = ln.Addr().String()
+					if v, ok := stand[a]; ok {
+						args[i] = v
 					}
 				}
 				r := runArgs(context.Background(), args[1:]...)
