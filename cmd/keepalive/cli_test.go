@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive"
+)
+
+// runResult is what one run of the command gave.
+type runResult struct {
+	code           int
+	stdout, stderr string
+}
+
+func runArgs(ctx context.Context, args ...string) runResult {
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, args, &env{stdout: &stdout, stderr: &stderr})
+	return runResult{code, stdout.String(), stderr.String()}
+}
+
+// squeeze collapses each run of spaces and tabs, which tabwriter varies, to
+// one space.
+func squeeze(s string) string {
+	return regexp.MustCompile(`[ \t]+`).ReplaceAllString(s, " ")
+}
+
+// lib is the library's error for what a flag gave, as the command words
+// it: without the "keepalive: " prefix.
+func lib(err error) string {
+	if err == nil {
+		return "<no error>"
+	}
+	return strings.TrimPrefix(err.Error(), "keepalive: ")
+}
+
+func parseErr(s string) error {
+	_, err := keepalive.ParseConfig(s)
+	return err
+}
+
+// usageTail is what follows the message of every usage error of the
+// command prog.
+var usageTail = map[string]string{
+	"keepalive":         "usage: keepalive [flags]\nRun \"keepalive -h\" for the flags and examples.\n",
+	"keepalive dial":    "usage: keepalive dial [flags] ADDR\nRun \"keepalive dial -h\" for the flags and examples.\n",
+	"keepalive sysctl":  "usage: keepalive sysctl [flags]\nRun \"keepalive sysctl -h\" for the flags and examples.\n",
+	"keepalive suggest": "usage: keepalive suggest -idle-timeout D -detect D\nRun \"keepalive suggest -h\" for the flags and examples.\n",
+	"keepalive help":    "usage: keepalive help [COMMAND]\nRun \"keepalive help -h\" for the flags and examples.\n",
+}
+
+// TestUsageErrors checks that a bad command line or Config exits with
+// status 2, prints nothing on stdout, and on stderr exactly the message
+// (which names the flag and what it takes), then the usage line.
+func TestUsageErrors(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		prog string
+		msg  string
+	}{
+		{[]string{"-nope"}, "keepalive", "flag provided but not defined: -nope"},
+		{[]string{"-idle", "30s", "extra"}, "keepalive", `unknown command "extra"`},
+		{[]string{"-idle", "30s", "dial"}, "keepalive", `the command "dial" must come first: keepalive dial [flags]`},
+		{[]string{"-count", "200"}, "keepalive", `invalid value "200" for flag -count: ` + lib(keepalive.Config{Count: 200}.Validate())},
+		{[]string{"-count", "-1"}, "keepalive", `invalid value "-1" for flag -count: ` + lib(keepalive.Config{Count: -1}.Validate())},
+		{[]string{"-count", "five"}, "keepalive", `invalid value "five" for flag -count: ` + lib(parseErr("count=five"))},
+		{[]string{"-idle", "1.5s"}, "keepalive", `invalid value "1.5s" for flag -idle: ` + lib(keepalive.Config{Idle: 1500 * time.Millisecond}.Validate())},
+		{[]string{"-idle", "5"}, "keepalive", `invalid value "5" for flag -idle: ` + lib(parseErr("idle=5"))},
+		{[]string{"-idle"}, "keepalive", "flag needs an argument: -idle (want a duration such as 60s)"},
+		{[]string{"-count"}, "keepalive", "flag needs an argument: -count (want a whole number such as 5)"},
+		{[]string{"-config"}, "keepalive", "flag needs an argument: -config (want key=value pairs such as idle=60s,count=5)"},
+		{[]string{"-idle", "5s,count=3"}, "keepalive", `invalid value "5s,count=3" for flag -idle: want a duration such as 60s: one value, not a list`},
+		{[]string{"-interval", "-1s"}, "keepalive", `invalid value "-1s" for flag -interval: ` + lib(keepalive.Config{Interval: -time.Second}.Validate())},
+		{[]string{"-config", "idel=5s"}, "keepalive", `invalid value "idel=5s" for flag -config: ` + lib(parseErr("idel=5s"))},
+		{[]string{"-config", "count=3,count=4"}, "keepalive", `invalid value "count=3,count=4" for flag -config: ` + lib(parseErr("count=3,count=4"))},
+		{[]string{"dial"}, "keepalive dial", "missing ADDR"},
+		{[]string{"dial", "127.0.0.1:1", "127.0.0.1:2"}, "keepalive dial", `unexpected argument "127.0.0.1:2" after ADDR`},
+		{[]string{"dial", "localhost"}, "keepalive dial", `ADDR "localhost" is not host:port: address localhost: missing port in address`},
+		{[]string{"dial", "-watch=maybe", "127.0.0.1:1"}, "keepalive dial", `invalid boolean value "maybe" for -watch: want true or false`},
+		{[]string{"dial", "-timeout", "10", "127.0.0.1:1"}, "keepalive dial", `invalid value "10" for flag -timeout: want a duration such as 10s, or 0 for no limit (time: missing unit in duration "10")`},
+		{[]string{"dial", "-timeout", "-1s", "127.0.0.1:1"}, "keepalive dial", `invalid value "-1s" for flag -timeout: want a duration such as 10s, or 0 for no limit`},
+		{[]string{"dial", "-timeout"}, "keepalive dial", `flag needs an argument: -timeout (want a duration such as 10s, or 0 for no limit)`},
+		{[]string{"dial", "-config", "count=0.5", "127.0.0.1:1"}, "keepalive dial", `invalid value "count=0.5" for flag -config: ` + lib(parseErr("count=0.5"))},
+		{[]string{"sysctl", "extra"}, "keepalive sysctl", `unexpected argument "extra"`},
+		{[]string{"sysctl", "-interval", "1.5s"}, "keepalive sysctl", `invalid value "1.5s" for flag -interval: ` + lib(keepalive.Config{Interval: 1500 * time.Millisecond}.Validate())},
+		{[]string{"suggest"}, "keepalive suggest", "missing -idle-timeout"},
+		{[]string{"suggest", "-idle-timeout", "350s"}, "keepalive suggest", "missing -detect"},
+		{[]string{"suggest", "-idle-timeout", "350s", "-detect", "30s", "extra"}, "keepalive suggest", `unexpected argument "extra"`},
+		{[]string{"suggest", "-idle-timeout", "350", "-detect", "30s"}, "keepalive suggest", `invalid value "350" for flag -idle-timeout: want a duration such as 350s or 4m (time: missing unit in duration "350")`},
+		{[]string{"suggest", "-idle-timeout", "350s", "-detect", "30"}, "keepalive suggest", `invalid value "30" for flag -detect: want a duration such as 30s or 2m (time: missing unit in duration "30")`},
+		{[]string{"suggest", "-idle-timeout", "0", "-detect", "30s"}, "keepalive suggest", `invalid value "0" for flag -idle-timeout: want a duration such as 350s or 4m`},
+		{[]string{"suggest", "-idle-timeout", "2s", "-detect", "30s"}, "keepalive suggest", lib(suggestErr(2*time.Second, 30*time.Second))},
+		{[]string{"suggest", "-idle-timeout", "350s", "-detect", "1s"}, "keepalive suggest", lib(suggestErr(350*time.Second, time.Second))},
+		{[]string{"help", "bogus"}, "keepalive help", `unknown command "bogus"`},
+		{[]string{"help", "dial", "sysctl"}, "keepalive help", `unexpected argument "sysctl" after COMMAND`},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := runArgs(context.Background(), tt.args...)
+			assert.Equal(t, exitUsage, r.code)
+			assert.Empty(t, r.stdout)
+			assert.Equal(t, tt.prog+": "+tt.msg+"\n"+usageTail[tt.prog], r.stderr)
+		})
+	}
+}
+
+func suggestErr(idleTimeout, detect time.Duration) error {
+	_, err := keepalive.Suggest(idleTimeout, detect)
+	return err
+}
+
+// TestUnknownCommand checks that an unknown command is named, with the list
+// of commands after it.
+func TestUnknownCommand(t *testing.T) {
+	r := runArgs(context.Background(), "bogus", "-idle", "1s")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Empty(t, r.stdout)
+	var usage bytes.Buffer
+	printUsage(&usage)
+	assert.Equal(t, "keepalive: unknown command \"bogus\"\n\n"+usage.String(), r.stderr)
+	assert.True(t, strings.HasPrefix(usage.String(), "usage: keepalive [flags]  "), usage.String())
+}
+
+// TestHelp checks -h of every command in the table, and help COMMAND: the
+// usage line, the examples, every flag, the exit statuses, on stdout with
+// status 0.
+func TestHelp(t *testing.T) {
+	for _, c := range commands {
+		for _, args := range [][]string{
+			append(strings.Fields(c.name), "-h"),
+			append(strings.Fields(c.name), "--help"),
+			append([]string{"help"}, strings.Fields(c.name)...),
+		} {
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				r := runArgs(context.Background(), args...)
+				assert.Equal(t, exitOK, r.code)
+				assert.Empty(t, r.stderr)
+				if c.name == "" {
+					assert.True(t, strings.HasPrefix(r.stdout, "usage: keepalive [flags] "), r.stdout)
+					for _, other := range commands {
+						assert.Contains(t, squeeze(r.stdout), squeeze(other.usageLine()))
+						assert.Contains(t, r.stdout, other.summary)
+					}
+				} else {
+					assert.True(t, strings.HasPrefix(r.stdout, "usage: "+c.usageLine()+"\n\n"), r.stdout)
+				}
+				require.NotEmpty(t, c.examples, "every command shows an example")
+				assert.Contains(t, r.stdout, "\nExamples:\n")
+				for _, ex := range c.examples {
+					assert.Contains(t, r.stdout, "\n  "+ex.line+"\n")
+				}
+				fs := newFlagSet(c)
+				fs.VisitAll(func(f *flag.Flag) {
+					assert.Regexp(t, `\n  -`+regexp.QuoteMeta(f.Name)+`( \w+)?\n      \S`, r.stdout)
+				})
+				assert.True(t, strings.HasSuffix(r.stdout, "\nExit status: 0 when done, 1 when the work fails (a connection refused, reset\nor timed out), 2 for a bad command line or Config, when nothing is done.\n"), r.stdout)
+				for _, line := range strings.Split(r.stdout, "\n") {
+					if !strings.HasPrefix(line, "  keepalive") && !strings.HasPrefix(line, "        keepalive") && !strings.Contains(line, "keepalive suggest -idle-timeout D -detect D") {
+						assert.LessOrEqual(t, len([]rune(line)), 80, "too long: %q", line)
+					}
+				}
+			})
+		}
+	}
+}
+
+// newFlagSet returns the flags c defines.
+func newFlagSet(c *command) *flag.FlagSet {
+	fs := flag.NewFlagSet(c.prog(), flag.ContinueOnError)
+	c.setup(fs)
+	return fs
+}
+
+// TestHelpConfigFlags checks what -h says of the Config flags: the
+// defaults, including the user timeout's rule.
+func TestHelpConfigFlags(t *testing.T) {
+	for _, name := range []string{"", "dial", "sysctl"} {
+		r := runArgs(context.Background(), append(strings.Fields(name), "-h")...)
+		out := strings.Join(strings.Fields(r.stdout), " ")
+		assert.Contains(t, out, "-idle duration idle time before the first probe (TCP_KEEPIDLE), a duration in whole seconds; 0 for the system default (default 1m0s)")
+		assert.Contains(t, out, "-interval duration time between probes (TCP_KEEPINTVL), a duration in whole seconds; 0 for the system default (default 10s)")
+		assert.Contains(t, out, "-count number unanswered probes before the connection is dropped (TCP_KEEPCNT), a whole number; 0 for the system default (default 5)")
+		assert.Contains(t, out, "-user-timeout duration longest time sent data may stay unacknowledged (TCP_USER_TIMEOUT), a duration in whole milliseconds; 0 for no user timeout (default idle + interval × count)")
+		assert.Contains(t, out, "The fields given win and the rest keep their defaults: a field's own flag wins over -config, and -config over the default, idle=60s,interval=10s,count=5")
+		assert.Contains(t, out, `-config "" is the zero Config: every field the system default.`)
+	}
+}
+
+func TestWrap(t *testing.T) {
+	for _, tt := range []struct{ text, indent, want string }{
+		{"", "", ""},
+		{"one two", "  ", "  one two\n"},
+		{"a\nb\n\nc", "", "a b\n\nc\n"},
+		{"x\n  kept   as is\ny", "    ", "    x\n      kept   as is\n    y\n"},
+		{strings.Repeat("word ", 20), "", strings.TrimSpace(strings.Repeat("word ", 15)) + "\n" + strings.TrimSpace(strings.Repeat("word ", 5)) + "\n"},
+		{"× × ×", "", "× × ×\n"},
+	} {
+		assert.Equal(t, tt.want, wrap(tt.text, tt.indent), "%q", tt.text)
+	}
+}
+
+// TestProgress checks that progress is drawn in place on a terminal, and
+// not at all elsewhere.
+func TestProgress(t *testing.T) {
+	var buf bytes.Buffer
+	e := &env{stderr: &buf}
+	stop := e.showProgress(time.Millisecond, func() string { return "working" })
+	time.Sleep(20 * time.Millisecond)
+	stop()
+	assert.Empty(t, buf.String())
+
+	e.tty = true
+	n := 0
+	stop = e.showProgress(5*time.Millisecond, func() string { n++; return "step" })
+	time.Sleep(50 * time.Millisecond)
+	stop()
+	out := buf.String()
+	assert.True(t, strings.HasPrefix(out, "\rstep\x1b[K"), "%q", out)
+	assert.True(t, strings.HasSuffix(out, "\rstep\x1b[K\r\x1b[K"), "erased at the end: %q", out)
+	assert.Equal(t, n, strings.Count(out, "\rstep\x1b[K"))
+	assert.GreaterOrEqual(t, n, 2, "redrawn")
+}

@@ -1,0 +1,16 @@
+module github.com/keepalive-go/keepalive/cmd/keepalive
+
+go 1.26.0
+
+require (
+	github.com/keepalive-go/keepalive v0.0.0-00010101000000-000000000000
+	github.com/stretchr/testify v1.12.1
+	golang.org/x/term v0.48.0
+)
+
+require (
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
+
+replace github.com/keepalive-go/keepalive => ../..
