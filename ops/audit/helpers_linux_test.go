@@ -330,3 +330,10 @@ func needRoot(t testing.TB, why string) {
 		skipOutsideCI(t, "needs root: %s", why)
 	}
 }
+
+func jsonUnmarshal(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %q", err, b)
+	}
+	return nil
+}

@@ -33,7 +33,7 @@ func whyNoAccess(pid int, op string) string {
 			fmt.Fprintf(&b, " (uid %d)", st.Uid)
 		}
 	}
-	b.WriteString(", and the process must be dumpable (not changed user or marked with prctl PR_SET_DUMPABLE 0), or with CAP_SYS_PTRACE")
+	b.WriteString(" (the process must then also be dumpable: one that changed its user or called prctl(PR_SET_DUMPABLE, 0) is not), or with CAP_SYS_PTRACE")
 	fmt.Fprintf(&b, "; this process runs as uid %d", os.Getuid())
 	if has, ok := hasCapability(unix.CAP_SYS_PTRACE); ok && has {
 		b.WriteString(" with CAP_SYS_PTRACE")

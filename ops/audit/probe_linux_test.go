@@ -103,4 +103,3 @@ func pidPort(s string) (pid, port int, err error) {
 	}
 	return pid, port, nil
 }
-

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -30,6 +31,7 @@ func listConns(ctx context.Context, h *netlink.Handle, f Filter, progress func(P
 		if err != nil {
 			return nil, err
 		}
+		conns = slices.Grow(conns, len(socks))
 		for _, s := range socks {
 			if connStates&(1<<s.State) == 0 {
 				continue
