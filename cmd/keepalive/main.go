@@ -74,6 +74,8 @@ const usage = `usage: keepalive [flags]                  show keepalive on a loo
        keepalive sysctl [flags]           print the sysctl lines for a Config
        keepalive suggest -idle-timeout D -detect D
                                           choose a Config for a path
+       keepalive audit [flags]            list this host's TCP connections and their keepalive
+       keepalive apply -pid P -config C   set keepalive on a running process's connections
 
 Run "keepalive COMMAND -h" for the flags of a command.
 `
@@ -87,6 +89,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return sysctlCmd(args[1:], stdout, stderr)
 		case "suggest":
 			return suggestCmd(args[1:], stdout, stderr)
+		case "audit":
+			return auditCmd(ctx, args[1:], stdout, stderr)
+		case "apply":
+			return applyCmd(ctx, args[1:], stdout, stderr)
 		case "help":
 			if len(args) > 1 {
 				return run(ctx, []string{args[1], "-h"}, stdout, stderr)

@@ -175,7 +175,9 @@ func TestAuditFilters(t *testing.T) {
 	dialed, accepted := pairOf(t, (&net.Dialer{KeepAlive: -1}).DialContext)
 	local := dialed.LocalAddr().(*net.TCPAddr).AddrPort()
 	server := accepted.LocalAddr().(*net.TCPAddr).AddrPort()
-	inodes := func(f audit.Filter) []netip.AddrPort {
+	other := startHold(t, 1, "off", false, nil)
+	selected := func(t *testing.T, f audit.Filter) []netip.AddrPort {
+		t.Helper()
 		rep, err := audit.Audit(context.Background(), audit.Options{Filter: f, KernelOnly: true})
 		require.NoError(t, err)
 		var got []netip.AddrPort
@@ -195,10 +197,10 @@ func TestAuditFilters(t *testing.T) {
 		{"client port matches both ends", audit.Filter{Port: local.Port()}, []netip.AddrPort{local, server}},
 		{"remote address and port", audit.Filter{Port: server.Port(), Remote: netip.PrefixFrom(server.Addr(), 32)}, []netip.AddrPort{local, server}},
 		{"remote prefix elsewhere", audit.Filter{Port: server.Port(), Remote: netip.MustParsePrefix("10.0.0.0/8")}, nil},
-		{"another process", audit.Filter{PID: os.Getppid(), Port: server.Port()}, nil},
+		{"another process", audit.Filter{PID: other.PID, Port: server.Port()}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.ElementsMatch(t, tt.want, inodes(tt.filter))
+			assert.ElementsMatch(t, tt.want, selected(t, tt.filter))
 		})
 	}
 }

@@ -304,15 +304,6 @@ func fdFlags(t testing.TB, pid, fd int) string {
 	return ""
 }
 
-// byFD indexes conns by descriptor.
-func byFD(conns []audit.Conn) map[int]audit.Conn {
-	m := make(map[int]audit.Conn, len(conns))
-	for _, c := range conns {
-		m[c.FD] = c
-	}
-	return m
-}
-
 // skipOutsideCI skips the test with the reason, or fails it when the
 // environment variable CI is set: in CI every test must run.
 func skipOutsideCI(t testing.TB, format string, args ...any) {
