@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -129,17 +130,23 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "keepalive: %v\n", err)
 		return exitFail
 	}
+	// One write per line would be 100,000 system calls on a busy host.
+	bw := bufio.NewWriterSize(stdout, 64<<10)
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
+		enc := json.NewEncoder(bw)
 		for _, c := range rep.Conns {
 			if err := enc.Encode(c); err != nil {
 				fmt.Fprintf(stderr, "keepalive: %v\n", err)
 				return exitFail
 			}
 		}
-		return exitOK
+	} else {
+		printAudit(bw, rep, cr, *kernelOnly)
 	}
-	printAudit(stdout, rep, cr, *kernelOnly)
+	if err := bw.Flush(); err != nil {
+		fmt.Fprintf(stderr, "keepalive: %v\n", err)
+		return exitFail
+	}
 	return exitOK
 }
 

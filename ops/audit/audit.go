@@ -52,6 +52,16 @@
 // that process instead, so a process in a container is audited by its pid.
 // Entering another namespace needs CAP_SYS_ADMIN.
 //
+// # Cost
+//
+// An audit makes two sock_diag dumps (IPv4, IPv6), reads the link of every
+// descriptor of the processes it searches, as ss -p does, and stops
+// searching once every socket has its owner. Reading one socket's values
+// takes eight system calls: pidfd_getfd, fstat (the duplicate must still be
+// the socket listed), five getsockopt and close. It starts no goroutines.
+// BenchmarkAudit compares it with ss -tnoip on a host with 100,000
+// connections.
+//
 // The package is implemented on Linux only; elsewhere Audit and Apply
 // return an error wrapping [errors.ErrUnsupported].
 package audit

@@ -32,8 +32,11 @@ const (
 )
 
 // scaleConfig is the Config of the dialed ends; the accepted ends have
-// keepalive off.
-var scaleConfig = keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}
+// keepalive off. Its Idle outlasts the test: 50,000 sockets opened within
+// seconds of each other probe within seconds of each other too, and such a
+// burst overflows loopback's backlog (net.core.netdev_max_backlog, 1000),
+// whose drops abort connections whose probes all go unanswered.
+var scaleConfig = keepalive.Config{Idle: 300 * time.Second, Interval: 10 * time.Second, Count: 5}
 
 // scrapeTimeout is Prometheus' default scrape timeout, within which an
 // audit of such a host must finish for the exporter to answer.
@@ -113,8 +116,8 @@ func scaleFromEnv(t testing.TB) int {
 
 // TestAuditScale audits a host with 100,000 connections: every one the
 // helpers hold is reported with its process and the values read from its
-// socket, within Prometheus' default scrape timeout, with values read and
-// without.
+// socket, within Prometheus' default scrape timeout (without the race
+// detector), with values read and without.
 func TestAuditScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 100,000 connections")
@@ -135,7 +138,11 @@ func TestAuditScale(t *testing.T) {
 			elapsed := time.Since(start)
 			require.NoError(t, err)
 			t.Logf("audit of %d connections (%d of them the helpers') took %v", len(rep.Conns), 2*pairs, elapsed.Round(time.Millisecond))
-			assert.Less(t, elapsed, scrapeTimeout)
+			if raceEnabled {
+				t.Logf("not checked against %v: the race detector is on (BenchmarkAudit measures a production build)", scrapeTimeout)
+			} else {
+				assert.Less(t, elapsed, scrapeTimeout)
+			}
 			var on, off, wrong int
 			for _, c := range rep.Conns {
 				if !helpers[c.PID] {
@@ -145,7 +152,7 @@ func TestAuditScale(t *testing.T) {
 				case c.Enabled && !tt.kernelOnly && c.Source == audit.SourceSocket && c.Config == scaleConfig && c.Verdict == audit.OK:
 					on++
 				case c.Enabled && tt.kernelOnly && c.Source == audit.SourceKernel && c.Verdict == audit.Unknown:
-					// Keepalive on, values unknown: the timer, armed for 60s,
+					// Keepalive on, values unknown: the timer, armed for 300s,
 					// fires before the idle timeout.
 					on++
 				case !c.Enabled && c.Verdict == audit.Off:
