@@ -1,0 +1,90 @@
+package audit_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// nobody is the user the permission test drops to.
+const nobody = 65534
+
+// TestPermission runs audit and apply as an unprivileged user (nobody,
+// without CAP_SYS_PTRACE) against a process of root's and one of its own,
+// all started by the test. Apply on root's process fails with an
+// explanation and changes nothing; audit still lists root's connections,
+// with the owner unknown and what the kernel shows; audit reads the values
+// of the user's own process without any privilege.
+//
+// Not proven here: Yama's ptrace_scope (this kernel has no Yama), under
+// which /proc/PID/fd can be listed but pidfd_getfd is refused; apply's
+// error then names the scope.
+func TestPermission(t *testing.T) {
+	needRoot(t, "starts processes as another user")
+	target := startHold(t, 2, "off", false, nil)
+	own := startHold(t, 1, "off", false, &syscall.Credential{Uid: nobody, Gid: nobody})
+	var cmd *exec.Cmd
+	var stdin io.WriteCloser
+	out := startHelper(t, []string{
+		helperEnv + "=probe",
+		fmt.Sprintf("%s=%d,%d", probeTargetEnv, target.PID, target.Port),
+		fmt.Sprintf("%s=%d,%d", probeOwnEnv, own.PID, own.Port),
+	}, &syscall.Credential{Uid: nobody, Gid: nobody}, &cmd, &stdin)
+	var r probeResult
+	require.NoError(t, json.Unmarshal(out, &r), "probe said %s", out)
+	t.Logf("apply as uid %d: %s", r.UID, r.ApplyErr)
+	require.Equal(t, nobody, r.UID)
+
+	assert.True(t, r.ApplyIsPerm, "errors.Is(err, os.ErrPermission): %s", r.ApplyErr)
+	assert.True(t, r.ApplyPermError, "a *audit.PermissionError: %s", r.ApplyErr)
+	for _, w := range []string{
+		fmt.Sprintf("no permission to inspect process %d", target.PID),
+		"ptrace read access",
+		"run as the user that owns it (uid 0)",
+		"CAP_SYS_PTRACE",
+		fmt.Sprintf("this process runs as uid %d without CAP_SYS_PTRACE", nobody),
+	} {
+		assert.Contains(t, r.ApplyErr, w)
+	}
+	for _, fd := range ownedFDs(t, target.PID) {
+		assert.False(t, readFrom(t, target.PID, fd).KeepAlive, "fd %d of root's process after the refused apply", fd)
+	}
+
+	assert.True(t, r.FilterIsPerm, "audit -pid of root's process: %s", r.FilterErr)
+
+	assert.GreaterOrEqual(t, r.Unreadable, 1, "root's helper could not be searched")
+	assert.Equal(t, 4, r.TargetConns, "root's two connections, both ends, are still listed")
+	for i := range r.TargetPIDs {
+		assert.Zero(t, r.TargetPIDs[i], "owner unknown")
+		assert.Equal(t, "kernel", r.TargetSources[i], "keepalive off as sock_diag shows it")
+	}
+
+	assert.Equal(t, 2, r.OwnConns, "the user's own connection, both ends")
+	assert.Equal(t, []string{"socket", "socket"}, r.OwnSources, "read from the sockets without privilege")
+	assert.Empty(t, r.OwnErrs)
+}
+
+// ownedFDs lists the descriptors of process pid that are sockets.
+func ownedFDs(t *testing.T, pid int) []int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	require.NoError(t, err)
+	var fds []int
+	for _, e := range ents {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		if err != nil || len(link) < 7 || link[:7] != "socket:" {
+			continue
+		}
+		var fd int
+		fmt.Sscan(e.Name(), &fd)
+		fds = append(fds, fd)
+	}
+	return fds
+}

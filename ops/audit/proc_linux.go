@@ -1,0 +1,212 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// progressEvery is how many items pass between two progress reports
+// within a stage.
+const progressEvery = 4096
+
+// findOwners searches the descriptors of process pid, or of every process
+// when pid is zero, for the sockets of conns, and sets the PID, FD and
+// Command of each it finds. It returns how many processes it could not
+// search for lack of permission; when pid is not zero, that is an error
+// instead.
+func findOwners(ctx context.Context, conns []Conn, pid int, progress func(Progress)) (denied int, err error) {
+	byInode := make(map[uint32]int, len(conns))
+	for i := range conns {
+		byInode[conns[i].Inode] = i
+	}
+	pids := []int{pid}
+	if pid == 0 {
+		if pids, err = allPIDs(); err != nil {
+			return 0, err
+		}
+	}
+	s := scanner{byInode: byInode, conns: conns, left: len(conns)}
+	commands := map[int]string{}
+	report(progress, Progress{Stage: Owners, Total: len(pids)})
+	for i, p := range pids {
+		if s.left == 0 {
+			break
+		}
+		if i%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+		}
+		found, err := s.scan(p)
+		var perr *PermissionError
+		switch {
+		case errors.As(err, &perr) && pid == 0:
+			denied++
+		case errors.Is(err, os.ErrNotExist) && pid == 0:
+			// The process ended while we looked.
+		case err != nil:
+			return 0, err
+		}
+		if found {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p))
+			commands[p] = strings.TrimSuffix(string(comm), "\n")
+		}
+		if i%progressEvery == progressEvery-1 {
+			report(progress, Progress{Stage: Owners, Done: i + 1, Total: len(pids)})
+		}
+	}
+	for i := range conns {
+		if conns[i].PID != 0 {
+			conns[i].Command = commands[conns[i].PID]
+		}
+	}
+	report(progress, Progress{Stage: Owners, Done: len(pids), Total: len(pids)})
+	return denied, nil
+}
+
+// allPIDs lists the processes in /proc, in ascending order.
+func allPIDs() ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	pids := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if p, err := strconv.Atoi(e.Name()); err == nil && p > 0 {
+			pids = append(pids, p)
+		}
+	}
+	slices.Sort(pids)
+	return pids, nil
+}
+
+// scanner finds the owners of sockets by their inodes.
+type scanner struct {
+	byInode map[uint32]int // index in conns
+	conns   []Conn
+	left    int // conns with no owner yet
+	dirents [32 << 10]byte
+	link    [64]byte
+	names   []string
+}
+
+// scan reads /proc/PID/fd and records pid as the owner of every socket of
+// s.conns it finds there that has no owner yet. found reports whether it
+// found one. A descriptor whose link cannot be read is skipped; the
+// process is refused only when no link can be read.
+func (s *scanner) scan(pid int) (found bool, err error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, procError(pid, "open "+dir, err)
+	}
+	defer unix.Close(dfd)
+	var denied error // the first refused readlink
+	readable := false
+	for {
+		n, err := unix.Getdents(dfd, s.dirents[:])
+		if err != nil {
+			return found, procError(pid, "getdents "+dir, err)
+		}
+		if n == 0 {
+			if !readable && denied != nil {
+				return false, denied
+			}
+			return found, nil
+		}
+		_, _, s.names = unix.ParseDirent(s.dirents[:n], -1, s.names[:0])
+		for _, name := range s.names {
+			m, err := unix.Readlinkat(dfd, name, s.link[:])
+			if err != nil {
+				// Closed while we looked (ENOENT), or refused: a
+				// process is denied only if every link is.
+				if denied == nil && !errors.Is(err, unix.ENOENT) {
+					denied = procError(pid, "readlink", err)
+				}
+				continue
+			}
+			readable = true
+			inode, ok := socketInode(s.link[:m])
+			if !ok {
+				continue
+			}
+			i, ok := s.byInode[inode]
+			if !ok || s.conns[i].PID != 0 {
+				continue
+			}
+			fd, err := strconv.Atoi(name)
+			if err != nil {
+				continue
+			}
+			s.conns[i].PID, s.conns[i].FD = pid, fd
+			s.left--
+			found = true
+		}
+	}
+}
+
+// socketInode parses "socket:[N]", the target of a socket's link in
+// /proc/PID/fd.
+func socketInode(link []byte) (uint32, bool) {
+	rest, ok := bytes.CutPrefix(link, []byte("socket:["))
+	if !ok || len(rest) < 2 || rest[len(rest)-1] != ']' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(rest[:len(rest)-1]), 10, 32)
+	return uint32(n), err == nil
+}
+
+// procError wraps an error reading /proc/PID: a *PermissionError for EACCES
+// and EPERM, os.ErrNotExist for a process that has gone.
+func procError(pid int, op string, err error) error {
+	switch {
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+		return newPermissionError(pid, op, err)
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH):
+		return fmt.Errorf("audit: process %d: %w", pid, os.ErrNotExist)
+	}
+	return fmt.Errorf("audit: process %d: %w", pid, os.NewSyscallError(op, err))
+}
+
+// diagHandle returns a netlink handle for sock_diag in the network
+// namespace of process pid, or of the calling thread when pid is zero or
+// the process is in the same one.
+func diagHandle(pid int) (*netlink.Handle, error) {
+	if pid != 0 {
+		path := fmt.Sprintf("/proc/%d/ns/net", pid)
+		var theirs, ours unix.Stat_t
+		if err := unix.Stat(path, &theirs); err != nil {
+			return nil, procError(pid, "stat "+path, err)
+		}
+		if err := unix.Stat("/proc/thread-self/ns/net", &ours); err != nil {
+			return nil, fmt.Errorf("audit: %w", os.NewSyscallError("stat /proc/thread-self/ns/net", err))
+		}
+		if theirs.Dev != ours.Dev || theirs.Ino != ours.Ino {
+			ns, err := netns.GetFromPath(path)
+			if err != nil {
+				return nil, procError(pid, "open "+path, err)
+			}
+			defer ns.Close()
+			h, err := netlink.NewHandleAt(ns, unix.NETLINK_INET_DIAG)
+			if err != nil {
+				return nil, fmt.Errorf("audit: entering the network namespace of process %d (needs CAP_SYS_ADMIN): %w", pid, err)
+			}
+			return h, nil
+		}
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_INET_DIAG)
+	if err != nil {
+		return nil, fmt.Errorf("audit: opening sock_diag: %w", err)
+	}
+	return h, nil
+}
