@@ -122,6 +122,9 @@ type Config struct {
 	// Other platforms have no such option: a non-zero UserTimeout fails
 	// there with an error wrapping [errors.ErrUnsupported].
 	UserTimeout time.Duration
+
+	// Off turns keepalive (SO_KEEPALIVE) off; zero leaves it on.
+	Off bool
 }
 
 // The kernel's limits (Linux include/net/tcp.h: MAX_TCP_KEEPIDLE,
