@@ -59,7 +59,7 @@ const (
 // tcp_user_timeout is in milliseconds, 0 or a negative value for none. An
 // option that is absent leaves the system's value, as libpq does, so the
 // empty string yields the zero Config: keepalive on at the system's values.
-// keepalives=0 (any integer that libpq reads as 0) turns keepalive off:
+// keepalives=0 turns keepalive off (any other integer leaves it on):
 // the result is Config{Off: true}, and the other four options are removed
 // without being read, since libpq then neither reads nor applies them, not
 // even tcp_user_timeout. When an option appears more than once the last
@@ -446,13 +446,11 @@ var pgRange = [numPgOptions]struct {
 // setKeepalivesInterval, setKeepalivesCount and setTCPUserTimeout use them.
 func pgConfig(v [numPgOptions]*string) (Config, error) {
 	if s := v[pgKeepalives]; s != nil {
-		// useKeepalives: strtol with nothing after the number, the long
-		// converted to int.
-		n, end, _ := strtol(*s)
-		if end != len(*s) {
-			return Config{}, pgInvalidInteger(pgKeepalives, *s)
+		n, err := pgParseInt(pgKeepalives, *s)
+		if err != nil {
+			return Config{}, err
 		}
-		if int32(n) == 0 {
+		if n == 0 {
 			return Config{Off: true}, nil
 		}
 	}
