@@ -58,11 +58,17 @@ type Change struct {
 // Position is a point in a change stream: a PostgreSQL WAL position
 // (LSN), or a MariaDB binary log file and offset.
 type Position struct {
-	LSN  pglogrepl.LSN `json:",omitempty"`
-	File string        `json:",omitempty"`
-	Pos  uint32        `json:",omitempty"`
+	LSN  pglogrepl.LSN
+	File string
+	Pos  uint32
 }
 
+// MarshalText writes the position as String does, so that it is a string
+// in JSON.
+func (p Position) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// String returns the position as PostgreSQL writes an LSN (0/16B3748), or
+// as file:offset.
 func (p Position) String() string {
 	if p.File != "" {
 		return fmt.Sprintf("%s:%d", p.File, p.Pos)
