@@ -103,7 +103,7 @@ func parseFlags(fs *flag.FlagSet, args []string, logger *log.Logger) int {
 // keepaliveFlag returns the -keepalive flag of fs.
 func keepaliveFlag(fs *flag.FlagSet) *keepalive.Config {
 	c := new(keepalive.Config)
-	fs.TextVar(c, "keepalive", defaultConfig, "TCP keepalive `config`, as idle=30s,interval=10s,count=3,user-timeout=60s")
+	fs.TextVar(c, "keepalive", defaultConfig, "TCP keepalive `config` (idle=,interval=,count=,user-timeout=)")
 	return c
 }
 
