@@ -1,0 +1,22 @@
+package keepalive
+
+// PostgresParams returns the keywords and values of a PostgreSQL connection
+// string, in order, as ParsePostgres reads them: for the tests to compare a
+// string with what ParsePostgres returns for it.
+func PostgresParams(connString string) ([][2]string, error) {
+	var params []pgParam
+	var err error
+	if n := pgURIPrefixLen(connString); n > 0 {
+		params, _, err = pgURIParams(connString, n)
+	} else {
+		params, _, err = pgKeywordParams(connString)
+	}
+	kv := make([][2]string, len(params))
+	for i, p := range params {
+		kv[i] = [2]string{p.key, p.value}
+	}
+	return kv, err
+}
+
+// PostgresKeys are the options ParsePostgres reads and removes.
+var PostgresKeys = pgKeys[:]
