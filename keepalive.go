@@ -101,6 +101,8 @@ package keepalive
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"net"
 	"syscall"
 	"time"
@@ -285,6 +287,61 @@ func (c Config) check(o option) *FieldError {
 		Err:   reason,
 		unit:  s.Unit,
 	}
+}
+
+// spanField names the sum Idle + Interval*Count in the FieldError of
+// checkSpan.
+const spanField = "Idle+Interval*Count"
+
+// spanStandIn holds the values checkSpan assumes for the system defaults of
+// the fields a Config leaves zero before it reads them: Linux's limits,
+// beyond which no system sets its defaults in practice.
+var spanStandIn = Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127}
+
+// checkSpan is the rule across fields, for checkCombination, of a platform
+// whose kernel adds Idle + Interval*Count in a counter that holds at most
+// max, and would wrap: the sum, each zero field taken from the system
+// defaults that sys reads, must not exceed max. sys is called only when the
+// sum could exceed max with defaults within spanStandIn; if it fails, the
+// rule is not applied.
+func checkSpan(c Config, max time.Duration, sys func() (Config, error)) *FieldError {
+	if c.Idle == 0 && c.Interval == 0 && c.Count == 0 {
+		return nil
+	}
+	if s, ok := span(c.orDefaults(spanStandIn)); ok && s <= max {
+		return nil
+	}
+	if c.Idle == 0 || c.Interval == 0 || c.Count == 0 {
+		d, err := sys()
+		if err != nil {
+			return nil
+		}
+		c = c.orDefaults(d)
+	}
+	s, ok := span(c)
+	if ok && s <= max {
+		return nil
+	}
+	v := formatValue(optIdle, int64(s), time.Second)
+	if !ok {
+		v = fmt.Sprintf("%s+%s*%d", formatValue(optIdle, int64(c.Idle), time.Second), formatValue(optIdle, int64(c.Interval), time.Second), c.Count)
+	}
+	return &FieldError{
+		Field: spanField,
+		Value: v,
+		Min:   "0s",
+		Max:   formatValue(optIdle, int64(max), time.Second),
+		Err:   ErrOutOfRange,
+	}
+}
+
+// span returns c.Idle + c.Interval*c.Count for non-negative fields, and
+// false if that overflows a Duration.
+func span(c Config) (time.Duration, bool) {
+	if c.Interval != 0 && time.Duration(c.Count) > (math.MaxInt64-c.Idle)/c.Interval {
+		return 0, false
+	}
+	return c.Idle + c.Interval*time.Duration(c.Count), true
 }
 
 // unitOf returns the unit of option o's values in get's terms: s.Unit for a
