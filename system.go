@@ -11,6 +11,13 @@ import (
 // zero: by default there is none; Off is false. [Platform] tells whether
 // the platform's defaults can be read; where they cannot, SystemDefaults
 // returns an error wrapping [errors.ErrUnsupported].
+//
+// Note that on macOS, FreeBSD and NetBSD the defaults are the sysctls
+// net.inet.tcp.keepidle, keepintvl and keepcnt (milliseconds on macOS and
+// FreeBSD, half seconds on NetBSD), and on FreeBSD UserTimeout is
+// net.inet.tcp.maxunacktime; on OpenBSD they are keepidle and keepintvl
+// and the fixed count of 8; on DragonFly, whose sysctls' unit is not
+// established here, they are what a new socket reports.
 func SystemDefaults() (Config, error) {
 	return systemDefaults()
 }
@@ -86,10 +93,11 @@ const Never time.Duration = math.MaxInt64
 //
 // Without a UserTimeout that is Idle + Interval*Count: the first probe goes
 // out after Idle, and the connection is dropped when Count probes have gone
-// unanswered. With one, Linux ignores Count and drops the connection at the
-// first probe timer that finds UserTimeout passed and a probe unanswered:
-// Idle + Interval*k for the least k of at least 1 that reaches UserTimeout
-// (net/ipv4/tcp_timer.c, tcp_keepalive_timer).
+// unanswered. With a UserTimeout, Linux ignores Count and drops the
+// connection at the first probe timer that finds UserTimeout passed and a
+// probe unanswered: Idle + Interval*k for the least k of at least 1 that
+// reaches UserTimeout (net/ipv4/tcp_timer.c, tcp_keepalive_timer). Elsewhere
+// the user timeout does not end idle probing: Idle + Interval*Count.
 func (c Config) DetectionTime(sys Config) time.Duration {
 	if c.Off {
 		return Never
