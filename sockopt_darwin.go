@@ -56,7 +56,11 @@ func setOption(fd uintptr, o option, c, sys Config) error {
 		// zero UserTimeout is no limit.
 		return sockopts[o].set(fd, c.get(o))
 	}
-	if err := setKeepAlive(fd, !c.Off); err != nil || c.Off || c.Idle == 0 {
+	was, err := soKeepAlive.get(fd)
+	if err != nil {
+		return err
+	}
+	if err := setKeepAlive(fd, !c.Off); err != nil || c.Off || c.Idle == 0 || was != 0 {
 		return err
 	}
 	// The kernel uses a socket's own idle time only while SO_KEEPALIVE is
