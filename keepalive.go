@@ -131,9 +131,9 @@ type Config struct {
 	//
 	// Note that on NetBSD Idle and Interval are whole numbers of half
 	// seconds (the kernel's slow timer ticks; TCP_KEEPIDLE 3 is 1.5s), and
-	// that macOS and the BSDs refuse a Config whose Idle + Interval*Count
-	// exceeds the counter their kernels add them in (see
-	// [Config.Validate]).
+	// that macOS, FreeBSD, NetBSD and DragonFly refuse a Config whose
+	// Idle + Interval*Count exceeds the counter their kernels add them in
+	// (see [Config.Validate]).
 	Idle time.Duration
 
 	// Interval is the time between unanswered keepalive probes
@@ -194,9 +194,10 @@ type Config struct {
 	// Note that where the sysctl net.inet.tcp.always_keepalive is 1 (by
 	// default on FreeBSD and DragonFly; on macOS and OpenBSD if it is set)
 	// the kernel probes every connection whatever SO_KEEPALIVE says: there
-	// [Set] and [Disable] fail to turn keepalive off, with an error that
-	// names the sysctl and wraps [errors.ErrUnsupported], and [Get] reports
-	// keepalive on.
+	// turning keepalive off fails, in [Set], [Disable], [Config.Control],
+	// [Dialer] and [ListenConfig] alike, with an error that names the
+	// sysctl and wraps [errors.ErrUnsupported], and [Get] reports keepalive
+	// on.
 	Off bool
 }
 

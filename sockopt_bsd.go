@@ -64,8 +64,8 @@ func getKeepAlive(fd uintptr) (int64, error) {
 // checkStreamInet reports why fd is not a TCP socket, by its type and
 // address family: a stream socket of AF_INET or AF_INET6 is TCP's on these
 // systems (macOS puts Multipath TCP in a family of its own, AF_MULTIPATH),
-// except for SCTP where the kernel has it, which FreeBSD tells apart with
-// SO_PROTOCOL.
+// except SCTP's where the kernel has SCTP, which FreeBSD tells apart with
+// SO_PROTOCOL and NetBSD, without SO_PROTOCOL, cannot.
 func checkStreamInet(fd uintptr) error {
 	t, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
 	switch {
