@@ -50,9 +50,9 @@ func setNew(fd uintptr, c Config) error {
 // each zero field of c meaning the default that sys holds (haveSys false:
 // not known). It writes only the options whose value differs, and
 // SO_KEEPALIVE when c turns it on; when the values in force are not known
-// it writes every option the platform can set. A zero field whose default is not known is left as it is, and
-// options the platform cannot set are skipped: Validate has refused any
-// other value for them.
+// it writes every option the platform can set. A zero field whose default
+// is not known is left as it is, and options the platform cannot set are
+// skipped: Validate has refused any other value for them.
 func write(fd uintptr, have, c, sys Config, known, haveSys bool) error {
 	for o := range numOptions {
 		if !support(o).Set {

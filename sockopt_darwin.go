@@ -22,8 +22,8 @@ var sockopts = [numOptions]sockopt{
 	optUserTimeout: {level: unix.IPPROTO_TCP, opt: unix.TCP_RXT_CONNDROPTIME, unit: time.Second},
 }
 
-// maxOptionSeconds is the largest number of seconds the kernel multiplies into
-// milliseconds without overflowing its int (and without upsetting its
+// maxOptionSeconds is the largest number of seconds the kernel multiplies
+// into milliseconds without overflowing its int (and without upsetting its
 // timers, which compare millisecond times as signed 32-bit differences).
 const maxOptionSeconds = math.MaxInt32 / 1000
 

@@ -21,8 +21,8 @@ var sockopts = [numOptions]sockopt{
 	optCount:    {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT},
 }
 
-// maxOptionSeconds is the largest number of seconds whose clock ticks fit the
-// kernel's int.
+// maxOptionSeconds is the largest number of seconds whose clock ticks fit
+// the kernel's int.
 func maxOptionSeconds() int64 { return math.MaxInt32 / clockHz() }
 
 // maxSpan is the longest Idle + Interval*Count: the kernel adds them in
