@@ -16,8 +16,8 @@ import (
 // net.inet.tcp.keepidle, keepintvl and keepcnt (milliseconds on macOS and
 // FreeBSD, half seconds on NetBSD), and on FreeBSD UserTimeout is
 // net.inet.tcp.maxunacktime; on OpenBSD they are keepidle and keepintvl
-// and the fixed count of 8; on DragonFly, whose sysctls' unit is not
-// established here, they are what a new socket reports.
+// and the fixed count of 8; on DragonFly they are what a new socket
+// reports, in the options' own unit.
 func SystemDefaults() (Config, error) {
 	return systemDefaults()
 }
