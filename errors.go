@@ -25,7 +25,8 @@ var (
 // this platform.
 type FieldError struct {
 	// Field is the Config field at fault: "Idle", "Interval", "Count",
-	// "UserTimeout" or "Off".
+	// "UserTimeout" or "Off"; or "Idle+Interval*Count" where the platform
+	// limits their sum (see [Config.Validate]).
 	Field string
 
 	// Value is the field's value as the text form of [Config.String]

@@ -97,10 +97,20 @@
 // whole machine only. Whatever a platform cannot do fails with an error that
 // wraps [errors.ErrUnsupported], names the field and the platform and says
 // why; no field is ever silently ignored.
+//
+// Note that the systems differ in more than their limits. NetBSD counts
+// Idle and Interval in half seconds. The user timeout of macOS and iOS
+// (TCP_RXT_CONNDROPTIME) and of FreeBSD 14 and later (TCP_MAXUNACKTIME)
+// bound unacknowledged data only, and count from other moments than
+// Linux's (see [Config.UserTimeout]). FreeBSD and DragonFly probe every
+// connection whatever SO_KEEPALIVE says unless net.inet.tcp.always_keepalive
+// is set to 0, so [Config.Off] cannot take effect there (see [Config.Off]).
 package keepalive
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"net"
 	"syscall"
 	"time"
@@ -118,6 +128,12 @@ type Config struct {
 	// a whole number of seconds from 1s to 32767s; [Platform] gives the
 	// range elsewhere. Zero means the system default
 	// (net.ipv4.tcp_keepalive_time on Linux, usually 2 hours).
+	//
+	// Note that on NetBSD Idle and Interval are whole numbers of half
+	// seconds (the kernel's slow timer ticks; TCP_KEEPIDLE 3 is 1.5s), and
+	// that macOS, FreeBSD, NetBSD and DragonFly refuse a Config whose
+	// Idle + Interval*Count exceeds the counter their kernels add them in
+	// (see [Config.Validate]).
 	Idle time.Duration
 
 	// Interval is the time between unanswered keepalive probes
@@ -147,10 +163,26 @@ type Config struct {
 	//
 	// Note that on Linux a Multipath TCP socket has no user timeout, so
 	// [Dialer] and [ListenConfig] use plain TCP when UserTimeout is set, and
-	// [Set] refuses it on a Multipath TCP socket. The equivalents elsewhere,
-	// with their own semantics, are described by [Platform]; where there is
-	// none a non-zero UserTimeout fails with an error wrapping
-	// [errors.ErrUnsupported].
+	// [Set] refuses it on a Multipath TCP socket. The equivalents elsewhere
+	// have their own semantics; [Platform] names them. Where there is none
+	// (NetBSD, DragonFly, OpenBSD, FreeBSD before 14) a non-zero UserTimeout
+	// fails with an error wrapping [errors.ErrUnsupported].
+	//
+	// Note that on macOS and iOS UserTimeout is TCP_RXT_CONNDROPTIME, whole
+	// seconds: it counts from the first retransmission timeout of data sent
+	// while the connection was established (not of a SYN or a FIN), and the
+	// connection is closed at the first retransmission timeout at or after
+	// it. It does not end idle keepalive probing, which Count still ends,
+	// nor a connection whose peer's window is closed.
+	//
+	// Note that on FreeBSD 14 and later UserTimeout is TCP_MAXUNACKTIME,
+	// whole seconds: the connection is closed once sent data has gone that
+	// long without an acknowledgement of progress, counted from the last
+	// one (or from the send, if nothing was outstanding), while the peer's
+	// window is closed too. It does not end idle keepalive probing, which
+	// Count still ends. Zero there means the sysctl
+	// net.inet.tcp.maxunacktime, which is none unless the administrator
+	// set it, and [Get] reports that value.
 	UserTimeout time.Duration
 
 	// Off turns keepalive off (SO_KEEPALIVE 0): no probes are sent, and a
@@ -158,6 +190,14 @@ type Config struct {
 	// The other fields are still applied to the socket, and take effect if
 	// keepalive is turned on again; a user timeout stays in force. False,
 	// the zero value, turns keepalive on.
+	//
+	// Note that where the sysctl net.inet.tcp.always_keepalive is 1 (by
+	// default on FreeBSD and DragonFly; on macOS and OpenBSD if it is set)
+	// the kernel probes every connection whatever SO_KEEPALIVE says: there
+	// turning keepalive off fails, in [Set], [Disable], [Config.Control],
+	// [Dialer] and [ListenConfig] alike, with an error that names the
+	// sysctl and wraps [errors.ErrUnsupported], and [Get] reports keepalive
+	// on.
 	Off bool
 }
 
@@ -230,6 +270,13 @@ func (c Config) with(o option, v int64) Config {
 // values beyond the platform's limits, and fields the platform cannot set.
 // Nothing is ever rounded or clamped.
 //
+// Note that macOS, FreeBSD, NetBSD and DragonFly add Idle + Interval*Count
+// in a bounded counter to decide when a silent peer is dead (on macOS
+// 2^32-1 milliseconds, about 49.7 days; on the BSDs a number of clock
+// ticks), and would drop connections early if it wrapped: there Validate
+// also refuses a Config whose sum, each zero field at the system default,
+// exceeds it, as a FieldError for "Idle+Interval*Count".
+//
 // The error, if any, is a [*ValidationError] that holds a [*FieldError] for
 // every field at fault, in the order Idle, Interval, Count, UserTimeout,
 // Off; a field the platform cannot set wraps [errors.ErrUnsupported].
@@ -287,6 +334,61 @@ func (c Config) check(o option) *FieldError {
 	}
 }
 
+// spanField names the sum Idle + Interval*Count in the FieldError of
+// checkSpan.
+const spanField = "Idle+Interval*Count"
+
+// spanStandIn holds the values checkSpan assumes for the system defaults of
+// the fields a Config leaves zero before it reads them: Linux's limits,
+// beyond which no system sets its defaults in practice.
+var spanStandIn = Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127}
+
+// checkSpan is the rule across fields, for checkCombination, of a platform
+// whose kernel adds Idle + Interval*Count in a counter that holds at most
+// max, and would wrap: the sum, each zero field taken from the system
+// defaults that sys reads, must not exceed max. sys is called only when the
+// sum could exceed max with defaults within spanStandIn; if it fails, the
+// rule is not applied.
+func checkSpan(c Config, max time.Duration, sys func() (Config, error)) *FieldError {
+	if c.Idle == 0 && c.Interval == 0 && c.Count == 0 {
+		return nil
+	}
+	if s, ok := span(c.orDefaults(spanStandIn)); ok && s <= max {
+		return nil
+	}
+	if c.Idle == 0 || c.Interval == 0 || c.Count == 0 {
+		d, err := sys()
+		if err != nil {
+			return nil
+		}
+		c = c.orDefaults(d)
+	}
+	s, ok := span(c)
+	if ok && s <= max {
+		return nil
+	}
+	v := formatValue(optIdle, int64(s), time.Second)
+	if !ok {
+		v = fmt.Sprintf("%s+%s*%d", formatValue(optIdle, int64(c.Idle), time.Second), formatValue(optIdle, int64(c.Interval), time.Second), c.Count)
+	}
+	return &FieldError{
+		Field: spanField,
+		Value: v,
+		Min:   "0s",
+		Max:   formatValue(optIdle, int64(max), time.Second),
+		Err:   ErrOutOfRange,
+	}
+}
+
+// span returns c.Idle + c.Interval*c.Count for non-negative fields, and
+// false if that overflows a Duration.
+func span(c Config) (time.Duration, bool) {
+	if c.Interval != 0 && time.Duration(c.Count) > (math.MaxInt64-c.Idle)/c.Interval {
+		return 0, false
+	}
+	return c.Idle + c.Interval*time.Duration(c.Count), true
+}
+
 // unitOf returns the unit of option o's values in get's terms: s.Unit for a
 // duration, 1 for a count.
 func unitOf(o option, s Support) int64 {
@@ -342,6 +444,9 @@ func (c Config) Control(network, address string, rc syscall.RawConn) error {
 // Note that Linux cannot unset an option: to put the default back, Set
 // writes the value of the sysctl, which a later change of the sysctl does
 // not reach. The defaults are those of the caller's network namespace.
+// macOS and FreeBSD can: Set writes zero, and the socket follows the
+// sysctl again. NetBSD and DragonFly, which refuse zero, are given the
+// value a new socket has.
 // [Platform] tells where the defaults cannot be read; there a zero field
 // leaves the socket's value as it is.
 func Set(s any, c Config) error {

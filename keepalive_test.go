@@ -364,3 +364,66 @@ func configName(c keepalive.Config) string {
 	}
 	return s
 }
+
+// TestCheckSpan checks the rule that macOS, FreeBSD, NetBSD and DragonFly
+// apply in Validate: Idle + Interval*Count, each zero field taken from the
+// system defaults, must stay within the counter the kernel adds them in.
+// The defaults are read only when the sum could exceed the limit with
+// defaults within Linux's limits.
+func TestCheckSpan(t *testing.T) {
+	const darwinMax = math.MaxUint32 * time.Millisecond // 2^32-1 ms
+	const netbsdMax = 42949672 * 500 * time.Millisecond // INT_MAX/50 slow ticks
+	bsdDefaults := keepalive.Config{Idle: 7200 * time.Second, Interval: 75 * time.Second, Count: 8}
+	tests := []struct {
+		name    string
+		c       keepalive.Config
+		max     time.Duration
+		sys     keepalive.Config // what the defaults read, when read
+		sysErr  error
+		wantSys bool   // the defaults must be read
+		want    string // the error text, empty for none
+	}{
+		{name: "zero", max: darwinMax},
+		{name: "Linux's limits", c: keepalive.Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127}, max: darwinMax},
+		{name: "one field, small", c: keepalive.Config{Idle: 60 * time.Second}, max: darwinMax},
+		{name: "at the limit", c: keepalive.Config{Idle: 3294967295 * time.Millisecond, Interval: 1000000 * time.Second, Count: 1}, max: darwinMax},
+		{name: "a nanosecond past the limit", c: keepalive.Config{Idle: 3294967295*time.Millisecond + 1, Interval: 1000000 * time.Second, Count: 1}, max: darwinMax,
+			want: "keepalive: Idle+Interval*Count 4294967.295000001s is out of range 0s..4294967.295s"},
+		{name: "whole seconds at the limit", c: keepalive.Config{Idle: 1294967 * time.Second, Interval: 1000000 * time.Second, Count: 3}, max: darwinMax},
+		{name: "a second past the limit", c: keepalive.Config{Idle: 1294968 * time.Second, Interval: 1000000 * time.Second, Count: 3}, max: darwinMax,
+			want: "keepalive: Idle+Interval*Count 4294968s is out of range 0s..4294967.295s"},
+		{name: "large Count", c: keepalive.Config{Idle: time.Second, Interval: time.Second, Count: 1 << 30}, max: darwinMax,
+			want: "keepalive: Idle+Interval*Count 1073741825s is out of range 0s..4294967.295s"},
+		{name: "overflows a Duration", c: keepalive.Config{Idle: 2147483 * time.Second, Interval: 2147483 * time.Second, Count: math.MaxInt32}, max: darwinMax,
+			want: "keepalive: Idle+Interval*Count 2147483s+2147483s*2147483647 is out of range 0s..4294967.295s"},
+		{name: "large Count, zero Interval, small default", c: keepalive.Config{Count: 50000}, max: darwinMax, sys: bsdDefaults, wantSys: true},
+		{name: "large Count, zero Interval, large default", c: keepalive.Config{Count: 50000}, max: darwinMax, sys: keepalive.Config{Interval: 100 * time.Second}, wantSys: true,
+			want: "keepalive: Idle+Interval*Count 5000000s is out of range 0s..4294967.295s"},
+		{name: "large Interval, zero Count and Idle", c: keepalive.Config{Interval: 500000 * time.Second}, max: darwinMax, sys: bsdDefaults, wantSys: true},
+		{name: "larger Interval, zero Count and Idle", c: keepalive.Config{Interval: 600000 * time.Second}, max: darwinMax, sys: bsdDefaults, wantSys: true,
+			want: "keepalive: Idle+Interval*Count 4807200s is out of range 0s..4294967.295s"},
+		{name: "defaults unreadable", c: keepalive.Config{Count: 1 << 30}, max: darwinMax, sysErr: errors.New("no sysctl"), wantSys: true},
+		{name: "half seconds", c: keepalive.Config{Idle: 1474836*time.Second + 500*time.Millisecond, Interval: time.Second, Count: 1 << 24}, max: netbsdMax},
+		{name: "half seconds past the limit", c: keepalive.Config{Idle: 4697620*time.Second + 500*time.Millisecond, Interval: time.Second, Count: 1 << 24}, max: netbsdMax,
+			want: "keepalive: Idle+Interval*Count 21474836.5s is out of range 0s..21474836s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			read := false
+			sys := func() (keepalive.Config, error) {
+				read = true
+				return tt.sys, tt.sysErr
+			}
+			err := keepalive.CheckSpan(tt.c, tt.max, sys)
+			assert.Equal(t, tt.wantSys, read, "defaults read")
+			if tt.want == "" {
+				assert.Nil(t, err)
+				return
+			}
+			require.NotNil(t, err)
+			assert.EqualError(t, err, tt.want)
+			assert.ErrorIs(t, err, keepalive.ErrOutOfRange)
+			assert.Equal(t, "Idle+Interval*Count", err.Field)
+		})
+	}
+}

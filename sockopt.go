@@ -48,11 +48,11 @@ func setNew(fd uintptr, c Config) error {
 
 // write applies c to a socket whose options hold have when known is true,
 // each zero field of c meaning the default that sys holds (haveSys false:
-// not known). It writes only the options whose value differs; when the
-// values in force are not known it writes every option the platform can
-// set. A zero field whose default is not known is left as it is, and
-// options the platform cannot set are skipped: Validate has refused any
-// other value for them.
+// not known). It writes only the options whose value differs, and
+// SO_KEEPALIVE when c turns it on; when the values in force are not known
+// it writes every option the platform can set. A zero field whose default
+// is not known is left as it is, and options the platform cannot set are
+// skipped: Validate has refused any other value for them.
 func write(fd uintptr, have, c, sys Config, known, haveSys bool) error {
 	for o := range numOptions {
 		if !support(o).Set {
@@ -65,7 +65,11 @@ func write(fd uintptr, have, c, sys Config, known, haveSys bool) error {
 			}
 			v = sys.get(o)
 		}
-		if known && have.get(o) == v {
+		// SO_KEEPALIVE on is written even where it reads on: a system
+		// that probes every connection (net.inet.tcp.always_keepalive on
+		// FreeBSD and DragonFly) reports it on whatever the socket holds,
+		// and the socket must hold it for when the sysctl is turned off.
+		if known && have.get(o) == v && (o != optKeepAlive || v == 0) {
 			continue
 		}
 		if err := setOption(fd, o, c, sys); err != nil {

@@ -64,6 +64,11 @@ type Capabilities struct {
 // Note that on Windows the answer comes from trying the options on a socket
 // the first time it is needed, since Windows before 10 version 1709 (and
 // Wine) lack them whatever their version number says.
+//
+// Note that on FreeBSD whether UserTimeout can be set comes the same way,
+// from asking a new socket for TCP_MAXUNACKTIME once, and that on FreeBSD,
+// NetBSD and DragonFly the limits of Idle and Interval follow from the
+// kernel's clock rate (kern.clockrate), read once.
 func Platform() Capabilities {
 	return Capabilities{
 		Idle:           support(optIdle),

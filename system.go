@@ -11,6 +11,13 @@ import (
 // zero: by default there is none; Off is false. [Platform] tells whether
 // the platform's defaults can be read; where they cannot, SystemDefaults
 // returns an error wrapping [errors.ErrUnsupported].
+//
+// Note that on macOS, FreeBSD and NetBSD the defaults are the sysctls
+// net.inet.tcp.keepidle, keepintvl and keepcnt (milliseconds on macOS and
+// FreeBSD, half seconds on NetBSD), and on FreeBSD UserTimeout is
+// net.inet.tcp.maxunacktime; on OpenBSD they are keepidle and keepintvl
+// and the fixed count of 8; on DragonFly they are what a new socket
+// reports, in the options' own unit.
 func SystemDefaults() (Config, error) {
 	return systemDefaults()
 }
@@ -33,30 +40,6 @@ func SystemDefaults() (Config, error) {
 // Linux RetransmitTimeout returns an error wrapping [errors.ErrUnsupported].
 func RetransmitTimeout() (time.Duration, error) {
 	return retransmitLimit()
-}
-
-// The retransmission timeouts the kernel models its give-up time on
-// (include/net/tcp.h: TCP_RTO_MIN, and TCP_RTO_MAX, which is the default of
-// net.ipv4.tcp_rto_max_ms since Linux 6.15).
-const (
-	rtoMin        = 200 * time.Millisecond
-	defaultRTOMax = 120 * time.Second
-)
-
-// retransmitTimeout returns the sum of retries+1 retransmission timeouts
-// that start at rtoMin and double up to rtoMax.
-func retransmitTimeout(retries int, rtoMax time.Duration) time.Duration {
-	var sum time.Duration
-	rto := min(rtoMin, rtoMax)
-	n := int64(max(retries, 0)) + 1
-	for ; n > 0 && rto < rtoMax; n-- {
-		sum += rto
-		rto = min(2*rto, rtoMax)
-	}
-	if n > int64(math.MaxInt64-sum)/int64(rtoMax) {
-		return math.MaxInt64
-	}
-	return sum + time.Duration(n)*rtoMax
 }
 
 // SysctlConf returns the lines of a sysctl configuration file (as for
@@ -110,10 +93,11 @@ const Never time.Duration = math.MaxInt64
 //
 // Without a UserTimeout that is Idle + Interval*Count: the first probe goes
 // out after Idle, and the connection is dropped when Count probes have gone
-// unanswered. With one, Linux ignores Count and drops the connection at the
-// first probe timer that finds UserTimeout passed and a probe unanswered:
-// Idle + Interval*k for the least k of at least 1 that reaches UserTimeout
-// (net/ipv4/tcp_timer.c, tcp_keepalive_timer).
+// unanswered. With a UserTimeout, Linux ignores Count and drops the
+// connection at the first probe timer that finds UserTimeout passed and a
+// probe unanswered: Idle + Interval*k for the least k of at least 1 that
+// reaches UserTimeout (net/ipv4/tcp_timer.c, tcp_keepalive_timer). Elsewhere
+// the user timeout does not end idle probing: Idle + Interval*Count.
 func (c Config) DetectionTime(sys Config) time.Duration {
 	if c.Off {
 		return Never

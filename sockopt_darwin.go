@@ -1,0 +1,121 @@
+package keepalive
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The options of macOS and iOS (xnu: bsd/netinet/tcp.h, and tcp_ctloutput
+// in bsd/netinet/tcp_usrreq.c). The durations are seconds in a C int that
+// the kernel multiplies by 1000 into milliseconds. Zero puts the system's
+// value back, live: a socket's own value is used only while it is non-zero
+// (tcp_timer.h: TCP_CONN_KEEPIDLE, TCP_CONN_KEEPINTVL, TCP_CONN_KEEPCNT),
+// and getsockopt reports the value in force, the socket's or the system's.
+// TCP_RXT_CONNDROPTIME zero is no limit.
+var sockopts = [numOptions]sockopt{
+	optIdle:        {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPALIVE, unit: time.Second},
+	optInterval:    {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: time.Second},
+	optCount:       {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT},
+	optUserTimeout: {level: unix.IPPROTO_TCP, opt: unix.TCP_RXT_CONNDROPTIME, unit: time.Second},
+}
+
+// maxOptionSeconds is the largest number of seconds the kernel multiplies
+// into milliseconds without overflowing its int (and without upsetting its
+// timers, which compare millisecond times as signed 32-bit differences).
+const maxOptionSeconds = math.MaxInt32 / 1000
+
+// maxSpan is the longest Idle + Interval*Count: the kernel adds them in
+// unsigned 32-bit milliseconds to decide when a silent peer is dead
+// (tcp_timer.c, TCPT_KEEP), and a larger sum would wrap.
+const maxSpan = math.MaxUint32 * time.Millisecond
+
+var supports = [numOptions]Support{
+	optKeepAlive:   {Option: "SO_KEEPALIVE", Set: true, Get: true},
+	optIdle:        {Option: "TCP_KEEPALIVE", Set: true, Get: true, Unit: time.Second, Min: 1, Max: maxOptionSeconds},
+	optInterval:    {Option: "TCP_KEEPINTVL", Set: true, Get: true, Unit: time.Second, Min: 1, Max: maxOptionSeconds},
+	optCount:       {Option: "TCP_KEEPCNT", Set: true, Get: true, Min: 1, Max: math.MaxInt32},
+	optUserTimeout: {Option: "TCP_RXT_CONNDROPTIME", Set: true, Get: true, Unit: time.Second, Min: 1, Max: maxOptionSeconds},
+}
+
+func support(o option) Support { return supports[o] }
+
+// acceptInherits is false: an accepted socket starts with the system's idle
+// time and no TCP_RXT_CONNDROPTIME whatever the listening socket holds
+// (tcp_input.c copies only the interval and the count).
+const acceptInherits = false
+
+// defaultsReadable reports that systemDefaults reads the sysctls.
+const defaultsReadable = true
+
+func setOption(fd uintptr, o option, c, sys Config) error {
+	if o != optKeepAlive {
+		// A zero Idle, Interval or Count restores the system value; a
+		// zero UserTimeout is no limit.
+		return sockopts[o].set(fd, c.get(o))
+	}
+	was, err := soKeepAlive.get(fd)
+	if err != nil {
+		return err
+	}
+	if err := setKeepAlive(fd, !c.Off); err != nil || c.Off || c.Idle == 0 || was != 0 {
+		return err
+	}
+	// The kernel uses a socket's own idle time only while SO_KEEPALIVE is
+	// on, and turning SO_KEEPALIVE on does not re-arm the keepalive timer,
+	// which an established connection armed with the system's idle time
+	// while it was off: write the idle time again, which re-arms it.
+	if err := sockopts[optIdle].set(fd, int64(c.Idle)); err != nil {
+		return fmt.Errorf("TCP_KEEPALIVE again: %w", err)
+	}
+	return nil
+}
+
+func getOption(fd uintptr, o option) (int64, error) {
+	if o == optKeepAlive {
+		return getKeepAlive(fd)
+	}
+	return sockopts[o].get(fd)
+}
+
+func checkCombination(c Config) *FieldError {
+	return checkSpan(c, maxSpan, systemDefaults)
+}
+
+// checkTCP tells TCP by type and family: xnu has no SO_PROTOCOL, and a
+// getsockopt at level IPPROTO_TCP does not tell either, since a unix
+// domain socket answers TCP_NODELAY (uipc_ctloutput ignores the level, and
+// LOCAL_PEERCRED has the same number).
+func checkTCP(fd uintptr) error { return checkStreamInet(fd) }
+
+func keepAliveForced() (bool, error) {
+	n, err := sysctlInt(alwaysKeepAlive)
+	return n != 0, err
+}
+
+// sysctls holds the system defaults, in milliseconds for the durations
+// (tcp_timer.c: sysctl_msec_to_ticks). By default there is no
+// TCP_RXT_CONNDROPTIME.
+var sysctls = [...]struct {
+	o    option
+	name string
+	unit time.Duration
+}{
+	{optIdle, "net.inet.tcp.keepidle", time.Millisecond},
+	{optInterval, "net.inet.tcp.keepintvl", time.Millisecond},
+	{optCount, "net.inet.tcp.keepcnt", 1},
+}
+
+func systemDefaults() (Config, error) {
+	var c Config
+	for _, s := range sysctls {
+		n, err := sysctlInt(s.name)
+		if err != nil {
+			return Config{}, err
+		}
+		c = c.with(s.o, n*int64(s.unit))
+	}
+	return c, nil
+}

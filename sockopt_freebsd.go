@@ -1,0 +1,163 @@
+package keepalive
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// tcpMaxUnackTime is TCP_MAXUNACKTIME (<netinet/tcp.h>, FreeBSD 14 and
+// later): the longest time, in seconds, that sent data may go without an
+// acknowledgement of progress.
+const tcpMaxUnackTime = 0x44
+
+// FreeBSD's options (tcp(4); tcp_default_ctloutput in
+// sys/netinet/tcp_usrreq.c). The durations are seconds in a C u_int that
+// the kernel multiplies by hz into clock ticks. Zero puts the system's
+// value back, live: a socket's own value is used only while it is non-zero
+// (tcp_timer.h: TP_KEEPIDLE, TP_KEEPINTVL, TP_KEEPCNT, TP_MAXUNACKTIME),
+// and getsockopt reports the value in force, the socket's or the sysctl's.
+var sockopts = [numOptions]sockopt{
+	optIdle:        {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPIDLE, unit: time.Second},
+	optInterval:    {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: time.Second},
+	optCount:       {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT},
+	optUserTimeout: {level: unix.IPPROTO_TCP, opt: tcpMaxUnackTime, unit: time.Second},
+}
+
+// maxOptionSeconds is the largest number of seconds the kernel takes
+// (UINT_MAX / hz, as it checks) that getsockopt also reports back in an
+// int.
+func maxOptionSeconds() int64 { return min(math.MaxUint32/clockHz(), math.MaxInt32) }
+
+// maxSpan is the longest Idle + Interval*Count: the kernel adds them in
+// unsigned 32-bit clock ticks to decide when a silent peer is dead
+// (tcp_timer.c, tcp_timer_keep), and a larger sum would wrap.
+func maxSpan() time.Duration { return math.MaxUint32 * time.Second / time.Duration(clockHz()) }
+
+// hasMaxUnackTime reports whether the kernel knows TCP_MAXUNACKTIME: a
+// kernel before FreeBSD 14 answers ENOPROTOOPT. Where no socket can be made
+// to ask, it is taken to, and setting it says otherwise if need be.
+var hasMaxUnackTime = sync.OnceValue(func() bool {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return true
+	}
+	defer unix.Close(fd)
+	_, err = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, tcpMaxUnackTime)
+	return !errors.Is(err, unix.ENOPROTOOPT)
+})
+
+const noMaxUnackTime = "the kernel has no TCP_MAXUNACKTIME, which FreeBSD 14 added"
+
+func support(o option) Support {
+	switch o {
+	case optKeepAlive:
+		return Support{Option: "SO_KEEPALIVE", Set: true, Get: true}
+	case optIdle:
+		return Support{Option: "TCP_KEEPIDLE", Set: true, Get: true, Unit: time.Second, Min: 1, Max: maxOptionSeconds()}
+	case optInterval:
+		return Support{Option: "TCP_KEEPINTVL", Set: true, Get: true, Unit: time.Second, Min: 1, Max: maxOptionSeconds()}
+	case optCount:
+		return Support{Option: "TCP_KEEPCNT", Set: true, Get: true, Min: 1, Max: math.MaxInt32}
+	}
+	if !hasMaxUnackTime() {
+		return Support{Option: "TCP_MAXUNACKTIME", whySet: noMaxUnackTime, whyGet: noMaxUnackTime}
+	}
+	return Support{Option: "TCP_MAXUNACKTIME", Set: true, Get: true, Unit: time.Second, Min: 1, Max: maxOptionSeconds()}
+}
+
+// acceptInherits is false: FreeBSD's syncache_socket copies the listening
+// socket's keepalive options and TCP_MAXUNACKTIME into an accepted one, but
+// that is read from source, not proven here.
+const acceptInherits = false
+
+// defaultsReadable reports that systemDefaults reads the sysctls.
+const defaultsReadable = true
+
+func setOption(fd uintptr, o option, c, sys Config) error {
+	if o == optKeepAlive {
+		return setKeepAlive(fd, !c.Off)
+	}
+	// A zero Idle, Interval or Count restores the system value; a zero
+	// UserTimeout restores net.inet.tcp.maxunacktime, which is none unless
+	// the administrator set it.
+	err := sockopts[o].set(fd, c.get(o))
+	if o == optUserTimeout && errors.Is(err, unix.ENOPROTOOPT) {
+		if c.UserTimeout == 0 {
+			return nil // the kernel has no such limit: none is in force
+		}
+		return fmt.Errorf("%w: %w", unsupported("UserTimeout", noMaxUnackTime), err)
+	}
+	return err
+}
+
+func getOption(fd uintptr, o option) (int64, error) {
+	if o == optKeepAlive {
+		return getKeepAlive(fd)
+	}
+	v, err := sockopts[o].get(fd)
+	if o == optUserTimeout && errors.Is(err, unix.ENOPROTOOPT) {
+		return 0, nil // the kernel has no such limit: none is in force
+	}
+	return v, err
+}
+
+func checkCombination(c Config) *FieldError {
+	return checkSpan(c, maxSpan(), systemDefaults)
+}
+
+// checkTCP tells TCP by type and family, then by SO_PROTOCOL from SCTP,
+// which also makes stream sockets in those families.
+func checkTCP(fd uintptr) error {
+	if err := checkStreamInet(fd); err != nil {
+		return err
+	}
+	p, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	switch {
+	case err != nil:
+		return os.NewSyscallError("getsockopt SO_PROTOCOL", err)
+	case p != unix.IPPROTO_TCP:
+		return fmt.Errorf("socket protocol %d", p)
+	}
+	return nil
+}
+
+func keepAliveForced() (bool, error) {
+	n, err := sysctlInt(alwaysKeepAlive)
+	return n != 0, err
+}
+
+// sysctls holds the system defaults, in milliseconds for the durations
+// (kern_sysctl.c: sysctl_msec_to_ticks). The user timeout is
+// net.inet.tcp.maxunacktime, zero (none) by default, which a kernel without
+// TCP_MAXUNACKTIME lacks: none then.
+var sysctls = [...]struct {
+	o    option
+	name string
+	unit time.Duration
+}{
+	{optIdle, "net.inet.tcp.keepidle", time.Millisecond},
+	{optInterval, "net.inet.tcp.keepintvl", time.Millisecond},
+	{optCount, "net.inet.tcp.keepcnt", 1},
+	{optUserTimeout, "net.inet.tcp.maxunacktime", time.Millisecond},
+}
+
+func systemDefaults() (Config, error) {
+	var c Config
+	for _, s := range sysctls {
+		n, err := sysctlInt(s.name)
+		if s.o == optUserTimeout && errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return Config{}, err
+		}
+		c = c.with(s.o, n*int64(s.unit))
+	}
+	return c, nil
+}
