@@ -3,6 +3,7 @@ package keepalive
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -61,4 +62,28 @@ func sysctlConf(c Config) (string, error) {
 		b.WriteString("# Off has no sysctl: keepalive is turned on and off by each socket\n")
 	}
 	return b.String(), nil
+}
+
+// The retransmission timeouts the kernel models its give-up time on
+// (include/net/tcp.h: TCP_RTO_MIN, and TCP_RTO_MAX, which is the default of
+// net.ipv4.tcp_rto_max_ms since Linux 6.15).
+const (
+	rtoMin        = 200 * time.Millisecond
+	defaultRTOMax = 120 * time.Second
+)
+
+// retransmitTimeout returns the sum of retries+1 retransmission timeouts
+// that start at rtoMin and double up to rtoMax.
+func retransmitTimeout(retries int, rtoMax time.Duration) time.Duration {
+	var sum time.Duration
+	rto := min(rtoMin, rtoMax)
+	n := int64(max(retries, 0)) + 1
+	for ; n > 0 && rto < rtoMax; n-- {
+		sum += rto
+		rto = min(2*rto, rtoMax)
+	}
+	if n > int64(math.MaxInt64-sum)/int64(rtoMax) {
+		return math.MaxInt64
+	}
+	return sum + time.Duration(n)*rtoMax
 }
