@@ -118,6 +118,11 @@ type Config struct {
 	// a whole number of seconds from 1s to 32767s; [Platform] gives the
 	// range elsewhere. Zero means the system default
 	// (net.ipv4.tcp_keepalive_time on Linux, usually 2 hours).
+	//
+	// Note that on Windows Idle and Interval are whole seconds from 1s to
+	// 32767s, set with TCP_KEEPIDLE and TCP_KEEPINTVL since Windows 10
+	// version 1709. Before it, and under Wine, they are set together with
+	// SIO_KEEPALIVE_VALS, which cannot be read back: [Get] fails there.
 	Idle time.Duration
 
 	// Interval is the time between unanswered keepalive probes
@@ -130,6 +135,10 @@ type Config struct {
 	// declared dead (TCP_KEEPCNT on Linux), from 1 to 127 on Linux. Zero
 	// means the system default (net.ipv4.tcp_keepalive_probes on Linux,
 	// usually 9). Linux ignores Count when UserTimeout is set.
+	//
+	// Note that on Windows Count is TCP_KEEPCNT, from 1 to 255, since
+	// Windows 10 version 1703; before it, and under Wine, Windows sends 10
+	// probes and a non-zero Count is refused.
 	Count int
 
 	// UserTimeout is the longest time sent data may stay unacknowledged
@@ -147,10 +156,22 @@ type Config struct {
 	//
 	// Note that on Linux a Multipath TCP socket has no user timeout, so
 	// [Dialer] and [ListenConfig] use plain TCP when UserTimeout is set, and
-	// [Set] refuses it on a Multipath TCP socket. The equivalents elsewhere,
-	// with their own semantics, are described by [Platform]; where there is
-	// none a non-zero UserTimeout fails with an error wrapping
-	// [errors.ErrUnsupported].
+	// [Set] refuses it on a Multipath TCP socket.
+	//
+	// Note that on Windows UserTimeout is TCP_MAXRT, in whole seconds from
+	// 1s to 2147483s: how long Windows retransmits before it drops the
+	// connection (Microsoft's "connection timeout"; from when it counts is
+	// not documented). Zero writes back the value TCP_MAXRT has on a new
+	// socket, under which Windows' own limit on retransmissions applies;
+	// [Get] fails for a socket that other code set to retransmit forever
+	// (TCP_MAXRT -1), which a Config cannot express. Whether TCP_MAXRT also
+	// ends an idle connection whose keepalive probes go unanswered is not
+	// documented: [Config.DetectionTime] counts Count probes there. Wine has
+	// no TCP_MAXRT.
+	//
+	// The equivalents elsewhere, with their own semantics, are described
+	// by [Platform]; where there is none a non-zero UserTimeout fails with
+	// an error wrapping [errors.ErrUnsupported].
 	UserTimeout time.Duration
 
 	// Off turns keepalive off (SO_KEEPALIVE 0): no probes are sent, and a

@@ -7,10 +7,13 @@ import (
 
 // SystemDefaults returns the values a socket has when it sets none itself:
 // on Linux the sysctls net.ipv4.tcp_keepalive_time, tcp_keepalive_intvl and
-// tcp_keepalive_probes of the caller's network namespace. UserTimeout is
-// zero: by default there is none; Off is false. [Platform] tells whether
-// the platform's defaults can be read; where they cannot, SystemDefaults
-// returns an error wrapping [errors.ErrUnsupported].
+// tcp_keepalive_probes of the caller's network namespace; on Windows the
+// registry values KeepAliveTime and KeepAliveInterval (milliseconds, under
+// HKLM\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters), 2 hours and
+// 1 second where they are absent, and 10 probes. UserTimeout is zero: by
+// default there is none; Off is false. [Platform] tells whether the
+// platform's defaults can be read; where they cannot, SystemDefaults returns
+// an error wrapping [errors.ErrUnsupported].
 func SystemDefaults() (Config, error) {
 	return systemDefaults()
 }
