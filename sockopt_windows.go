@@ -174,6 +174,15 @@ func missing(names string, err error, which string) string {
 	return names + " does not work here: " + err.Error()
 }
 
+// unreadable says why name, which can be set, cannot be read: the probe
+// failed to read it with err.
+func unreadable(name string, err error) string {
+	if errors.Is(err, windows.WSAENOPROTOOPT) {
+		return "this system sets " + name + " but refuses to read it (WSAENOPROTOOPT)"
+	}
+	return name + " cannot be read back: " + err.Error()
+}
+
 func support(o option) Support {
 	p := probed()
 	switch o {
@@ -183,7 +192,7 @@ func support(o option) Support {
 		if p.setTimes == nil {
 			s := Support{Option: supportName(o), Set: true, Get: p.getTimes == nil, Unit: time.Second, Min: 1, Max: maxKeepAliveTime}
 			if !s.Get {
-				s.whyGet = supportName(o) + " cannot be read: " + p.getTimes.Error()
+				s.whyGet = unreadable(supportName(o), p.getTimes)
 			}
 			return s
 		}
@@ -196,7 +205,7 @@ func support(o option) Support {
 		if p.setCount == nil {
 			s := Support{Option: "TCP_KEEPCNT", Set: true, Get: p.getCount == nil, Min: 1, Max: maxKeepAliveCnt}
 			if !s.Get {
-				s.whyGet = "TCP_KEEPCNT cannot be read: " + p.getCount.Error()
+				s.whyGet = unreadable("TCP_KEEPCNT", p.getCount)
 			}
 			return s
 		}
@@ -207,7 +216,7 @@ func support(o option) Support {
 	if p.setMaxRT == nil {
 		s := Support{Option: "TCP_MAXRT", Set: true, Get: p.getMaxRT == nil, Unit: time.Second, Min: 1, Max: maxRetransmit}
 		if !s.Get {
-			s.whyGet = "TCP_MAXRT cannot be read: " + p.getMaxRT.Error()
+			s.whyGet = unreadable("TCP_MAXRT", p.getMaxRT)
 		}
 		return s
 	}
@@ -291,9 +300,9 @@ func orDefault(o option, c, sys Config) (int64, error) {
 
 // setKeepAliveVals sets c's Idle and Interval with SIO_KEEPALIVE_VALS,
 // which takes both, each zero one at the system default, and turns
-// keepalive on; then it turns keepalive off again if c is Off, so that the
-// times are in place when it is turned on with SO_KEEPALIVE. (With onoff 0
-// Windows ignores the times.)
+// keepalive on: with onoff 0 Windows ignores the times. For an Off Config,
+// SO_KEEPALIVE, which the apply path writes last, turns it off again and
+// leaves the times for when it is turned on.
 func setKeepAliveVals(fd uintptr, c, sys Config) error {
 	idle, err := orDefault(optIdle, c, sys)
 	if err != nil {
@@ -311,13 +320,7 @@ func setKeepAliveVals(fd uintptr, c, sys Config) error {
 	var n uint32
 	err = windows.WSAIoctl(windows.Handle(fd), windows.SIO_KEEPALIVE_VALS,
 		(*byte)(unsafe.Pointer(&ka)), uint32(unsafe.Sizeof(ka)), nil, 0, &n, nil, 0)
-	if err != nil {
-		return os.NewSyscallError("WSAIoctl SIO_KEEPALIVE_VALS", err)
-	}
-	if c.Off {
-		return sockopts[optKeepAlive].set(fd, 0)
-	}
-	return nil
+	return os.NewSyscallError("WSAIoctl SIO_KEEPALIVE_VALS", err)
 }
 
 func getOption(fd uintptr, o option) (int64, error) {
