@@ -134,6 +134,11 @@ type Config struct {
 	// that macOS, FreeBSD, NetBSD and DragonFly refuse a Config whose
 	// Idle + Interval*Count exceeds the counter their kernels add them in
 	// (see [Config.Validate]).
+	//
+	// Note that on Windows Idle and Interval are whole seconds from 1s to
+	// 32767s, set with TCP_KEEPIDLE and TCP_KEEPINTVL since Windows 10
+	// version 1709. Before it, and under Wine, they are set together with
+	// SIO_KEEPALIVE_VALS, which cannot be read back: [Get] fails there.
 	Idle time.Duration
 
 	// Interval is the time between unanswered keepalive probes
@@ -146,6 +151,10 @@ type Config struct {
 	// declared dead (TCP_KEEPCNT on Linux), from 1 to 127 on Linux. Zero
 	// means the system default (net.ipv4.tcp_keepalive_probes on Linux,
 	// usually 9). Linux ignores Count when UserTimeout is set.
+	//
+	// Note that on Windows Count is TCP_KEEPCNT, from 1 to 255, since
+	// Windows 10 version 1703; before it, and under Wine, Windows sends 10
+	// probes and a non-zero Count is refused.
 	Count int
 
 	// UserTimeout is the longest time sent data may stay unacknowledged
@@ -183,6 +192,17 @@ type Config struct {
 	// Count still ends. Zero there means the sysctl
 	// net.inet.tcp.maxunacktime, which is none unless the administrator
 	// set it, and [Get] reports that value.
+	//
+	// Note that on Windows UserTimeout is TCP_MAXRT, in whole seconds from
+	// 1s to 2147483s: how long Windows retransmits before it drops the
+	// connection (Microsoft's "connection timeout"; from when it counts is
+	// not documented). Zero writes back the value TCP_MAXRT has on a new
+	// socket, under which Windows' own limit on retransmissions applies;
+	// [Get] fails for a socket that other code set to retransmit forever
+	// (TCP_MAXRT -1), which a Config cannot express. Whether TCP_MAXRT also
+	// ends an idle connection whose keepalive probes go unanswered is not
+	// documented: [Config.DetectionTime] counts Count probes there. Wine has
+	// no TCP_MAXRT.
 	UserTimeout time.Duration
 
 	// Off turns keepalive off (SO_KEEPALIVE 0): no probes are sent, and a

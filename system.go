@@ -17,7 +17,10 @@ import (
 // FreeBSD, half seconds on NetBSD), and on FreeBSD UserTimeout is
 // net.inet.tcp.maxunacktime; on OpenBSD they are keepidle and keepintvl
 // and the fixed count of 8; on DragonFly they are what a new socket
-// reports, in the options' own unit.
+// reports, in the options' own unit. On Windows they are the registry
+// values KeepAliveTime and KeepAliveInterval (milliseconds, under
+// HKLM\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters), 2 hours and 1
+// second where they are absent, and 10 probes.
 func SystemDefaults() (Config, error) {
 	return systemDefaults()
 }
