@@ -35,30 +35,6 @@ func RetransmitTimeout() (time.Duration, error) {
 	return retransmitLimit()
 }
 
-// The retransmission timeouts the kernel models its give-up time on
-// (include/net/tcp.h: TCP_RTO_MIN, and TCP_RTO_MAX, which is the default of
-// net.ipv4.tcp_rto_max_ms since Linux 6.15).
-const (
-	rtoMin        = 200 * time.Millisecond
-	defaultRTOMax = 120 * time.Second
-)
-
-// retransmitTimeout returns the sum of retries+1 retransmission timeouts
-// that start at rtoMin and double up to rtoMax.
-func retransmitTimeout(retries int, rtoMax time.Duration) time.Duration {
-	var sum time.Duration
-	rto := min(rtoMin, rtoMax)
-	n := int64(max(retries, 0)) + 1
-	for ; n > 0 && rto < rtoMax; n-- {
-		sum += rto
-		rto = min(2*rto, rtoMax)
-	}
-	if n > int64(math.MaxInt64-sum)/int64(rtoMax) {
-		return math.MaxInt64
-	}
-	return sum + time.Duration(n)*rtoMax
-}
-
 // SysctlConf returns the lines of a sysctl configuration file (as for
 // /etc/sysctl.d/, see sysctl.conf(5)) that make c's Idle, Interval and Count
 // the machine-wide defaults: on Linux net.ipv4.tcp_keepalive_time,
