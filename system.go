@@ -90,11 +90,26 @@ const Never time.Duration = math.MaxInt64
 // first probe timer that finds UserTimeout passed and a probe unanswered:
 // Idle + Interval*k for the least k of at least 1 that reaches UserTimeout
 // (net/ipv4/tcp_timer.c, tcp_keepalive_timer).
+//
+// Note that on illumos and Solaris a socket that sets neither Interval nor
+// Count (both zero in c and in sys, as [SystemDefaults] and [Get] report
+// such a socket there) sends probes at backed-off times and is dropped at
+// the first probe timer past Idle + its keepalive abort threshold: then
+// DetectionTime is Idle + the system's threshold (ipadm property
+// _keepalive_abort_interval, 8 minutes by default) + the largest
+// retransmission timeout (_rexmit_interval_max, 60 s), read from a new
+// socket, or Never if they cannot be read. The UserTimeout there does not
+// end probes.
 func (c Config) DetectionTime(sys Config) time.Duration {
 	if c.Off {
 		return Never
 	}
 	c = c.orDefaults(sys)
+	if c.Interval == 0 && c.Count == 0 {
+		if d, ok := backoffLimit(c.Idle); ok {
+			return d
+		}
+	}
 	if c.UserTimeout == 0 || !userTimeoutEndsProbes {
 		return c.Idle + c.Interval*time.Duration(c.Count)
 	}
