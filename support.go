@@ -64,6 +64,11 @@ type Capabilities struct {
 // Note that on Windows the answer comes from trying the options on a socket
 // the first time it is needed, since Windows before 10 version 1709 (and
 // Wine) lack them whatever their version number says.
+//
+// Note that on Oracle Solaris the answer depends on the release, found the
+// first time it is needed from uname and a new socket: releases before 11.4
+// cannot set Interval and Count, and report Get true for them only to say
+// that the system's keepalive abort threshold is in force.
 func Platform() Capabilities {
 	return Capabilities{
 		Idle:           support(optIdle),

@@ -11,6 +11,12 @@ import (
 // zero: by default there is none; Off is false. [Platform] tells whether
 // the platform's defaults can be read; where they cannot, SystemDefaults
 // returns an error wrapping [errors.ErrUnsupported].
+//
+// Note that on illumos and Solaris SystemDefaults reads a new socket: Idle
+// is the ipadm property _keepalive_interval, UserTimeout
+// _ip_abort_interval (a user timeout is always in force there), and
+// Interval and Count are zero, since a new socket has no fixed interval
+// (see [Config.Interval]).
 func SystemDefaults() (Config, error) {
 	return systemDefaults()
 }
@@ -29,8 +35,13 @@ func SystemDefaults() (Config, error) {
 // which by then may have backed off to tcp_rto_max_ms. A connection with a
 // UserTimeout is closed after UserTimeout instead.
 //
-// The values are those of the caller's network namespace. Elsewhere than
-// Linux RetransmitTimeout returns an error wrapping [errors.ErrUnsupported].
+// The values are those of the caller's network namespace.
+//
+// Note that on illumos and Solaris RetransmitTimeout is TCP_ABORT_THRESHOLD
+// of a new socket, the ipadm property _ip_abort_interval (5 minutes by
+// default), counted from the first retransmission and checked when the
+// retransmission timer fires. Elsewhere than Linux, illumos and Solaris
+// RetransmitTimeout returns an error wrapping [errors.ErrUnsupported].
 func RetransmitTimeout() (time.Duration, error) {
 	return retransmitLimit()
 }
