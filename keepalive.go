@@ -386,7 +386,8 @@ func (c Config) Control(network, address string, rc syscall.RawConn) error {
 //
 // Note that on illumos and Solaris a zero Idle or UserTimeout writes the
 // value a new socket has, and zero Interval and Count write the system's
-// keepalive abort threshold, which unsets both.
+// keepalive abort threshold, which unsets both; before Solaris 11.4, which
+// sets neither, a threshold other code set stays, and Get fails.
 func Set(s any, c Config) error {
 	if err := c.Validate(); err != nil {
 		return err
