@@ -1,6 +1,3 @@
-// Package sockopts reads a socket's keepalive options with its own
-// getsockopt calls, independently of the keepalive package, so that tests
-// can check what the library set against what the kernel reports.
 package sockopts
 
 import (
