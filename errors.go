@@ -44,6 +44,9 @@ type FieldError struct {
 	Err error
 
 	unit time.Duration // the field's unit, for the message
+	// with names what the range depends on, for a range set by another
+	// field: "with Interval 60s: ...".
+	with string
 }
 
 func (e *FieldError) Error() string { return "keepalive: " + e.text() }
@@ -52,7 +55,11 @@ func (e *FieldError) Error() string { return "keepalive: " + e.text() }
 func (e *FieldError) text() string {
 	switch {
 	case errors.Is(e.Err, ErrOutOfRange):
-		return fmt.Sprintf("%s %s is out of range %s..%s", e.Field, e.Value, e.Min, e.Max)
+		s := fmt.Sprintf("%s %s is out of range %s..%s", e.Field, e.Value, e.Min, e.Max)
+		if e.with != "" {
+			s += " " + e.with
+		}
+		return s
 	case errors.Is(e.Err, ErrNotWhole):
 		return fmt.Sprintf("%s %s is not a whole number of %s", e.Field, e.Value, unitName(e.unit))
 	case e.Err != nil:

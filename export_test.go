@@ -25,3 +25,12 @@ var PostgresKeys = pgKeys[:]
 // Idle + Interval*Count in a bounded counter (macOS and the BSDs), exported
 // so that its arithmetic is tested on every platform.
 var CheckSpan = checkSpan
+
+// The arithmetic of illumos's and Oracle Solaris's keepalive abort threshold
+// (threshold.go), for the tests of package keepalive_test on every
+// platform.
+var (
+	CheckThresholdPair = checkThresholdPair
+	ThresholdPair      = thresholdPair
+	BackoffDetection   = backoffDetection
+)

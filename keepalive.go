@@ -105,6 +105,18 @@
 // Linux's (see [Config.UserTimeout]). FreeBSD and DragonFly probe every
 // connection whatever SO_KEEPALIVE says unless net.inet.tcp.always_keepalive
 // is set to 0, so [Config.Off] cannot take effect there (see [Config.Off]).
+//
+// Note that on illumos and Solaris a socket that sets neither Interval nor
+// Count has no fixed interval: its probes back off, and it is dropped once a
+// keepalive abort threshold has passed after Idle. There Interval and Count
+// are set together or not at all, and [Get] reports both zero for such a
+// socket. Solaris before 11.4 sets Idle only.
+//
+// Note that Plan 9, js/wasm and wasip1 have no socket option this package
+// can reach, not even SO_KEEPALIVE: every Config, the zero one included,
+// fails [Config.Validate] there. (Plan 9 can turn keepalive on, through a
+// connection's ctl file, but never off, and has no [syscall.RawConn] to
+// reach a socket with.)
 package keepalive
 
 import (
@@ -139,12 +151,27 @@ type Config struct {
 	// 32767s, set with TCP_KEEPIDLE and TCP_KEEPINTVL since Windows 10
 	// version 1709. Before it, and under Wine, they are set together with
 	// SIO_KEEPALIVE_VALS, which cannot be read back: [Get] fails there.
+	//
+	// Note that on illumos and Solaris Idle is TCP_KEEPALIVE_THRESHOLD, a
+	// whole number of milliseconds from 1s (10s on Oracle Solaris) to 10
+	// days, and zero means the ipadm property _keepalive_interval (2
+	// hours by default).
 	Idle time.Duration
 
 	// Interval is the time between unanswered keepalive probes
 	// (TCP_KEEPINTVL on Linux). On Linux it must be a whole number of
 	// seconds from 1s to 32767s. Zero means the system default
 	// (net.ipv4.tcp_keepalive_intvl on Linux, usually 75 seconds).
+	//
+	// Note that on illumos and Solaris 11.4 and later Interval and Count
+	// must be set together or both be zero: with one alone the system
+	// derives the other. Both zero is the system default, which has no
+	// fixed interval: probes back off from the retransmission timeout, and
+	// the connection is dropped once the keepalive abort threshold (ipadm
+	// property _keepalive_abort_interval, 8 minutes by default) has passed
+	// after Idle. Interval is whole seconds from 1s to 60s on illumos (the
+	// retransmission timeout's bounds) and from 10s to 10 days on Solaris;
+	// Solaris before 11.4 cannot set it.
 	Interval time.Duration
 
 	// Count is how many probes may go unanswered before the connection is
@@ -155,6 +182,9 @@ type Config struct {
 	// Note that on Windows Count is TCP_KEEPCNT, from 1 to 255, since
 	// Windows 10 version 1703; before it, and under Wine, Windows sends 10
 	// probes and a non-zero Count is refused.
+	//
+	// Note that on illumos and Solaris Interval*Count is the keepalive
+	// abort threshold, at most 2147483647ms; see Interval.
 	Count int
 
 	// UserTimeout is the longest time sent data may stay unacknowledged
@@ -174,7 +204,7 @@ type Config struct {
 	// [Dialer] and [ListenConfig] use plain TCP when UserTimeout is set, and
 	// [Set] refuses it on a Multipath TCP socket. The equivalents elsewhere
 	// have their own semantics; [Platform] names them. Where there is none
-	// (NetBSD, DragonFly, OpenBSD, FreeBSD before 14) a non-zero UserTimeout
+	// (NetBSD, DragonFly, OpenBSD, FreeBSD before 14, AIX) a non-zero UserTimeout
 	// fails with an error wrapping [errors.ErrUnsupported].
 	//
 	// Note that on macOS and iOS UserTimeout is TCP_RXT_CONNDROPTIME, whole
@@ -203,6 +233,15 @@ type Config struct {
 	// ends an idle connection whose keepalive probes go unanswered is not
 	// documented: [Config.DetectionTime] counts Count probes there. Wine has
 	// no TCP_MAXRT.
+	//
+	// Note that on illumos and Solaris the equivalent is
+	// TCP_ABORT_THRESHOLD, in milliseconds, and differs: it bounds the
+	// retransmission of unacknowledged data only, counted like Linux's
+	// from the first retransmission but checked only when the
+	// retransmission timer fires (up to 60s late by default); it never ends
+	// keepalive probes; and it is always in force: zero means the system's
+	// (ipadm property _ip_abort_interval, 5 minutes by default), which
+	// [Get] and [SystemDefaults] report.
 	UserTimeout time.Duration
 
 	// Off turns keepalive off (SO_KEEPALIVE 0): no probes are sent, and a
@@ -469,6 +508,11 @@ func (c Config) Control(network, address string, rc syscall.RawConn) error {
 // value a new socket has.
 // [Platform] tells where the defaults cannot be read; there a zero field
 // leaves the socket's value as it is.
+//
+// Note that on illumos and Solaris a zero Idle or UserTimeout writes the
+// value a new socket has, and zero Interval and Count write the system's
+// keepalive abort threshold, which unsets both; before Solaris 11.4, which
+// sets neither, a threshold other code set stays, and Get fails.
 func Set(s any, c Config) error {
 	if err := c.Validate(); err != nil {
 		return err
@@ -492,6 +536,14 @@ func Set(s any, c Config) error {
 // elsewhere; a field that can be set but not read fails with an error
 // wrapping [errors.ErrUnsupported], and one that cannot be set is reported
 // at the system default.
+//
+// Note that on illumos and Solaris a user timeout is always in force, and
+// Get reports it. Get reports Interval and Count zero for a socket that
+// sets neither, and fails, with an error wrapping [errors.ErrUnsupported],
+// for one that other code left in a state no Config expresses (one of them
+// set alone, or another keepalive abort threshold). For a result with
+// Interval and Count zero, [Config.DetectionTime] needs a sys that has them
+// zero too, such as [SystemDefaults] or the zero Config.
 func Get(s any) (Config, error) {
 	sk, err := socketOf(s)
 	if err != nil {

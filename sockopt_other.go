@@ -1,42 +1,58 @@
-//go:build !linux && !windows && !darwin && !dragonfly && !freebsd && !netbsd && !openbsd
+//go:build js || plan9 || wasip1
 
 package keepalive
 
 import (
-	"errors"
-	"time"
+	"fmt"
+	"runtime"
 )
 
-// This platform has no per-socket keepalive options that this package
-// drives.
+// These platforms have no socket option this package can reach, so every
+// field is unsupported, turning keepalive on included. Plan 9's connections
+// are files: Go's net package turns keepalive on by writing "keepalive" to a
+// connection's ctl file, but cannot turn it off (TCPConn.SetKeepAlive(false)
+// does nothing) or read it, and syscall.RawConn.Control, through which this
+// package reaches every socket, is not implemented there. The net package of
+// js/wasm connects only within the program, and on js/wasm and wasip1 every
+// socket option, SO_KEEPALIVE too, fails with ENOPROTOOPT
+// (net/sockopt_fake.go); WASI preview 1 has no setsockopt.
 
-const why = "the platform has no per-socket keepalive options"
-
-var supports = [numOptions]Support{
-	optKeepAlive:   {whySet: why, whyGet: why},
-	optIdle:        {whySet: why, whyGet: why},
-	optInterval:    {whySet: why, whyGet: why},
-	optCount:       {whySet: why, whyGet: why},
-	optUserTimeout: {whySet: why, whyGet: why},
+// noOptions says why this platform has no keepalive options.
+func noOptions() string {
+	switch runtime.GOOS {
+	case "plan9":
+		return "Plan 9 has no socket options: a connection's ctl file turns keepalive on but not off, " +
+			"and syscall.RawConn.Control is not implemented"
+	case "wasip1":
+		return "WASI preview 1 has no socket options"
+	}
+	return "js/wasm has no socket options: its net package connects only within the program"
 }
 
-func support(o option) Support { return supports[o] }
+func support(option) Support {
+	return Support{whySet: noOptions(), whyGet: noOptions()}
+}
 
 const (
 	acceptInherits   = false
 	defaultsReadable = false
 )
 
-func setOption(fd uintptr, o option, c, sys Config) error { return errors.ErrUnsupported }
+// Validate refuses every Config here, and Get and Disable fail before they
+// reach a socket, so the functions below answer only for completeness.
 
-func getOption(fd uintptr, o option) (int64, error) { return 0, errors.ErrUnsupported }
+func setOption(fd uintptr, o option, c, sys Config) error {
+	return unsupported("setting "+optionField[o], noOptions())
+}
+
+func getOption(fd uintptr, o option) (int64, error) {
+	return 0, unsupported("reading "+optionField[o], noOptions())
+}
 
 func checkCombination(Config) *FieldError { return nil }
 
-func checkTCP(fd uintptr) error { return errors.ErrUnsupported }
+func checkTCP(uintptr) error { return unsupported("telling a TCP socket", noOptions()) }
 
 func systemDefaults() (Config, error) {
-	return Config{}, unsupported("reading the system defaults", why)
+	return Config{}, fmt.Errorf("keepalive: %w", unsupported("reading the system defaults", noOptions()))
 }
-
-var _ = time.Second

@@ -69,6 +69,11 @@ type Capabilities struct {
 // from asking a new socket for TCP_MAXUNACKTIME once, and that on FreeBSD,
 // NetBSD and DragonFly the limits of Idle and Interval follow from the
 // kernel's clock rate (kern.clockrate), read once.
+//
+// Note that on Oracle Solaris the answer depends on the release, found the
+// first time it is needed from uname and a new socket: releases before 11.4
+// cannot set Interval and Count, and report Get true for them only to say
+// that the system's keepalive abort threshold is in force.
 func Platform() Capabilities {
 	return Capabilities{
 		Idle:           support(optIdle),

@@ -22,6 +22,10 @@ const (
 // (net/ipv4/tcp_timer.c, tcp_keepalive_timer).
 const userTimeoutEndsProbes = true
 
+// backoffLimit reports false: a Linux socket always has an interval and a
+// count, its own or the sysctls'.
+func backoffLimit(time.Duration) (time.Duration, bool) { return 0, false }
+
 // The retransmission timeouts the kernel models its give-up time on
 // (include/net/tcp.h: TCP_RTO_MIN, and TCP_RTO_MAX, which is the default of
 // net.ipv4.tcp_rto_max_ms since Linux 6.15).

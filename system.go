@@ -21,6 +21,12 @@ import (
 // values KeepAliveTime and KeepAliveInterval (milliseconds, under
 // HKLM\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters), 2 hours and 1
 // second where they are absent, and 10 probes.
+//
+// Note that on illumos and Solaris SystemDefaults reads a new socket: Idle
+// is the ipadm property _keepalive_interval, UserTimeout
+// _ip_abort_interval (a user timeout is always in force there), and
+// Interval and Count are zero, since a new socket has no fixed interval
+// (see [Config.Interval]).
 func SystemDefaults() (Config, error) {
 	return systemDefaults()
 }
@@ -39,8 +45,13 @@ func SystemDefaults() (Config, error) {
 // which by then may have backed off to tcp_rto_max_ms. A connection with a
 // UserTimeout is closed after UserTimeout instead.
 //
-// The values are those of the caller's network namespace. Elsewhere than
-// Linux RetransmitTimeout returns an error wrapping [errors.ErrUnsupported].
+// The values are those of the caller's network namespace.
+//
+// Note that on illumos and Solaris RetransmitTimeout is TCP_ABORT_THRESHOLD
+// of a new socket, the ipadm property _ip_abort_interval (5 minutes by
+// default), counted from the first retransmission and checked when the
+// retransmission timer fires. Elsewhere than Linux, illumos and Solaris
+// RetransmitTimeout returns an error wrapping [errors.ErrUnsupported].
 func RetransmitTimeout() (time.Duration, error) {
 	return retransmitLimit()
 }
@@ -101,11 +112,26 @@ const Never time.Duration = math.MaxInt64
 // probe unanswered: Idle + Interval*k for the least k of at least 1 that
 // reaches UserTimeout (net/ipv4/tcp_timer.c, tcp_keepalive_timer). Elsewhere
 // the user timeout does not end idle probing: Idle + Interval*Count.
+//
+// Note that on illumos and Solaris a socket that sets neither Interval nor
+// Count (both zero in c and in sys, as [SystemDefaults] and [Get] report
+// such a socket there) sends probes at backed-off times and is dropped at
+// the first probe timer past Idle + its keepalive abort threshold: then
+// DetectionTime is Idle + the system's threshold (ipadm property
+// _keepalive_abort_interval, 8 minutes by default) + the largest
+// retransmission timeout (_rexmit_interval_max, 60 s), read from a new
+// socket, or Never if they cannot be read. The UserTimeout there does not
+// end probes.
 func (c Config) DetectionTime(sys Config) time.Duration {
 	if c.Off {
 		return Never
 	}
 	c = c.orDefaults(sys)
+	if c.Interval == 0 && c.Count == 0 {
+		if d, ok := backoffLimit(c.Idle); ok {
+			return d
+		}
+	}
 	if c.UserTimeout == 0 || !userTimeoutEndsProbes {
 		return c.Idle + c.Interval*time.Duration(c.Count)
 	}
