@@ -443,6 +443,18 @@ func pgMax(o pgOption) (int64, string) {
 	return support(optCount).Max, "probes"
 }
 
+// pgSettable reports whether the platform sets o at all; where it does not,
+// Validate says so.
+func pgSettable(o pgOption) bool {
+	switch o {
+	case pgIdle:
+		return support(optIdle).Set
+	case pgInterval:
+		return support(optInterval).Set
+	}
+	return support(optCount).Set
+}
+
 // pgConfig turns the values of the keepalive options (nil where absent) into
 // a Config, as libpq's PQconnectPoll, useKeepalives, setKeepalivesIdle,
 // setKeepalivesInterval, setKeepalivesCount and setTCPUserTimeout use them.
@@ -472,7 +484,7 @@ func pgConfig(v [numPgOptions]*string) (Config, error) {
 			c.UserTimeout = time.Duration(n) * time.Millisecond
 			continue
 		}
-		if hi, unit := pgMax(o); n < 1 || n > hi {
+		if hi, unit := pgMax(o); pgSettable(o) && (n < 1 || n > hi) {
 			return Config{}, fmt.Errorf("keepalive: invalid value %q for connection option %q: out of range 1..%d %s (libpq passes %d to setsockopt, which fails)", *s, pgKeys[o], hi, unit, n)
 		}
 		switch o {
