@@ -94,7 +94,9 @@
 // DragonFly, Windows, illumos, Solaris and AIX set Idle, Interval and Count
 // per socket; the user timeout exists where the system has an equivalent.
 // OpenBSD turns keepalive on and off per socket but sets its timing for the
-// whole machine only. Whatever a platform cannot do fails with an error that
+// whole machine only. Only on Linux is a listening socket's setting known to
+// pass to the sockets it accepts; elsewhere [ListenConfig] applies the Config
+// to each accepted connection. Whatever a platform cannot do fails with an error that
 // wraps [errors.ErrUnsupported], names the field and the platform and says
 // why; no field is ever silently ignored.
 //
@@ -105,6 +107,12 @@
 // Linux's (see [Config.UserTimeout]). FreeBSD and DragonFly probe every
 // connection whatever SO_KEEPALIVE says unless net.inet.tcp.always_keepalive
 // is set to 0, so [Config.Off] cannot take effect there (see [Config.Off]).
+//
+// Note that Windows before 10 version 1709, and Wine, set Idle and Interval
+// together through SIO_KEEPALIVE_VALS, cannot read any value back ([Get]
+// fails there) and send a fixed 10 probes: a non-zero Count is refused.
+// Whether a platform has the options is decided by trying them, not by its
+// version number.
 //
 // Note that on illumos and Solaris a socket that sets neither Interval nor
 // Count has no fixed interval: its probes back off, and it is dropped once a
