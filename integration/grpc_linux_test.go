@@ -2,16 +2,19 @@ package integration_test
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	grpckeepalive "google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 )
 
 // TestGRPC dials an in-process health server through grpc.WithContextDialer
@@ -93,4 +96,40 @@ func TestGRPC(t *testing.T) {
 			assertSocket(t, ln.from(t, d.Conn), s)
 		})
 	}
+}
+
+// deadPeerGRPC leaves a gRPC server stream (the health service's Watch)
+// waiting on the server and cuts its flow.
+func deadPeerGRPC(t *testing.T) {
+	ln := listen(t)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	rec := newRecorder(deadPeerConfig)
+	cc, err := grpc.NewClient("passthrough:///"+ln.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(rec.DialAddress))
+	require.NoError(t, err)
+	t.Cleanup(func() { cc.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stream, err := healthpb.NewHealthClient(cc).Watch(ctx, &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	resp, err := stream.Recv()
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.Status)
+	d := rec.only(t)
+	done := goCall(func() error {
+		_, err := stream.Recv()
+		return err
+	})
+	last := cutFlow(t, d.Conn)
+	t.Parallel()
+
+	o := await(t, done, last)
+	require.Error(t, o.err)
+	assert.Equal(t, codes.Unavailable, status.Code(o.err), "status code")
+	assert.Contains(t, o.err.Error(), syscall.ETIMEDOUT.Error())
+	noticed(t, "gRPC", o.err.Error(), last, o.at)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -134,4 +135,43 @@ func serveRemoteAddr(ln net.Listener) {
 func deadline(ctx context.Context) (d time.Time) {
 	d, _ = ctx.Deadline()
 	return d
+}
+
+// deadPeerHTTP leaves a net/http request waiting for its response and
+// cuts its flow.
+func deadPeerHTTP(t *testing.T) {
+	ln := listen(t)
+	release := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		close(release)
+		srv.Close()
+	})
+	rec := newRecorder(deadPeerConfig)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = rec.DialContext
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
+	done := goCall(func() error {
+		resp, err := client.Get("http://" + ln.Addr().String())
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	})
+	d := rec.waitDial(t)
+	waitSent(t, tcpOf(t, d.Conn), 0)
+	last := cutFlow(t, d.Conn)
+	t.Parallel()
+
+	o := await(t, done, last)
+	require.Error(t, o.err)
+	assert.ErrorIs(t, o.err, syscall.ETIMEDOUT)
+	noticed(t, "net/http", o.err.Error(), last, o.at)
 }

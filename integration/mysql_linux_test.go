@@ -140,3 +140,57 @@ func TestMySQL(t *testing.T) {
 		})
 	}
 }
+
+// deadPeerMySQL leaves a go-sql-driver/mysql query waiting on the server
+// and cuts its flow.
+func deadPeerMySQL(t *testing.T) {
+	my := mariadb(t)
+	rec := newRecorder(deadPeerConfig)
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr = "root", "tcp", my.Addr
+	cfg.DialFunc = rec.DialContext
+	c, err := mysql.NewConnector(cfg)
+	require.NoError(t, err)
+	db := sql.OpenDB(c)
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1)
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	var id int64
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id))
+	t.Cleanup(func() { mysqlKill(t, my, id) })
+	d := rec.only(t)
+	acked := bytesAcked(t, d.Conn)
+	done := goCall(func() error {
+		_, err := db.ExecContext(context.Background(), "SELECT SLEEP(60)")
+		return err
+	})
+	waitSent(t, tcpOf(t, d.Conn), acked)
+	last := cutFlow(t, d.Conn)
+	t.Parallel()
+
+	o := await(t, done, last)
+	require.Error(t, o.err)
+	assert.ErrorIs(t, o.err, mysql.ErrInvalidConn)
+	assert.Len(t, rec.Dials(t), 1, "database/sql did not retry the query on a new connection")
+	noticed(t, "go-sql-driver/mysql", o.err.Error(), last, o.at)
+}
+
+// mysqlKill ends connection id on the server, from a connection of its own.
+func mysqlKill(t *testing.T, my *server, id int64) {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr = "root", "tcp", my.Addr
+	c, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Errorf("ending connection %d: %v", id, err)
+		return
+	}
+	db := sql.OpenDB(c)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	// The server may have ended it already, on the client's reset.
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("KILL %d", id)); err != nil && !strings.Contains(err.Error(), "Unknown thread id") {
+		t.Errorf("ending connection %d: %v", id, err)
+	}
+}
