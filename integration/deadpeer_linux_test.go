@@ -243,6 +243,10 @@ func TestDeadPeer(t *testing.T) {
 		{"go-redis", deadPeerRedis},
 		{"gRPC", deadPeerGRPC},
 		{"net/http", deadPeerHTTP},
+		{"nats.go", deadPeerNATS},
+		{"franz-go", deadPeerKafka},
+		{"x/crypto/ssh", deadPeerSSH},
+		{"WebSocket", deadPeerWebSocket},
 	}
 	for _, tt := range tests {
 		t.Run(tt.client, tt.run)
