@@ -127,7 +127,7 @@ func deadPeerGRPC(t *testing.T) {
 	last := cutFlow(t, d.Conn)
 	t.Parallel()
 
-	o := await(t, done, last)
+	o := await(t, done)
 	require.Error(t, o.err)
 	assert.Equal(t, codes.Unavailable, status.Code(o.err), "status code")
 	assert.Contains(t, o.err.Error(), syscall.ETIMEDOUT.Error())

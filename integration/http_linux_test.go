@@ -170,7 +170,7 @@ func deadPeerHTTP(t *testing.T) {
 	last := cutFlow(t, d.Conn)
 	t.Parallel()
 
-	o := await(t, done, last)
+	o := await(t, done)
 	require.Error(t, o.err)
 	assert.ErrorIs(t, o.err, syscall.ETIMEDOUT)
 	noticed(t, "net/http", o.err.Error(), last, o.at)

@@ -120,7 +120,7 @@ func deadPeerKafka(t *testing.T) {
 	}
 	t.Parallel()
 
-	redial := rec.redialAfter(t, len(dials), last)
+	redial := rec.redialAfter(t, len(dials))
 	// A producer of its own, so that the record does not wait on the
 	// consumer's client.
 	producer, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(kafkaTopic))
@@ -129,7 +129,7 @@ func deadPeerKafka(t *testing.T) {
 	ctx, cancel = context.WithTimeout(context.Background(), queryTimeout)
 	defer cancel()
 	require.NoError(t, producer.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr())
-	o := await(t, done, last)
+	o := await(t, done)
 	require.NoError(t, o.err, "PollFetches")
 	assert.Equal(t, "after", string(got.Value))
 	noticed(t, "franz-go", fmt.Sprintf("no error: dialed again (%d flows cut) and consumed the record produced after", len(dials)), last, redial.At)

@@ -169,7 +169,7 @@ func deadPeerMySQL(t *testing.T) {
 	last := cutFlow(t, d.Conn)
 	t.Parallel()
 
-	o := await(t, done, last)
+	o := await(t, done)
 	require.Error(t, o.err)
 	assert.ErrorIs(t, o.err, mysql.ErrInvalidConn)
 	assert.Len(t, rec.Dials(t), 1, "database/sql did not retry the query on a new connection")

@@ -338,7 +338,7 @@ func deadPeerPgx(t *testing.T) {
 	last := cutFlow(t, d.Conn)
 	t.Parallel()
 
-	o := await(t, done, last)
+	o := await(t, done)
 	assert.Equal(t, io.ErrUnexpectedEOF, o.err, "pgx's error")
 	assert.False(t, pgconn.Timeout(o.err), "pgconn.Timeout(%v)", o.err)
 	assert.True(t, conn.IsClosed(), "pgx closed the connection")
@@ -370,7 +370,7 @@ func deadPeerLibPQ(t *testing.T) {
 	last := cutFlow(t, d.Conn)
 	t.Parallel()
 
-	o := await(t, done, last)
+	o := await(t, done)
 	require.Error(t, o.err)
 	assert.ErrorIs(t, o.err, syscall.ETIMEDOUT)
 	assert.Len(t, rec.Dials(t), 1, "database/sql did not retry the query on a new connection")

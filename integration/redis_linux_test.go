@@ -206,18 +206,18 @@ func deadPeerRedis(t *testing.T) {
 			t.Parallel()
 
 			if tt.maxRetries < 0 {
-				o := await(t, done, last)
+				o := await(t, done)
 				assert.Equal(t, io.EOF, o.err, "go-redis's error")
 				assert.Len(t, rec.Dials(t), 1, "dials")
 				noticed(t, "go-redis, MaxRetries -1", fmt.Sprint(o.err), last, o.at)
 				return
 			}
-			redial := rec.redialAfter(t, 1, last)
+			redial := rec.redialAfter(t, 1)
 			// A client of its own pushes the value the retried BLPOP waits for.
 			other := redis.NewClient(&redis.Options{Addr: srv.Addr})
 			t.Cleanup(func() { other.Close() })
 			require.NoError(t, other.RPush(ctx, key, "after").Err())
-			o := await(t, done, last)
+			o := await(t, done)
 			assert.NoError(t, o.err, "BLPOP after the retry")
 			assert.Equal(t, []string{key, "after"}, popped)
 			noticed(t, "go-redis", "no error: dialed again and re-sent BLPOP, which returned the value pushed after", last, redial.At)

@@ -208,7 +208,7 @@ func deadPeerSSH(t *testing.T) {
 	last := cutFlow(t, d.Conn)
 	t.Parallel()
 
-	o := await(t, done, last)
+	o := await(t, done)
 	var missing *ssh.ExitMissingError
 	assert.True(t, errors.As(o.err, &missing), "Run: want *ssh.ExitMissingError, got %T %v", o.err, o.err)
 	connErr := make(chan error, 1)

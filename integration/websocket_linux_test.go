@@ -126,7 +126,7 @@ func deadPeerWebSocket(t *testing.T) {
 			last := cutFlow(t, d.Conn)
 			t.Parallel()
 
-			o := await(t, done, last)
+			o := await(t, done)
 			require.Error(t, o.err)
 			if tt.keepsChain {
 				assert.ErrorIs(t, o.err, syscall.ETIMEDOUT)
