@@ -81,48 +81,66 @@ func startEtcd() *server {
 }
 
 // etcdClient connects to s through rec, given to gRPC as the context
-// dialer; the client is closed at cleanup.
-func etcdClient(t *testing.T, s *server, rec *recorder) *clientv3.Client {
+// dialer, with cfg's other fields; the client is closed at cleanup.
+func etcdClient(t *testing.T, s *server, rec *recorder, cfg clientv3.Config) *clientv3.Client {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{s.Addr},
-		DialTimeout: queryTimeout,
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(rec.DialAddress)},
-		Logger:      zap.NewNop(),
-	})
+	cfg.Endpoints = []string{s.Addr}
+	cfg.DialTimeout = queryTimeout
+	cfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(rec.DialAddress)}
+	cfg.Logger = zap.NewNop()
+	c, err := clientv3.New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
+// TestEtcd dials through gRPC's context dialer, as clientv3's DialOptions
+// take it, and shows where gRPC writes its own TCP_USER_TIMEOUT: clientv3
+// turns DialKeepAliveTime and DialKeepAliveTimeout into gRPC's
+// ClientParameters, whose Timeout gRPC writes over the Config's
+// UserTimeout after the dial. Without DialKeepAliveTime the Config stands.
 func TestEtcd(t *testing.T) {
 	t.Parallel()
 	s := etcd(t)
-	rec := newRecorder(clientConfig)
-	c := etcdClient(t, s, rec)
-	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
-	defer cancel()
-	key := t.Name() + strconv.Itoa(os.Getpid())
-	value := strings.Repeat("k", 8192)
-	_, err := c.Put(ctx, key, value)
-	require.NoError(t, err)
-	d := rec.only(t)
-	acked := bytesAcked(t, d.Conn)
-	// A second Put of the same size: its bytes must go over the socket.
-	_, err = c.Put(ctx, key, value)
-	require.NoError(t, err)
-	resp, err := c.Get(ctx, key)
-	require.NoError(t, err)
-	require.Len(t, resp.Kvs, 1)
-	assert.Equal(t, value, string(resp.Kvs[0].Value))
+	tests := []struct {
+		name        string
+		cfg         clientv3.Config
+		userTimeout time.Duration // in force once the requests are done
+	}{
+		{"no gRPC keepalive", clientv3.Config{}, clientConfig.UserTimeout},
+		{"DialKeepAliveTimeout overrides", clientv3.Config{DialKeepAliveTime: 30 * time.Second, DialKeepAliveTimeout: 5 * time.Second}, 5 * time.Second},
+		{"DialKeepAliveTimeout equal to Config.UserTimeout", clientv3.Config{DialKeepAliveTime: 30 * time.Second, DialKeepAliveTimeout: clientConfig.UserTimeout}, clientConfig.UserTimeout},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newRecorder(clientConfig)
+			c := etcdClient(t, s, rec, tt.cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+			defer cancel()
+			key := t.Name() + strconv.Itoa(os.Getpid())
+			value := strings.Repeat("k", 8192)
+			_, err := c.Put(ctx, key, value)
+			require.NoError(t, err)
+			d := rec.only(t)
+			acked := bytesAcked(t, d.Conn)
+			// A second Put of the same size: its bytes must go over the
+			// socket.
+			_, err = c.Put(ctx, key, value)
+			require.NoError(t, err)
+			resp, err := c.Get(ctx, key)
+			require.NoError(t, err)
+			require.Len(t, resp.Kvs, 1)
+			assert.Equal(t, value, string(resp.Kvs[0].Value))
 
-	assert.Equal(t, s.Addr, d.Address)
-	assert.GreaterOrEqual(t, bytesAcked(t, d.Conn)-acked, uint64(len(value)), "bytes the server acknowledged on the dialed socket")
-	assert.Len(t, rec.Dials(t), 1, "dials")
-	assert.Equal(t, want(clientConfig), d.AtDial, "when the dialer returned")
-	// clientv3 sets no gRPC keepalive unless Config.DialKeepAliveTime is
-	// set, so gRPC leaves TCP_USER_TIMEOUT as the Config has it.
-	assertSocket(t, d.Conn, clientConfig)
+			assert.Equal(t, s.Addr, d.Address)
+			assert.GreaterOrEqual(t, bytesAcked(t, d.Conn)-acked, uint64(len(value)), "bytes the server acknowledged on the dialed socket")
+			assert.Len(t, rec.Dials(t), 1, "dials")
+			assert.Equal(t, want(clientConfig), d.AtDial, "when the dialer returned, before gRPC touched the socket")
+			c2 := clientConfig
+			c2.UserTimeout = tt.userTimeout
+			assertSocket(t, d.Conn, c2)
+		})
+	}
 }
 
 // deadPeerEtcd leaves a watch waiting for events and cuts its flow. gRPC
@@ -132,7 +150,7 @@ func TestEtcd(t *testing.T) {
 func deadPeerEtcd(t *testing.T) {
 	s := etcd(t)
 	rec := newRecorder(deadPeerConfig)
-	c := etcdClient(t, s, rec)
+	c := etcdClient(t, s, rec, clientv3.Config{})
 	key := "deadpeer" + strconv.Itoa(os.Getpid())
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -162,6 +180,8 @@ func deadPeerEtcd(t *testing.T) {
 	t.Parallel()
 
 	redial := rec.redialAfter(t, 1)
+	reqCtx, reqCancel = context.WithTimeout(context.Background(), queryTimeout)
+	defer reqCancel()
 	_, err = c.Put(reqCtx, key, "after")
 	require.NoError(t, err)
 	for {

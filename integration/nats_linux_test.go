@@ -170,7 +170,9 @@ func deadPeerNATS(t *testing.T) {
 	var msg *nats.Msg
 	done := goCall(func() error {
 		var err error
-		msg, err = sub.NextMsg(time.Minute)
+		// Long: the subtest may wait for a parallel slot. Closing the
+		// connection at cleanup ends it.
+		msg, err = sub.NextMsg(10 * time.Minute)
 		return err
 	})
 	last := cutFlow(t, d.Conn)

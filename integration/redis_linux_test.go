@@ -216,6 +216,8 @@ func deadPeerRedis(t *testing.T) {
 			// A client of its own pushes the value the retried BLPOP waits for.
 			other := redis.NewClient(&redis.Options{Addr: srv.Addr})
 			t.Cleanup(func() { other.Close() })
+			ctx, cancel = context.WithTimeout(context.Background(), queryTimeout)
+			defer cancel()
 			require.NoError(t, other.RPush(ctx, key, "after").Err())
 			o := await(t, done)
 			assert.NoError(t, o.err, "BLPOP after the retry")
