@@ -90,8 +90,8 @@ func TestKafka(t *testing.T) {
 
 // deadPeerKafka leaves a consumer polling and cuts every flow of its
 // client. franz-go retries on its own: the application's PollFetches
-// returns no error, the client dials the broker again, and a record
-// produced afterwards is consumed.
+// returns no error, the client dials the broker again after its retry
+// backoff (250 ms at first), and a record produced afterwards is consumed.
 func deadPeerKafka(t *testing.T) {
 	addr, _ := kafkaCluster(t)
 	rec := newRecorder(deadPeerConfig)
