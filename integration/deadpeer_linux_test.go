@@ -260,11 +260,104 @@ func TestDeadPeer(t *testing.T) {
 		{"WebSocket", deadPeerWebSocket},
 		{"amqp091-go", deadPeerRabbitMQ},
 		{"etcd clientv3", deadPeerEtcd},
-		{"gomemcache", deadPeerMemcached},
 		{"net/http Server", deadPeerHTTPServer},
 		{"gRPC server", deadPeerGRPCServer},
 	}
 	for _, tt := range tests {
 		t.Run(tt.client, tt.run)
 	}
+}
+
+// The idle dead-peer tests cut the flow of a connection idle in a client's
+// pool, the way a firewall's nightly clean-up finds most connections, and
+// show what the application's next call sees once keepalive has closed it:
+// an error, or nothing because the client checks an idle connection (or
+// was told by its reader) and dials again. The time measured is when the
+// socket closed, or when the client closed it on hearing of the death.
+func TestDeadPeerIdle(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		client string
+		run    func(t *testing.T)
+	}{
+		{"pgx", idlePgx},
+		{"pgxpool", idlePgxpool},
+		{"lib/pq", idleLibPQ},
+		{"go-sql-driver/mysql", idleMySQL},
+		{"go-redis", idleRedis},
+		{"net/http", idleHTTP},
+		{"gomemcache", deadPeerMemcached},
+	}
+	for _, tt := range tests {
+		t.Run(tt.client, tt.run)
+	}
+}
+
+// idleDeath makes one call, so that the client keeps a connection from rec
+// idle, cuts that connection's flow, waits until it is closed, and makes
+// the call again. It returns the second call's error and logs what the
+// application saw, with sees describing it, against the bound.
+func idleDeath(t *testing.T, client string, rec *recorder, call func() error, sees func(err error) string) error {
+	t.Helper()
+	require.NoError(t, call(), "the first call")
+	d := rec.only(t)
+	last := cutFlow(t, d.Conn)
+	closed := watchClosed(tcpOf(t, d.Conn))
+	t.Parallel()
+
+	var closedAt time.Time
+	select {
+	case c := <-closed:
+		require.NoError(t, c.err, "watching the socket")
+		closedAt = c.at
+	case <-time.After(awaitTimeout):
+		require.FailNow(t, "the socket is still open", "%v after the flow's last segment", time.Since(last))
+	}
+	err := call()
+	noticed(t, client+" (idle)", sees(err), last, closedAt)
+	return err
+}
+
+// tcpClose is TCP_CLOSE, the state TCP_INFO reports for a socket the
+// kernel has closed (Linux include/net/tcp_states.h).
+const tcpClose = 7
+
+// watchClosed polls tc's socket every millisecond, in a goroutine, until
+// the kernel has closed it or the client has closed the connection, and
+// delivers when it saw that, or why it could not tell.
+func watchClosed(tc *net.TCPConn) <-chan outcome {
+	done := make(chan outcome, 1)
+	go func() {
+		rc, err := tc.SyscallConn()
+		if err != nil {
+			done <- outcome{err: err}
+			return
+		}
+		deadline := time.Now().Add(awaitTimeout)
+		for time.Now().Before(deadline) {
+			var info *unix.TCPInfo
+			var gerr error
+			err := rc.Control(func(fd uintptr) {
+				info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+			})
+			switch {
+			case errors.Is(err, net.ErrClosed):
+				// The client closed it, having heard of the death.
+				done <- outcome{at: time.Now()}
+				return
+			case err != nil:
+				done <- outcome{err: err}
+				return
+			case gerr != nil:
+				done <- outcome{err: os.NewSyscallError("getsockopt TCP_INFO", gerr)}
+				return
+			case info.State == tcpClose:
+				done <- outcome{at: time.Now()}
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		done <- outcome{err: fmt.Errorf("still open after %v", awaitTimeout)}
+	}()
+	return done
 }

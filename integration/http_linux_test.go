@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -274,4 +275,39 @@ func deadPeerHTTPServer(t *testing.T) {
 	o := await(t, done)
 	assert.Equal(t, context.Canceled, o.err, "context.Cause of the request's context")
 	noticed(t, "net/http Server", fmt.Sprintf("the request's context is done: %v", o.err), last, o.at)
+}
+
+// idleHTTP cuts the flow of a net/http connection idle in the Transport's
+// pool. The Transport's reader of the idle connection gets the error and
+// drops it from the pool, and the next request dials again: the
+// application sees nothing.
+func idleHTTP(t *testing.T) {
+	ln := listen(t)
+	srv := &http.Server{Handler: remoteAddr}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	rec := newRecorder(deadPeerConfig)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = rec.DialContext
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ln.Addr().String(), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		return errors.Join(err, resp.Body.Close())
+	}
+	err := idleDeath(t, "net/http", rec, call, func(err error) string {
+		return fmt.Sprintf("next request: %v; the Transport dialed again", err)
+	})
+	assert.NoError(t, err, "the next request")
+	assert.Len(t, rec.Dials(t), 2, "dials")
 }

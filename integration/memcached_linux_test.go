@@ -18,7 +18,6 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 var (
@@ -119,11 +118,10 @@ func TestMemcached(t *testing.T) {
 
 // deadPeerMemcached cuts the flow of a connection idle in gomemcache's
 // pool: the client has no call that waits on the server, and its own
-// Timeout (500 ms by default) bounds every call. The kernel closes the
-// socket within keepalive's bound; gomemcache does not look at an idle
-// connection, so the next call takes the dead one from the pool and fails
-// at once with the write error, ETIMEDOUT, and the call after it dials
-// again.
+// Timeout (500 ms by default) bounds every call. gomemcache does not look
+// at an idle connection, so the next call takes the dead one from the pool
+// and fails at once with the write error, ETIMEDOUT, and the call after it
+// dials again.
 func deadPeerMemcached(t *testing.T) {
 	s := memcached(t)
 	rec := newRecorder(deadPeerConfig)
@@ -131,65 +129,17 @@ func deadPeerMemcached(t *testing.T) {
 	t.Cleanup(func() { mc.Close() })
 	key := "deadpeer" + strconv.Itoa(os.Getpid())
 	require.NoError(t, mc.Set(&memcache.Item{Key: key, Value: []byte("before")}))
-	d := rec.only(t)
-	last := cutFlow(t, d.Conn)
-	closed := watchClosed(tcpOf(t, d.Conn))
-	t.Parallel()
-
-	var closedAt time.Time
-	select {
-	case c := <-closed:
-		require.NoError(t, c.err, "watching the socket")
-		closedAt = c.at
-	case <-time.After(awaitTimeout):
-		require.FailNow(t, "the socket is still open", "%v after the flow's last segment", time.Since(last))
+	get := func() error {
+		_, err := mc.Get(key)
+		return err
 	}
-	_, firstErr := mc.Get(key)
-	assert.ErrorIs(t, firstErr, syscall.ETIMEDOUT, "the first Get after the death")
+	err := idleDeath(t, "gomemcache", rec, get, func(err error) string {
+		return fmt.Sprintf("next call: %v; the call after dials again", err)
+	})
+	assert.ErrorIs(t, err, syscall.ETIMEDOUT, "the first Get after the death")
 	assert.Len(t, rec.Dials(t), 1, "the first Get used the pooled connection")
 	it, err := mc.Get(key)
 	require.NoError(t, err, "the second Get")
 	assert.Equal(t, "before", string(it.Value))
 	assert.Len(t, rec.Dials(t), 2, "the second Get dialed again")
-	noticed(t, "gomemcache", fmt.Sprintf("next call: %v; the call after dials again", firstErr), last, closedAt)
-}
-
-// tcpClose is TCP_CLOSE, the state TCP_INFO reports for a socket the
-// kernel has closed (Linux include/net/tcp_states.h).
-const tcpClose = 7
-
-// watchClosed polls tc's socket every millisecond, in a goroutine, until
-// the kernel has closed it, and delivers when it saw that, or why it could
-// not tell. Nothing else may use the connection meanwhile.
-func watchClosed(tc *net.TCPConn) <-chan outcome {
-	done := make(chan outcome, 1)
-	go func() {
-		rc, err := tc.SyscallConn()
-		if err != nil {
-			done <- outcome{err: err}
-			return
-		}
-		deadline := time.Now().Add(awaitTimeout)
-		for time.Now().Before(deadline) {
-			var info *unix.TCPInfo
-			var gerr error
-			if err := rc.Control(func(fd uintptr) {
-				info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-			}); err != nil {
-				done <- outcome{err: err}
-				return
-			}
-			if gerr != nil {
-				done <- outcome{err: os.NewSyscallError("getsockopt TCP_INFO", gerr)}
-				return
-			}
-			if info.State == tcpClose {
-				done <- outcome{at: time.Now()}
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-		done <- outcome{err: fmt.Errorf("still open after %v", awaitTimeout)}
-	}()
-	return done
 }

@@ -194,3 +194,31 @@ func mysqlKill(t *testing.T, my *server, id int64) {
 		t.Errorf("ending connection %d: %v", id, err)
 	}
 }
+
+// idleMySQL cuts the flow of a go-sql-driver/mysql connection idle in
+// database/sql's pool. The driver checks an idle connection before using
+// it, logs "closing bad idle connection: connection timed out", and
+// database/sql dials again: the application sees nothing.
+func idleMySQL(t *testing.T) {
+	my := mariadb(t)
+	rec := newRecorder(deadPeerConfig)
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr = "root", "tcp", my.Addr
+	cfg.DialFunc = rec.DialContext
+	c, err := mysql.NewConnector(cfg)
+	require.NoError(t, err)
+	db := sql.OpenDB(c)
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1)
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		_, err := db.ExecContext(ctx, "SELECT 1")
+		return err
+	}
+	err = idleDeath(t, "go-sql-driver/mysql", rec, call, func(err error) string {
+		return fmt.Sprintf("next query: %v; database/sql dialed again", err)
+	})
+	assert.NoError(t, err, "the next query")
+	assert.Len(t, rec.Dials(t), 2, "dials")
+}

@@ -376,3 +376,80 @@ func deadPeerLibPQ(t *testing.T) {
 	assert.Len(t, rec.Dials(t), 1, "database/sql did not retry the query on a new connection")
 	noticed(t, "lib/pq", o.err.Error(), last, o.at)
 }
+
+// idlePgx cuts the flow of an idle pgx connection. The next query's write
+// fails with ETIMEDOUT, which pgx returns wrapped as "timeout: write
+// failed: ...", the chain kept, and the connection is closed.
+func idlePgx(t *testing.T) {
+	pg := postgres(t)
+	rec := newRecorder(deadPeerConfig)
+	cfg, err := pgx.ParseConfig(pgDSN(pg, ""))
+	require.NoError(t, err)
+	cfg.DialFunc = rec.DialContext
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		_, err := conn.Exec(ctx, "SELECT 1")
+		return err
+	}
+	err = idleDeath(t, "pgx", rec, call, func(err error) string { return fmt.Sprintf("next query: %v", err) })
+	assert.ErrorIs(t, err, syscall.ETIMEDOUT, "the next query")
+	assert.True(t, conn.IsClosed(), "pgx closed the connection")
+}
+
+// idlePgxpool cuts the flow of a connection idle in a pgxpool. The pool
+// pings a connection idle for more than a second before handing it out,
+// finds it dead, and dials again: the next query succeeds.
+func idlePgxpool(t *testing.T) {
+	pg := postgres(t)
+	rec := newRecorder(deadPeerConfig)
+	cfg, err := pgxpool.ParseConfig(pgDSN(pg, "pool_max_conns=1"))
+	require.NoError(t, err)
+	cfg.ConnConfig.DialFunc = rec.DialContext
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		_, err := pool.Exec(ctx, "SELECT 1")
+		return err
+	}
+	err = idleDeath(t, "pgxpool", rec, call, func(err error) string { return fmt.Sprintf("next query: %v; the pool dialed again", err) })
+	assert.NoError(t, err, "the next query")
+	// The pool's new connection, and the cancel request that pgx sends
+	// over a connection of its own, through DialFunc too, when it closes
+	// a broken one.
+	assert.GreaterOrEqual(t, len(rec.Dials(t)), 2, "dials")
+}
+
+// idleLibPQ cuts the flow of a lib/pq connection idle in database/sql's
+// pool. lib/pq reports the failed write as driver.ErrBadConn, and
+// database/sql runs the query again on a new connection: the application
+// sees nothing.
+func idleLibPQ(t *testing.T) {
+	pg := postgres(t)
+	rec := newRecorder(deadPeerConfig)
+	connector, err := pq.NewConnector(pgDSN(pg, ""))
+	require.NoError(t, err)
+	connector.Dialer(rec)
+	db := sql.OpenDB(connector)
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1)
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		_, err := db.ExecContext(ctx, "SELECT 1")
+		return err
+	}
+	err = idleDeath(t, "lib/pq", rec, call, func(err error) string {
+		return fmt.Sprintf("next query: %v; database/sql dialed again", err)
+	})
+	assert.NoError(t, err, "the next query")
+	assert.Len(t, rec.Dials(t), 2, "dials")
+}

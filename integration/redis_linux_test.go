@@ -226,3 +226,23 @@ func deadPeerRedis(t *testing.T) {
 		})
 	}
 }
+
+// idleRedis cuts the flow of a go-redis connection idle in its pool. The
+// pool checks an idle connection before handing it out and dials again:
+// the application sees nothing.
+func idleRedis(t *testing.T) {
+	srv := redisPlain(t)
+	rec := newRecorder(deadPeerConfig)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Dialer: rec.DialContext, PoolSize: 1})
+	t.Cleanup(func() { rdb.Close() })
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		return rdb.Ping(ctx).Err()
+	}
+	err := idleDeath(t, "go-redis", rec, call, func(err error) string {
+		return fmt.Sprintf("next command: %v; the pool dialed again", err)
+	})
+	assert.NoError(t, err, "the next command")
+	assert.Len(t, rec.Dials(t), 2, "dials")
+}
