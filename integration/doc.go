@@ -65,14 +65,19 @@
 // The dead-peer tests cut a client's flow while it waits on the server and
 // record what the application sees, within the Config's bound: lib/pq,
 // net/http, gRPC (codes.Unavailable), x/crypto/ssh (the client's Wait),
-// coder/websocket, nats.go's disconnect handler and gomemcache's next call
-// return an error that says "connection timed out", most with ETIMEDOUT in
-// the chain; pgx returns a bare io.ErrUnexpectedEOF and go-redis (with
-// MaxRetries -1) a bare io.EOF, because each takes ETIMEDOUT for an expired
-// deadline of its own and reads again; go-sql-driver/mysql returns
-// mysql.ErrInvalidConn; gorilla/websocket and amqp091-go keep only the
-// text. go-redis (by default), nats.go, franz-go and etcd clientv3 dial
-// again by themselves and the waiting call carries on.
+// coder/websocket and nats.go's disconnect handler return an error that
+// says "connection timed out", most with ETIMEDOUT in the chain; pgx
+// returns a bare io.ErrUnexpectedEOF and go-redis (with MaxRetries -1) a
+// bare io.EOF, because each takes ETIMEDOUT for an expired deadline of its
+// own and reads again; go-sql-driver/mysql returns mysql.ErrInvalidConn;
+// gorilla/websocket and amqp091-go keep only the text. go-redis (by
+// default), nats.go, franz-go and etcd clientv3 dial again by themselves
+// and the waiting call carries on.
+//
+// For a connection idle in a pool, the next call of pgx (a single
+// connection) and gomemcache fails with ETIMEDOUT; pgxpool, database/sql
+// with lib/pq or go-sql-driver/mysql, go-redis and net/http dial again and
+// the application sees nothing.
 //
 // # Running the tests
 //
