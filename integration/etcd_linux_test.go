@@ -29,7 +29,7 @@ var (
 // etcd returns the package's etcd server, started on first use.
 func etcd(t testing.TB) *server {
 	t.Helper()
-	etcdOnce.Do(func() { etcdServer = startEtcd() })
+	etcdOnce.Do(func() { etcdServer = timed("etcd", startEtcd) })
 	return etcdServer.need(t)
 }
 

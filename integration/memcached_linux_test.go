@@ -28,7 +28,7 @@ var (
 // memcached returns the package's memcached, started on first use.
 func memcached(t testing.TB) *server {
 	t.Helper()
-	memcachedOnce.Do(func() { memcachedServer = startMemcached() })
+	memcachedOnce.Do(func() { memcachedServer = timed("memcached", startMemcached) })
 	return memcachedServer.need(t)
 }
 

@@ -29,7 +29,7 @@ var (
 // password, then mariadbd on 127.0.0.1 only.
 func mariadb(t testing.TB) *server {
 	t.Helper()
-	mariaOnce.Do(func() { mariaServer = startMariaDB() })
+	mariaOnce.Do(func() { mariaServer = timed("MariaDB", startMariaDB) })
 	return mariaServer.need(t)
 }
 

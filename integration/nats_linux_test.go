@@ -35,7 +35,7 @@ type natsServer struct {
 // 127.0.0.1 with a monitoring port.
 func natsSrv(t testing.TB) *natsServer {
 	t.Helper()
-	natsOnce.Do(func() { natsSrvResult = startNATS() })
+	natsOnce.Do(func() { natsSrvResult = timed("nats-server", startNATS) })
 	natsSrvResult.need(t)
 	return natsSrvResult
 }

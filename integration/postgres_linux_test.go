@@ -35,7 +35,7 @@ var (
 // with its Unix socket in that folder.
 func postgres(t testing.TB) *server {
 	t.Helper()
-	pgOnce.Do(func() { pgServer = startPostgres() })
+	pgOnce.Do(func() { pgServer = timed("PostgreSQL", startPostgres) })
 	return pgServer.need(t)
 }
 

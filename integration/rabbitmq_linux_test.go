@@ -26,13 +26,7 @@ var (
 // rabbitmq returns the package's RabbitMQ broker, started on first use.
 func rabbitmq(t testing.TB) *server {
 	t.Helper()
-	rabbitOnce.Do(func() {
-		start := time.Now()
-		rabbitServer = startRabbitMQ()
-		if rabbitServer.err == nil {
-			fmt.Fprintf(os.Stderr, "rabbitmq-server ready in %v\n", time.Since(start).Round(time.Millisecond))
-		}
-	})
+	rabbitOnce.Do(func() { rabbitServer = timed("rabbitmq-server", startRabbitMQ) })
 	return rabbitServer.need(t)
 }
 

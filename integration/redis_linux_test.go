@@ -29,7 +29,7 @@ var (
 // first use.
 func redisPlain(t testing.TB) *server {
 	t.Helper()
-	redisOnce.Do(func() { redisServer = startRedis(nil) })
+	redisOnce.Do(func() { redisServer = timed("Redis", func() *server { return startRedis(nil) }) })
 	return redisServer.need(t)
 }
 
@@ -38,7 +38,7 @@ func redisPlain(t testing.TB) *server {
 func redisTLS(t testing.TB) *server {
 	t.Helper()
 	c := certificate(t)
-	redisTLSOnce.Do(func() { redisTLSServer = startRedis(c) })
+	redisTLSOnce.Do(func() { redisTLSServer = timed("Redis (TLS)", func() *server { return startRedis(c) }) })
 	return redisTLSServer.need(t)
 }
 

@@ -51,7 +51,7 @@ func (s *sshServer) clientConfig() *ssh.ClientConfig {
 // sshd returns the package's sshd, started on first use.
 func sshd(t testing.TB) *sshServer {
 	t.Helper()
-	sshOnce.Do(func() { sshSrvResult = startSSHD() })
+	sshOnce.Do(func() { sshSrvResult = timed("sshd", startSSHD) })
 	sshSrvResult.need(t)
 	return sshSrvResult
 }
