@@ -156,7 +156,7 @@ func deadPeerGRPCServer(t *testing.T) {
 		{"ServerParameters.Timeout equal to the Config's UserTimeout",
 			&grpckeepalive.ServerParameters{Timeout: deadPeerConfig.UserTimeout}, deadPeerBound},
 		{"default ServerParameters",
-			nil, deadPeerConfig.Idle + 19*deadPeerConfig.Interval}, // DetectionTime with UserTimeout 20s
+			nil, withUserTimeout(deadPeerConfig, 20*time.Second).DetectionTime(keepalive.Config{})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,4 +220,11 @@ func deadPeerGRPCServer(t *testing.T) {
 			noticedWithin(t, "gRPC server, "+tt.name, fmt.Sprintf("stream context: %v (cause: %v); Watch returned: %v", s.ctxErr, s.cause, s.handlerErr), last, s.at, tt.bound)
 		})
 	}
+}
+
+// withUserTimeout returns c with UserTimeout d, as a client that writes its
+// own TCP_USER_TIMEOUT leaves it.
+func withUserTimeout(c keepalive.Config, d time.Duration) keepalive.Config {
+	c.UserTimeout = d
+	return c
 }

@@ -116,13 +116,13 @@ func TestMemcached(t *testing.T) {
 	assertSocket(t, d.Conn, clientConfig)
 }
 
-// deadPeerMemcached cuts the flow of a connection idle in gomemcache's
+// idleMemcached cuts the flow of a connection idle in gomemcache's
 // pool: the client has no call that waits on the server, and its own
 // Timeout (500 ms by default) bounds every call. gomemcache does not look
 // at an idle connection, so the next call takes the dead one from the pool
 // and fails at once with the write error, ETIMEDOUT, and the call after it
 // dials again.
-func deadPeerMemcached(t *testing.T) {
+func idleMemcached(t *testing.T) {
 	s := memcached(t)
 	rec := newRecorder(deadPeerConfig)
 	mc := memcacheClient(s, rec)
