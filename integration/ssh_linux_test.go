@@ -59,23 +59,24 @@ func sshd(t testing.TB) *sshServer {
 // startSSHD starts Debian's sshd (openssh-server) in the foreground with a
 // configuration of its own: 127.0.0.1 only, a host key and an
 // authorized_keys file in a temporary folder, public-key login only, no
-// PAM. As root it logs in as root and needs its privilege separation
-// folder, /run/sshd, which the service manager makes on a full system and
-// startSSHD makes where it is missing.
+// PAM, logging in as root. It needs root, as sshd does to log a user in,
+// and sshd's privilege separation folder, /run/sshd, which the service
+// manager makes on a full system and startSSHD makes where it is missing.
 func startSSHD() *sshServer {
+	fail := func(err error) *sshServer { return &sshServer{server: server{err: err}} }
+	if os.Geteuid() != 0 {
+		return fail(errUnavailable{"sshd needs root to log a user in: run the tests as root"})
+	}
 	bin, err := lookPath("sshd", "/usr/sbin/sshd")
 	if err != nil {
-		return &sshServer{server: server{err: err}}
+		return fail(err)
 	}
-	fail := func(err error) *sshServer { return &sshServer{server: server{err: err}} }
 	u, err := user.Current()
 	if err != nil {
 		return fail(err)
 	}
-	if os.Geteuid() == 0 {
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			return fail(err)
-		}
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		return fail(err)
 	}
 	dir := filepath.Join(tmpRoot, "sshd")
 	if err := os.Mkdir(dir, 0o700); err != nil {
