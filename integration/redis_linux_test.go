@@ -171,10 +171,10 @@ func TestRedisTLSConfigWithDialer(t *testing.T) {
 
 // deadPeerRedis leaves a go-redis BLPOP waiting on the server and cuts its
 // flow. The read fails with ETIMEDOUT, a timeout by net.Error's reckoning;
-// go-redis retries a command whose read timed out, so by default it dials
-// again and sends BLPOP anew, and the application sees nothing: a value
-// pushed afterwards is popped. With MaxRetries -1 the BLPOP returns a bare
-// io.EOF, without the ETIMEDOUT.
+// go-redis reads again and gets EOF, and it retries a command that ended in
+// EOF, so by default it dials again and sends BLPOP anew, and the
+// application sees nothing: a value pushed afterwards is popped. With
+// MaxRetries -1 the BLPOP returns that bare io.EOF, without the ETIMEDOUT.
 func deadPeerRedis(t *testing.T) {
 	tests := []struct {
 		name       string
