@@ -1,9 +1,11 @@
 // Package integration proves the keepalive library against real clients and
-// real servers. It has no API: its tests start PostgreSQL, MariaDB and Redis
-// on loopback (and gRPC, HTTP and TLS servers in process), connect through
-// each client's own dialer hook, run a query or request, and read the
-// options back from the very socket the client dialed, with keepalive.Get
-// and with getsockopt. Its examples show the hook of each client.
+// real servers. It has no API: its tests start PostgreSQL, MariaDB, Redis,
+// nats-server, OpenSSH's sshd, RabbitMQ, etcd and memcached on loopback
+// (and gRPC, HTTP, TLS, WebSocket and Kafka (franz-go's kfake) servers in
+// process), connect through each client's own dialer hook, run a query or
+// request, and read the options back from the very socket the client
+// dialed, with keepalive.Get and with getsockopt. Its examples show the
+// hook of each client.
 //
 // It is a module of its own so that the library's go.mod keeps only
 // golang.org/x/sys and testify.
@@ -40,11 +42,48 @@
 //     over that connection.
 //   - crypto/tls: tls.Dialer.NetDialer (or tls.DialWithDialer) with the
 //     *net.Dialer from d.ConfiguredNetDialer.
+//   - nats.go: nats.SetCustomDialer(d). nats.go gives a custom dialer no
+//     connect timeout: set one in d.NetDialer.
+//   - franz-go: kgo.Dialer(d.DialContext).
+//   - golang.org/x/crypto/ssh: ssh.Dial takes no dialer; dial with
+//     d.DialContext and pass the connection to ssh.NewClientConn.
+//   - gorilla/websocket: websocket.Dialer.NetDialContext = d.DialContext.
+//   - coder/websocket: DialOptions.HTTPClient with a Transport whose
+//     DialContext is d.DialContext.
+//   - amqp091-go: amqp.Config.Dial = d.Dial. Its default dialer sets a
+//     30 s deadline on the handshake; a custom one gets none.
+//   - etcd clientv3: clientv3.Config.DialOptions with
+//     grpc.WithContextDialer(d.DialAddress). With DialKeepAliveTime set,
+//     gRPC writes DialKeepAliveTimeout as TCP_USER_TIMEOUT, as for gRPC.
+//   - gomemcache: memcache.Client.DialContext = d.DialContext.
+//   - net/http's Server and gRPC servers: serve on keepalive.Listen or
+//     a keepalive.ListenConfig's listener; accepted connections inherit
+//     the Config.
+//
+// # When keepalive declares the peer dead
+//
+// The dead-peer tests cut a client's flow while it waits on the server and
+// record what the application sees, within the Config's bound: lib/pq,
+// net/http, gRPC (codes.Unavailable), x/crypto/ssh (the client's Wait),
+// coder/websocket and nats.go's disconnect handler return an error that
+// says "connection timed out", most with ETIMEDOUT in the chain; pgx
+// returns a bare io.ErrUnexpectedEOF and go-redis (with MaxRetries -1) a
+// bare io.EOF, because each takes ETIMEDOUT for an expired deadline of its
+// own and reads again; go-sql-driver/mysql returns mysql.ErrInvalidConn;
+// gorilla/websocket and amqp091-go keep only the text. go-redis (by
+// default), nats.go, franz-go and etcd clientv3 dial again by themselves
+// and the waiting call carries on.
+//
+// For a connection idle in a pool, the next call of pgx (a single
+// connection) and gomemcache fails with ETIMEDOUT; pgxpool, database/sql
+// with lib/pq or go-sql-driver/mysql, go-redis and net/http dial again and
+// the application sees nothing.
 //
 // # Running the tests
 //
-// The tests need the Debian packages postgresql, mariadb-server and
-// redis-server, and the firewall test needs root, iproute2 and nftables.
+// The tests need the Debian packages postgresql, mariadb-server,
+// redis-server, nats-server, openssh-server, rabbitmq-server, etcd-server
+// and memcached, and the firewall test needs root, iproute2 and nftables.
 // A test whose server cannot run here is skipped with the reason, unless
 // the environment variable CI is set: then it fails.
 package integration

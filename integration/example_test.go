@@ -10,10 +10,18 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/bradfitz/gomemcache/memcache"
+	coder "github.com/coder/websocket"
 	"github.com/go-sql-driver/mysql"
+	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5"
 	"github.com/lib/pq"
+	"github.com/nats-io/nats.go"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/crypto/ssh"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	grpckeepalive "google.golang.org/grpc/keepalive"
@@ -168,4 +176,130 @@ func Example_tls() {
 	defer conn.Close()
 	s, err := keepalive.Get(conn)
 	fmt.Println(s, err)
+}
+
+// nats.go: a custom dialer. nats.go gives a custom dialer no connect
+// timeout of its own (its Timeout option applies to its own dialer): set
+// one on the NetDialer. nats.go reconnects by itself when keepalive closes
+// the connection; the disconnect handler gets the error.
+func Example_nats() {
+	d := &keepalive.Dialer{NetDialer: &net.Dialer{Timeout: 2 * time.Second}, Config: exampleConfig}
+	nc, err := nats.Connect("nats://nats.internal:4222", nats.SetCustomDialer(d),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Printf("nats: disconnected: %v", err) }))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+}
+
+// franz-go (Kafka): kgo.Dialer.
+func Example_kafka() {
+	d := &keepalive.Dialer{Config: exampleConfig}
+	cl, err := kgo.NewClient(kgo.SeedBrokers("kafka.internal:9092"), kgo.Dialer(d.DialContext))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cl.Close()
+}
+
+// golang.org/x/crypto/ssh: ssh.Dial takes no dialer, so dial through the
+// Dialer and start the SSH connection over it.
+func Example_ssh() {
+	d := &keepalive.Dialer{Config: exampleConfig}
+	cfg := &ssh.ClientConfig{User: "app", HostKeyCallback: ssh.InsecureIgnoreHostKey()} // use a real host key check
+	conn, err := d.DialContext(context.Background(), "tcp", "bastion.internal:22")
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, "bastion.internal:22", cfg)
+	if err != nil {
+		conn.Close()
+		log.Fatal(err)
+	}
+	client := ssh.NewClient(c, chans, reqs)
+	defer client.Close()
+}
+
+// gorilla/websocket: Dialer.NetDialContext.
+func Example_gorillaWebSocket() {
+	d := &keepalive.Dialer{Config: exampleConfig}
+	wd := websocket.Dialer{NetDialContext: d.DialContext}
+	c, _, err := wd.Dial("wss://events.internal/stream", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+}
+
+// coder/websocket: the HTTP client's Transport.DialContext.
+func Example_coderWebSocket() {
+	d := &keepalive.Dialer{Config: exampleConfig}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = d.DialContext
+	c, _, err := coder.Dial(context.Background(), "wss://events.internal/stream",
+		&coder.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.CloseNow()
+}
+
+// amqp091-go (RabbitMQ): Config.Dial. The library's default dialer sets a
+// 30 s deadline for the handshake; a Dialer with a NetDialer Timeout
+// bounds the connect only.
+func Example_rabbitmq() {
+	d := &keepalive.Dialer{NetDialer: &net.Dialer{Timeout: 30 * time.Second}, Config: exampleConfig}
+	conn, err := amqp.DialConfig("amqp://app:secret@mq.internal:5672/", amqp.Config{Dial: d.Dial})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+}
+
+// etcd clientv3: a gRPC context dialer among the DialOptions. clientv3
+// sets no gRPC keepalive unless DialKeepAliveTime is set; when it is,
+// DialKeepAliveTimeout becomes the socket's TCP_USER_TIMEOUT: give it the
+// Config's UserTimeout.
+func Example_etcd() {
+	d := &keepalive.Dialer{Config: exampleConfig}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{"etcd.internal:2379"},
+		DialTimeout: 5 * time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(d.DialAddress)},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+}
+
+// gomemcache: Client.DialContext.
+func Example_memcache() {
+	d := &keepalive.Dialer{Config: exampleConfig}
+	mc := memcache.New("cache.internal:11211")
+	mc.DialContext = d.DialContext
+	fmt.Println(mc.Ping())
+}
+
+// net/http's Server on a listener whose accepted connections carry the
+// Config.
+func Example_httpServer() {
+	ln, err := keepalive.Listen("tcp", ":8080", exampleConfig)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Fatal(http.Serve(ln, http.NotFoundHandler()))
+}
+
+// A gRPC server on a listener whose accepted connections carry the Config.
+// gRPC writes ServerParameters.Timeout (20 s unless set) as every accepted
+// connection's TCP_USER_TIMEOUT; give it the Config's UserTimeout.
+func Example_grpcServer() {
+	lc := keepalive.ListenConfig{Config: exampleConfig}
+	ln, err := lc.Listen(context.Background(), "tcp", ":50051")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.KeepaliveParams(grpckeepalive.ServerParameters{Timeout: exampleConfig.UserTimeout}))
+	log.Fatal(srv.Serve(ln))
 }

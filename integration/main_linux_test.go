@@ -287,6 +287,16 @@ func versionOf(path string) float64 {
 	return 0
 }
 
+// timed runs start, which starts a server, and reports on standard error
+// how long it took (go test shows it with -v or on failure), so that the
+// suite's time can be kept in view.
+func timed[S any](name string, start func() S) S {
+	t0 := time.Now()
+	s := start()
+	fmt.Fprintf(os.Stderr, "integration: started %s in %v\n", name, time.Since(t0).Round(time.Millisecond))
+	return s
+}
+
 // run runs a set-up command, with its output in the error.
 func run(cmd *exec.Cmd) error {
 	out, err := cmd.CombinedOutput()

@@ -29,7 +29,7 @@ var (
 // password, then mariadbd on 127.0.0.1 only.
 func mariadb(t testing.TB) *server {
 	t.Helper()
-	mariaOnce.Do(func() { mariaServer = startMariaDB() })
+	mariaOnce.Do(func() { mariaServer = timed("MariaDB", startMariaDB) })
 	return mariaServer.need(t)
 }
 
@@ -175,4 +175,86 @@ func TestMySQL(t *testing.T) {
 			assertSocket(t, d.Conn, clientConfig)
 		})
 	}
+}
+
+// deadPeerMySQL leaves a go-sql-driver/mysql query waiting on the server
+// and cuts its flow.
+func deadPeerMySQL(t *testing.T) {
+	my := mariadb(t)
+	rec := newRecorder(deadPeerConfig)
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr = "root", "tcp", my.Addr
+	cfg.DialFunc = rec.DialContext
+	c, err := mysql.NewConnector(cfg)
+	require.NoError(t, err)
+	db := sql.OpenDB(c)
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1)
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	var id int64
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id))
+	t.Cleanup(func() { mysqlKill(t, my, id) })
+	d := rec.only(t)
+	acked := bytesAcked(t, d.Conn)
+	done := goCall(func() error {
+		_, err := db.ExecContext(context.Background(), "SELECT SLEEP(60)")
+		return err
+	})
+	waitSent(t, tcpOf(t, d.Conn), acked)
+	last := cutFlow(t, d.Conn)
+	t.Parallel()
+
+	o := await(t, done)
+	require.Error(t, o.err)
+	assert.ErrorIs(t, o.err, mysql.ErrInvalidConn)
+	assert.Len(t, rec.Dials(t), 1, "database/sql did not retry the query on a new connection")
+	noticed(t, "go-sql-driver/mysql", o.err.Error(), last, o.at)
+}
+
+// mysqlKill ends connection id on the server, from a connection of its own.
+func mysqlKill(t *testing.T, my *server, id int64) {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr = "root", "tcp", my.Addr
+	c, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Errorf("ending connection %d: %v", id, err)
+		return
+	}
+	db := sql.OpenDB(c)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	// The server may have ended it already, on the client's reset.
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("KILL %d", id)); err != nil && !strings.Contains(err.Error(), "Unknown thread id") {
+		t.Errorf("ending connection %d: %v", id, err)
+	}
+}
+
+// idleMySQL cuts the flow of a go-sql-driver/mysql connection idle in
+// database/sql's pool. The driver checks an idle connection before using
+// it, logs "closing bad idle connection: connection timed out", and
+// database/sql dials again: the application sees nothing.
+func idleMySQL(t *testing.T) {
+	my := mariadb(t)
+	rec := newRecorder(deadPeerConfig)
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr = "root", "tcp", my.Addr
+	cfg.DialFunc = rec.DialContext
+	c, err := mysql.NewConnector(cfg)
+	require.NoError(t, err)
+	db := sql.OpenDB(c)
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1)
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		_, err := db.ExecContext(ctx, "SELECT 1")
+		return err
+	}
+	err = idleDeath(t, "go-sql-driver/mysql", rec, call, func(err error) string {
+		return fmt.Sprintf("next query: %v; database/sql dialed again", err)
+	})
+	assert.NoError(t, err, "the next query")
+	assert.Len(t, rec.Dials(t), 2, "dials")
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -34,7 +35,7 @@ var (
 // with its Unix socket in that folder.
 func postgres(t testing.TB) *server {
 	t.Helper()
-	pgOnce.Do(func() { pgServer = startPostgres() })
+	pgOnce.Do(func() { pgServer = timed("PostgreSQL", startPostgres) })
 	return pgServer.need(t)
 }
 
@@ -284,4 +285,171 @@ func TestLibPQ(t *testing.T) {
 			assertSocket(t, d.Conn, clientConfig)
 		})
 	}
+}
+
+// pgSleep is the query the dead-peer tests leave waiting on the server.
+const pgSleep = "SELECT pg_sleep(60)"
+
+// pgTerminate ends, at cleanup, the server process still sleeping for the
+// client whose socket has localPort, so that a dead client's query does
+// not hold a connection slot until it wakes.
+func pgTerminate(t *testing.T, pg *server, localPort int) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		c, err := pgconn.Connect(ctx, pgDSN(pg, ""))
+		if err != nil {
+			t.Errorf("connecting to end the sleeping query: %v", err)
+			return
+		}
+		defer c.Close(ctx)
+		err = c.ExecParams(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE client_port = $1",
+			[][]byte{[]byte(strconv.Itoa(localPort))}, nil, nil, nil).Read().Err
+		if err != nil {
+			t.Errorf("ending the sleeping query: %v", err)
+		}
+	})
+}
+
+// deadPeerPgx leaves a pgx query waiting on the server and cuts its flow.
+// The read fails with ETIMEDOUT, which pgx takes for the expiry of a
+// deadline of its own (net.Error's Timeout is true for ETIMEDOUT): it reads
+// again, gets EOF, and returns a bare io.ErrUnexpectedEOF, without the
+// ETIMEDOUT, and closes the connection.
+func deadPeerPgx(t *testing.T) {
+	pg := postgres(t)
+	rec := newRecorder(deadPeerConfig)
+	cfg, err := pgx.ParseConfig(pgDSN(pg, ""))
+	require.NoError(t, err)
+	cfg.DialFunc = rec.DialContext
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	d := rec.only(t)
+	pgTerminate(t, pg, localPort(t, d.Conn))
+	acked := bytesAcked(t, d.Conn)
+	done := goCall(func() error {
+		_, err := conn.Exec(context.Background(), pgSleep)
+		return err
+	})
+	waitSent(t, tcpOf(t, d.Conn), acked)
+	last := cutFlow(t, d.Conn)
+	t.Parallel()
+
+	o := await(t, done)
+	assert.Equal(t, io.ErrUnexpectedEOF, o.err, "pgx's error")
+	assert.False(t, pgconn.Timeout(o.err), "pgconn.Timeout(%v)", o.err)
+	assert.True(t, conn.IsClosed(), "pgx closed the connection")
+	noticed(t, "pgx", fmt.Sprint(o.err), last, o.at)
+}
+
+// deadPeerLibPQ leaves a lib/pq query waiting on the server and cuts its
+// flow.
+func deadPeerLibPQ(t *testing.T) {
+	pg := postgres(t)
+	rec := newRecorder(deadPeerConfig)
+	connector, err := pq.NewConnector(pgDSN(pg, ""))
+	require.NoError(t, err)
+	connector.Dialer(rec)
+	db := sql.OpenDB(connector)
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1)
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	require.NoError(t, db.PingContext(ctx))
+	d := rec.only(t)
+	pgTerminate(t, pg, localPort(t, d.Conn))
+	acked := bytesAcked(t, d.Conn)
+	done := goCall(func() error {
+		_, err := db.ExecContext(context.Background(), pgSleep)
+		return err
+	})
+	waitSent(t, tcpOf(t, d.Conn), acked)
+	last := cutFlow(t, d.Conn)
+	t.Parallel()
+
+	o := await(t, done)
+	require.Error(t, o.err)
+	assert.ErrorIs(t, o.err, syscall.ETIMEDOUT)
+	assert.Len(t, rec.Dials(t), 1, "database/sql did not retry the query on a new connection")
+	noticed(t, "lib/pq", o.err.Error(), last, o.at)
+}
+
+// idlePgx cuts the flow of an idle pgx connection. The next query's write
+// fails with ETIMEDOUT, which pgx returns wrapped as "timeout: write
+// failed: ...", the chain kept, and the connection is closed.
+func idlePgx(t *testing.T) {
+	pg := postgres(t)
+	rec := newRecorder(deadPeerConfig)
+	cfg, err := pgx.ParseConfig(pgDSN(pg, ""))
+	require.NoError(t, err)
+	cfg.DialFunc = rec.DialContext
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		_, err := conn.Exec(ctx, "SELECT 1")
+		return err
+	}
+	err = idleDeath(t, "pgx", rec, call, func(err error) string { return fmt.Sprintf("next query: %v", err) })
+	assert.ErrorIs(t, err, syscall.ETIMEDOUT, "the next query")
+	assert.True(t, conn.IsClosed(), "pgx closed the connection")
+}
+
+// idlePgxpool cuts the flow of a connection idle in a pgxpool. The pool
+// pings a connection idle for more than a second before handing it out,
+// finds it dead, and dials again: the next query succeeds.
+func idlePgxpool(t *testing.T) {
+	pg := postgres(t)
+	rec := newRecorder(deadPeerConfig)
+	cfg, err := pgxpool.ParseConfig(pgDSN(pg, "pool_max_conns=1"))
+	require.NoError(t, err)
+	cfg.ConnConfig.DialFunc = rec.DialContext
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		_, err := pool.Exec(ctx, "SELECT 1")
+		return err
+	}
+	err = idleDeath(t, "pgxpool", rec, call, func(err error) string { return fmt.Sprintf("next query: %v; the pool dialed again", err) })
+	assert.NoError(t, err, "the next query")
+	// The pool's new connection, and the cancel request that pgx sends
+	// over a connection of its own, through DialFunc too, when it closes
+	// a broken one.
+	assert.GreaterOrEqual(t, len(rec.Dials(t)), 2, "dials")
+}
+
+// idleLibPQ cuts the flow of a lib/pq connection idle in database/sql's
+// pool. lib/pq reports the failed write as driver.ErrBadConn, and
+// database/sql runs the query again on a new connection: the application
+// sees nothing.
+func idleLibPQ(t *testing.T) {
+	pg := postgres(t)
+	rec := newRecorder(deadPeerConfig)
+	connector, err := pq.NewConnector(pgDSN(pg, ""))
+	require.NoError(t, err)
+	connector.Dialer(rec)
+	db := sql.OpenDB(connector)
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1)
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		_, err := db.ExecContext(ctx, "SELECT 1")
+		return err
+	}
+	err = idleDeath(t, "lib/pq", rec, call, func(err error) string {
+		return fmt.Sprintf("next query: %v; database/sql dialed again", err)
+	})
+	assert.NoError(t, err, "the next query")
+	assert.Len(t, rec.Dials(t), 2, "dials")
 }

@@ -3,6 +3,8 @@ package integration_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -27,7 +29,7 @@ var (
 // first use.
 func redisPlain(t testing.TB) *server {
 	t.Helper()
-	redisOnce.Do(func() { redisServer = startRedis(nil) })
+	redisOnce.Do(func() { redisServer = timed("Redis", func() *server { return startRedis(nil) }) })
 	return redisServer.need(t)
 }
 
@@ -36,7 +38,7 @@ func redisPlain(t testing.TB) *server {
 func redisTLS(t testing.TB) *server {
 	t.Helper()
 	c := certificate(t)
-	redisTLSOnce.Do(func() { redisTLSServer = startRedis(c) })
+	redisTLSOnce.Do(func() { redisTLSServer = timed("Redis (TLS)", func() *server { return startRedis(c) }) })
 	return redisTLSServer.need(t)
 }
 
@@ -165,4 +167,82 @@ func TestRedisTLSConfigWithDialer(t *testing.T) {
 	t.Logf("PING: %v", err)
 	d := rec.only(t)
 	assert.IsType(t, &net.TCPConn{}, d.Conn, "the client used the dialer's connection as it was")
+}
+
+// deadPeerRedis leaves a go-redis BLPOP waiting on the server and cuts its
+// flow. The read fails with ETIMEDOUT, a timeout by net.Error's reckoning;
+// go-redis reads again and gets EOF, and it retries a command that ended in
+// EOF, so by default it dials again and sends BLPOP anew, and the
+// application sees nothing: a value pushed afterwards is popped. With
+// MaxRetries -1 the BLPOP returns that bare io.EOF, without the ETIMEDOUT.
+func deadPeerRedis(t *testing.T) {
+	tests := []struct {
+		name       string
+		maxRetries int
+	}{
+		{"default", 0},
+		{"MaxRetries -1", -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := redisPlain(t)
+			rec := newRecorder(deadPeerConfig)
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Dialer: rec.DialContext, PoolSize: 1, MaxRetries: tt.maxRetries})
+			t.Cleanup(func() { rdb.Close() })
+			ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+			defer cancel()
+			require.NoError(t, rdb.Ping(ctx).Err())
+			d := rec.only(t)
+			key := "keepalive-deadpeer-" + strconv.Itoa(localPort(t, d.Conn))
+			acked := bytesAcked(t, d.Conn)
+			var popped []string
+			done := goCall(func() error {
+				var err error
+				popped, err = rdb.BLPop(context.Background(), 0, key).Result()
+				return err
+			})
+			waitSent(t, tcpOf(t, d.Conn), acked)
+			last := cutFlow(t, d.Conn)
+			t.Parallel()
+
+			if tt.maxRetries < 0 {
+				o := await(t, done)
+				assert.Equal(t, io.EOF, o.err, "go-redis's error")
+				assert.Len(t, rec.Dials(t), 1, "dials")
+				noticed(t, "go-redis, MaxRetries -1", fmt.Sprint(o.err), last, o.at)
+				return
+			}
+			redial := rec.redialAfter(t, 1)
+			// A client of its own pushes the value the retried BLPOP waits for.
+			other := redis.NewClient(&redis.Options{Addr: srv.Addr})
+			t.Cleanup(func() { other.Close() })
+			ctx, cancel = context.WithTimeout(context.Background(), queryTimeout)
+			defer cancel()
+			require.NoError(t, other.RPush(ctx, key, "after").Err())
+			o := await(t, done)
+			assert.NoError(t, o.err, "BLPOP after the retry")
+			assert.Equal(t, []string{key, "after"}, popped)
+			noticed(t, "go-redis", "no error: dialed again and re-sent BLPOP, which returned the value pushed after", last, redial.At)
+		})
+	}
+}
+
+// idleRedis cuts the flow of a go-redis connection idle in its pool. The
+// pool checks an idle connection before handing it out and dials again:
+// the application sees nothing.
+func idleRedis(t *testing.T) {
+	srv := redisPlain(t)
+	rec := newRecorder(deadPeerConfig)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Dialer: rec.DialContext, PoolSize: 1})
+	t.Cleanup(func() { rdb.Close() })
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		return rdb.Ping(ctx).Err()
+	}
+	err := idleDeath(t, "go-redis", rec, call, func(err error) string {
+		return fmt.Sprintf("next command: %v; the pool dialed again", err)
+	})
+	assert.NoError(t, err, "the next command")
+	assert.Len(t, rec.Dials(t), 2, "dials")
 }

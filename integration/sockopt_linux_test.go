@@ -82,6 +82,8 @@ type dial struct {
 	// AtDial is what the socket reported when the library's dialer returned
 	// it, before the client could touch it.
 	AtDial kernel
+	// At is when the library's dialer returned.
+	At time.Time
 }
 
 // recorder forwards each dial to the same method of a keepalive.Dialer and
@@ -110,7 +112,7 @@ func (r *recorder) record(method, network, address string, timeout time.Duration
 	if kerr != nil {
 		r.errs = append(r.errs, fmt.Errorf("%s %s: reading the new socket: %w", method, address, kerr))
 	}
-	r.dials = append(r.dials, dial{Method: method, Network: network, Address: address, Timeout: timeout, Conn: conn, AtDial: k})
+	r.dials = append(r.dials, dial{Method: method, Network: network, Address: address, Timeout: timeout, Conn: conn, AtDial: k, At: time.Now()})
 	return conn, nil
 }
 
