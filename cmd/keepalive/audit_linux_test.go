@@ -257,7 +257,7 @@ func TestApplyCmdPermission(t *testing.T) {
 	if os.Geteuid() != 0 {
 		skipOutsideCI(t, "needs root: runs the command as another user")
 	}
-	target := startHold(t, "", 1, "off")
+	target := startHold(t, "", "1", "off")
 	cmd := exec.Command(testBinary(t, true), "apply", "-pid", fmt.Sprint(target.PID), "-idle", "30s")
 	cmd.Env = append(os.Environ(), helperEnv+"=run")
 	var stdout, stderr bytes.Buffer

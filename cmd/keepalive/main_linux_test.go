@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -29,8 +30,8 @@ import (
 // TestMain runs the helper instead of the tests when helperEnv is set.
 const (
 	helperEnv       = "KEEPALIVE_TEST_HELPER" // "hold", or "run" to run the command with the arguments
-	helperPairsEnv  = "KEEPALIVE_TEST_PAIRS"  // hold: connections to open to itself
-	helperConfigEnv = "KEEPALIVE_TEST_CONFIG" // hold: Config text of the dialed ends; "off" for keepalive off
+	helperPairsEnv  = "KEEPALIVE_TEST_PAIRS"  // hold: connections to open to itself, per group: "2|3"
+	helperConfigEnv = "KEEPALIVE_TEST_CONFIG" // hold: Config text of each group's dialed ends ("off" for keepalive off), "|" between groups
 	helperNameEnv   = "KEEPALIVE_TEST_NAME"   // hold: the command name to take (/proc/PID/comm)
 )
 
@@ -59,12 +60,15 @@ func TestMain(m *testing.M) {
 type holding struct {
 	PID  int // the helper's pid
 	Port int // its listener's port on 127.0.0.1
+	// Dialed holds, for each group, the local addresses of its dialed
+	// ends.
+	Dialed [][]string
 }
 
 // hold opens the requested connections to a listener of its own on
-// loopback, prints a holding as JSON, and holds them open until its
-// standard input closes. The dialed ends carry the Config of
-// helperConfigEnv; the accepted ends have keepalive off.
+// loopback, in groups, prints a holding as JSON, and holds them open until
+// its standard input closes. The dialed ends of each group carry its
+// Config of helperConfigEnv; the accepted ends have keepalive off.
 func hold() int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "hold:", err)
@@ -77,17 +81,17 @@ func hold() int {
 			return fail(err)
 		}
 	}
-	n, err := strconv.Atoi(os.Getenv(helperPairsEnv))
-	if err != nil {
-		return fail(err)
+	pairs, configs := strings.Split(os.Getenv(helperPairsEnv), "|"), strings.Split(os.Getenv(helperConfigEnv), "|")
+	if len(pairs) != len(configs) {
+		return fail(fmt.Errorf("%d groups of pairs, %d Configs", len(pairs), len(configs)))
 	}
-	dial := (&net.Dialer{KeepAlive: -1}).DialContext
-	if text := os.Getenv(helperConfigEnv); text != "off" {
-		c, err := keepalive.ParseConfig(text)
+	n := 0
+	for _, p := range pairs {
+		k, err := strconv.Atoi(p)
 		if err != nil {
 			return fail(err)
 		}
-		dial = (&keepalive.Dialer{Config: c}).DialContext
+		n += k
 	}
 	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -106,18 +110,33 @@ func hold() int {
 		}
 		accepted <- nil
 	}()
+	h := holding{PID: os.Getpid(), Port: ln.Addr().(*net.TCPAddr).Port}
 	var dialed []net.Conn
-	for range n {
-		c, err := dial(context.Background(), "tcp", ln.Addr().String())
-		if err != nil {
-			return fail(err)
+	for i, text := range configs {
+		dial := (&net.Dialer{KeepAlive: -1}).DialContext
+		if text != "off" {
+			c, err := keepalive.ParseConfig(text)
+			if err != nil {
+				return fail(err)
+			}
+			dial = (&keepalive.Dialer{Config: c}).DialContext
 		}
-		dialed = append(dialed, c)
+		k, _ := strconv.Atoi(pairs[i])
+		var group []string
+		for range k {
+			c, err := dial(context.Background(), "tcp", ln.Addr().String())
+			if err != nil {
+				return fail(err)
+			}
+			dialed = append(dialed, c)
+			group = append(group, c.LocalAddr().String())
+		}
+		h.Dialed = append(h.Dialed, group)
 	}
 	if err := <-accepted; err != nil {
 		return fail(err)
 	}
-	json.NewEncoder(os.Stdout).Encode(holding{PID: os.Getpid(), Port: ln.Addr().(*net.TCPAddr).Port})
+	json.NewEncoder(os.Stdout).Encode(h)
 	io.Copy(io.Discard, os.Stdin)
 	runtime.KeepAlive(keep)
 	runtime.KeepAlive(dialed)
@@ -169,8 +188,9 @@ func startHelper(t testing.TB, o helperOpts) (*exec.Cmd, *bufio.Reader, error) {
 
 // startHold starts a "hold" helper named name (empty: the test binary's
 // name) with pairs connections whose dialed ends carry config (text, or
-// "off").
-func startHold(t testing.TB, name string, pairs int, config string) holding {
+// "off"). pairs and config may name several groups: "2|3" and
+// "idle=30s|idle=600s".
+func startHold(t testing.TB, name string, pairs, config string) holding {
 	t.Helper()
 	h, err := tryStartHold(t, name, pairs, config)
 	require.NoError(t, err)
@@ -178,17 +198,17 @@ func startHold(t testing.TB, name string, pairs int, config string) holding {
 }
 
 // tryStartHold is startHold for a goroutine other than the test's.
-func tryStartHold(t testing.TB, name string, pairs int, config string) (holding, error) {
+func tryStartHold(t testing.TB, name string, pairs, config string) (holding, error) {
 	var h holding
 	_, stdout, err := startHelper(t, helperOpts{env: []string{
-		helperEnv + "=hold", helperPairsEnv + "=" + strconv.Itoa(pairs), helperConfigEnv + "=" + config, helperNameEnv + "=" + name,
+		helperEnv + "=hold", helperPairsEnv + "=" + pairs, helperConfigEnv + "=" + config, helperNameEnv + "=" + name,
 	}})
 	if err != nil {
 		return h, err
 	}
 	line, err := stdout.ReadBytes('\n')
 	if err != nil {
-		return h, fmt.Errorf("helper with %d pairs exited before it was ready: %w", pairs, err)
+		return h, fmt.Errorf("helper with %s pairs exited before it was ready: %w", pairs, err)
 	}
 	if err := json.Unmarshal(line, &h); err != nil {
 		return h, fmt.Errorf("helper said %q: %w", line, err)
