@@ -6,15 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -217,4 +220,40 @@ func TestWriteTextfile(t *testing.T) {
 	// A folder that is not there: an error, and no file.
 	err = metrics.WriteTextfile(filepath.Join(dir, "missing", "keepalive.prom"), rep, time.Second, false)
 	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// TestCollectorOrder checks that the per-connection series of each metric
+// come in the order the registry sorts them in (by label values, the
+// labels in the order of their names), which makes its sort linear on a
+// busy host.
+func TestCollectorOrder(t *testing.T) {
+	var local []net.Conn
+	for range 4 {
+		d, a := pair(t, keepalive.Config{Idle: time.Minute})
+		local = append(local, d, a)
+	}
+	c := metrics.NewCollector(metrics.Options{Audit: audit.Options{Filter: audit.Filter{PID: os.Getpid(), Remote: netip.MustParsePrefix("127.0.0.0/8")}}, PerConnection: true})
+	ch := make(chan prometheus.Metric)
+	go func() { c.Collect(ch); close(ch) }()
+	series := map[string][][]string{} // metric → label values of each series, in the order sent
+	for m := range ch {
+		var pb dto.Metric
+		require.NoError(t, m.Write(&pb))
+		var values []string
+		for _, lp := range pb.GetLabel() {
+			values = append(values, lp.GetValue())
+		}
+		name := m.Desc().String()
+		series[name] = append(series[name], values)
+	}
+	n := 0
+	for name, s := range series {
+		if !strings.Contains(name, `variableLabels: {pid,command,local,remote}`) {
+			continue
+		}
+		n++
+		assert.GreaterOrEqual(t, len(s), len(local), name)
+		assert.True(t, slices.IsSortedFunc(s, slices.Compare[[]string]), "%s: sent in the registry's order:\n%v", name, s)
+	}
+	assert.Equal(t, 5, n, "per-connection metrics")
 }
