@@ -60,9 +60,10 @@ func (c *criteriaFlags) criteria() audit.Criteria {
 const criteriaHelp = `With -idle-timeout, a connection is at-risk when a middlebox that forgets
 flows idle that long would forget it: keepalive off, or its first probe at
 or after the timeout. With -detect, it is slow-detect when a vanished peer
-is noticed later than that, or never. Each connection gets one verdict: off
-(keepalive off), at-risk, slow-detect, unknown (its values could not be
-read and what the kernel shows cannot decide) or ok.`
+is noticed later than that, or never. Each connection gets one verdict, the
+first of these that holds: off (keepalive off), at-risk, slow-detect,
+unknown (its values could not be read and what the kernel shows cannot
+decide), ok.`
 
 // checked says what the verdicts were checked against.
 func checked(cr audit.Criteria) string {
