@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -25,6 +26,9 @@ func init() {
 		dialCommand,
 		sysctlCommand,
 		suggestCommand,
+		auditCommand,
+		applyCommand,
+		exporterCommand,
 		helpCommand,
 	}
 }
@@ -117,6 +121,32 @@ func (e *env) showProgress(period time.Duration, line func() string) (stop func(
 		close(done)
 		<-finished
 		e.progress("")
+	}
+}
+
+// showProgressAfter is showProgress for work that is often quick: it
+// starts drawing only once delay has passed, so that quick work draws
+// nothing.
+func (e *env) showProgressAfter(delay, period time.Duration, line func() string) (stop func()) {
+	if !e.tty {
+		return func() {}
+	}
+	var mu sync.Mutex
+	stopped := false
+	end := func() {}
+	t := time.AfterFunc(delay, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			end = e.showProgress(period, line)
+		}
+	})
+	return func() {
+		t.Stop()
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		end()
 	}
 }
 
@@ -232,10 +262,17 @@ func badConfig(err error) error {
 	return usageError{message(err)}
 }
 
-// message is err's text without the library's "keepalive: " prefix, which
-// the command's own name replaces.
+// message is err's text without the prefix of the library ("keepalive: ")
+// or of its operations package ("audit: "), which the command's own name
+// replaces.
 func message(err error) string {
-	return strings.TrimPrefix(err.Error(), "keepalive: ")
+	s := err.Error()
+	for _, prefix := range []string{"keepalive: ", "audit: "} {
+		if rest, ok := strings.CutPrefix(s, prefix); ok {
+			return rest
+		}
+	}
+	return s
 }
 
 // report prints err, if any, and returns the exit status it calls for: a
@@ -446,3 +483,29 @@ func (v *boolValue) String() string {
 }
 
 func (v *boolValue) IsBoolFlag() bool { return true }
+
+// fileValue is a flag that names a file.
+type fileValue struct{ path *string }
+
+func fileFlag(fs *flag.FlagSet, name, usage string) *string {
+	p := ""
+	fs.Var(&fileValue{&p}, name, usage)
+	return &p
+}
+
+func (v *fileValue) form() string { return "want the path of a file" }
+
+func (v *fileValue) Set(s string) error {
+	if s == "" {
+		return errors.New(v.form())
+	}
+	*v.path = s
+	return nil
+}
+
+func (v *fileValue) String() string {
+	if v == nil || v.path == nil {
+		return ""
+	}
+	return *v.path
+}

@@ -50,11 +50,14 @@ func parseErr(s string) error {
 // usageTail is what follows the message of every usage error of the
 // command prog.
 var usageTail = map[string]string{
-	"keepalive":         "usage: keepalive [flags]\nRun \"keepalive -h\" for the flags and examples.\n",
-	"keepalive dial":    "usage: keepalive dial [flags] ADDR\nRun \"keepalive dial -h\" for the flags and examples.\n",
-	"keepalive sysctl":  "usage: keepalive sysctl [flags]\nRun \"keepalive sysctl -h\" for the flags and examples.\n",
-	"keepalive suggest": "usage: keepalive suggest -idle-timeout D -detect D\nRun \"keepalive suggest -h\" for the flags and examples.\n",
-	"keepalive help":    "usage: keepalive help [COMMAND]\nRun \"keepalive help -h\" for the flags and examples.\n",
+	"keepalive":          "usage: keepalive [flags]\nRun \"keepalive -h\" for the flags and examples.\n",
+	"keepalive dial":     "usage: keepalive dial [flags] ADDR\nRun \"keepalive dial -h\" for the flags and examples.\n",
+	"keepalive sysctl":   "usage: keepalive sysctl [flags]\nRun \"keepalive sysctl -h\" for the flags and examples.\n",
+	"keepalive suggest":  "usage: keepalive suggest -idle-timeout D -detect D\nRun \"keepalive suggest -h\" for the flags and examples.\n",
+	"keepalive help":     "usage: keepalive help [COMMAND]\nRun \"keepalive help -h\" for the flags and examples.\n",
+	"keepalive audit":    "usage: keepalive audit [flags]\nRun \"keepalive audit -h\" for the flags and examples.\n",
+	"keepalive apply":    "usage: keepalive apply -pid P [flags]\nRun \"keepalive apply -h\" for the flags and examples.\n",
+	"keepalive exporter": "usage: keepalive exporter [flags]\nRun \"keepalive exporter -h\" for the flags and examples.\n",
 }
 
 // TestUsageErrors checks that a bad command line or Config exits with
@@ -99,6 +102,27 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"suggest", "-idle-timeout", "0", "-detect", "30s"}, "keepalive suggest", `invalid value "0" for flag -idle-timeout: want a duration such as 350s or 4m`},
 		{[]string{"suggest", "-idle-timeout", "2s", "-detect", "30s"}, "keepalive suggest", lib(suggestErr(2*time.Second, 30*time.Second))},
 		{[]string{"suggest", "-idle-timeout", "350s", "-detect", "1s"}, "keepalive suggest", lib(suggestErr(350*time.Second, time.Second))},
+		{[]string{"audit", "extra"}, "keepalive audit", `unexpected argument "extra"`},
+		{[]string{"audit", "-remote", "not-an-address"}, "keepalive audit", `invalid value "not-an-address" for flag -remote: want an address such as 10.1.2.3 or a prefix such as 10.0.0.0/8`},
+		{[]string{"audit", "-remote", "fe80::1%eth0"}, "keepalive audit", `invalid value "fe80::1%eth0" for flag -remote: want an address such as 10.1.2.3 or a prefix such as 10.0.0.0/8`},
+		{[]string{"audit", "-remote"}, "keepalive audit", `flag needs an argument: -remote (want an address such as 10.1.2.3 or a prefix such as 10.0.0.0/8)`},
+		{[]string{"audit", "-port", "70000"}, "keepalive audit", `invalid value "70000" for flag -port: want a port number from 1 to 65535`},
+		{[]string{"audit", "-port", "0"}, "keepalive audit", `invalid value "0" for flag -port: want a port number from 1 to 65535`},
+		{[]string{"audit", "-pid", "-3"}, "keepalive audit", `invalid value "-3" for flag -pid: want a process id such as 1234`},
+		{[]string{"audit", "-pid"}, "keepalive audit", `flag needs an argument: -pid (want a process id such as 1234)`},
+		{[]string{"audit", "-idle-timeout", "-1s"}, "keepalive audit", `invalid value "-1s" for flag -idle-timeout: want a duration such as 350s or 4m, or 0 for not asking`},
+		{[]string{"audit", "-detect", "2"}, "keepalive audit", `invalid value "2" for flag -detect: want a duration such as 30s or 2m, or 0 for not asking (time: missing unit in duration "2")`},
+		{[]string{"audit", "-json", "-prom", "x.prom"}, "keepalive audit", "-json and -prom: choose one"},
+		{[]string{"audit", "-per-connection"}, "keepalive audit", "-per-connection is for -prom"},
+		{[]string{"audit", "-prom"}, "keepalive audit", "flag needs an argument: -prom (want the path of a file)"},
+		{[]string{"apply", "-config", "idle=10s"}, "keepalive apply", "missing -pid"},
+		{[]string{"apply", "-pid", "1"}, "keepalive apply", "missing -config (or -idle, -interval, -count, -user-timeout, -off): say what to set"},
+		{[]string{"apply", "-pid", "1", "-idle", "1500ms"}, "keepalive apply", `invalid value "1500ms" for flag -idle: ` + lib(keepalive.Config{Idle: 1500 * time.Millisecond}.Validate())},
+		{[]string{"apply", "-pid", "1", "-idle", "10s", "extra"}, "keepalive apply", `unexpected argument "extra"`},
+		{[]string{"exporter", "extra"}, "keepalive exporter", `unexpected argument "extra"`},
+		{[]string{"exporter", "-listen", "localhost"}, "keepalive exporter", `-listen "localhost" is not host:port: address localhost: missing port in address`},
+		{[]string{"exporter", "-web-config", "/nonexistent/web.yml"}, "keepalive exporter", "-web-config /nonexistent/web.yml: open /nonexistent/web.yml: no such file or directory"},
+		{[]string{"exporter", "-timeout", "-1s"}, "keepalive exporter", `invalid value "-1s" for flag -timeout: want a duration such as 10s, or 0 for no limit`},
 		{[]string{"help", "bogus"}, "keepalive help", `unknown command "bogus"`},
 		{[]string{"help", "dial", "sysctl"}, "keepalive help", `unexpected argument "sysctl" after COMMAND`},
 	} {

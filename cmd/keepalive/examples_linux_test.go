@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive"
 )
 
 // TestExamples runs every example that -h shows, as written but for the
@@ -19,12 +24,27 @@ func TestExamples(t *testing.T) {
 			time.AfterFunc(200*time.Millisecond, func() { c.Close() })
 		}
 	}()
+	// A connection this process holds, for the examples that name a
+	// process and a port.
+	held, _ := auditPair(t, keepalive.Config{Idle: time.Hour})
+	prom := filepath.Join(t.TempDir(), "keepalive.prom")
 	// What the examples name that the test replaces: ADDR by a loopback
 	// listener whose connections are closed after a moment, so that -watch
-	// ends.
+	// ends; pid 1234 and port 5432 by this process and its connection; the
+	// exporter's address by an ephemeral port; files by files of the
+	// test's own.
 	stand := map[string]string{
-		"localhost:5432": ln.Addr().String(),
+		"localhost:5432":                        ln.Addr().String(),
+		"1234":                                  fmt.Sprint(os.Getpid()),
+		"5432":                                  fmt.Sprint(portOf(held)),
+		"127.0.0.1:9977":                        "127.0.0.1:0",
+		":9977":                                 "127.0.0.1:0",
+		"/var/lib/node_exporter/keepalive.prom": prom,
+		"web.yml":                               writeWebConfig(t, "", ""),
 	}
+	// The commands that serve until interrupted: they are interrupted
+	// once they have served a while.
+	serves := map[*command]bool{exporterCommand: true}
 	for _, c := range commands {
 		for _, ex := range c.examples {
 			t.Run(ex.line, func(t *testing.T) {
@@ -33,16 +53,32 @@ func TestExamples(t *testing.T) {
 				if c.name != "" {
 					require.Equal(t, c.name, args[1], "an example of %s runs %s", c.prog(), c.name)
 				}
+				wrote := ""
 				for i, a := range args {
 					if v, ok := stand[a]; ok {
 						args[i] = v
 					}
+					if a == "-prom" {
+						wrote = args[i+1]
+					}
 				}
-				r := runArgs(context.Background(), args[1:]...)
+				ctx := context.Background()
+				if serves[c] {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, time.Second)
+					defer cancel()
+				}
+				r := runArgs(ctx, args[1:]...)
 				t.Logf("stdout:\n%s", r.stdout)
 				assert.Equal(t, exitOK, r.code)
 				assert.Empty(t, r.stderr)
-				assert.NotEmpty(t, r.stdout)
+				if wrote != "" {
+					b, err := os.ReadFile(stand[wrote])
+					require.NoError(t, err)
+					assert.Contains(t, string(b), "keepalive_connections{")
+				} else {
+					assert.NotEmpty(t, r.stdout)
+				}
 			})
 		}
 	}

@@ -8,6 +8,10 @@
 //	keepalive sysctl [flags]     print the sysctl lines for a Config
 //	keepalive suggest -idle-timeout D -detect D
 //	                             choose a Config for a path
+//	keepalive audit [flags]      list TCP connections with their keepalive
+//	keepalive apply -pid P [flags]
+//	                             change keepalive on a running process
+//	keepalive exporter [flags]   serve the audit as Prometheus metrics
 //	keepalive help [COMMAND]     show the help of a command
 //
 // Run with no arguments, it dials a loopback listener with a sample Config,
@@ -33,6 +37,16 @@
 // machine-wide default. suggest prints the Config for a path whose
 // middleboxes forget idle flows after -idle-timeout, when a vanished peer
 // must be noticed within -detect, and why.
+//
+// audit lists every TCP connection on the host with the process that holds
+// it and the keepalive values in force on its socket (read through
+// pidfd_getfd and getsockopt; Linux), judged against -idle-timeout (will a
+// middlebox with that idle timeout forget the flow?) and -detect (is a
+// vanished peer noticed in time?): a table grouped by process, or -json.
+// apply sets a Config on a running process's connections without
+// restarting it, and reads each back. exporter serves the audit as
+// Prometheus metrics; audit -prom writes them for node_exporter's textfile
+// collector.
 //
 // "keepalive COMMAND -h" shows a command's flags and examples. Every
 // message starts with the command's name, and a flag error names the flag

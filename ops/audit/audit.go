@@ -246,8 +246,9 @@ type Result struct {
 // be zero or pid.
 //
 // The Config is validated first: an invalid one changes nothing. c is set
-// as [keepalive.Config.Control] sets it: keepalive turned on, and each
-// non-zero field written; a zero field leaves the socket's current value.
+// as [keepalive.Set] sets it, whole: keepalive turned on (off when c.Off
+// is set), and a zero field puts the system default back, whatever the
+// socket held before.
 // The process's own descriptors are never used: each socket is duplicated
 // into this process with pidfd_getfd, changed, read back and closed. A
 // descriptor is duplicated only when sock_diag lists its socket as TCP,

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keepalive-go/keepalive/ops/audit"
+	"github.com/keepalive-go/keepalive/ops/metrics"
+)
+
+// defaultListen is where the exporter listens unless told otherwise:
+// loopback only, since its metrics name processes and remote addresses.
+const defaultListen = "127.0.0.1:9977"
+
+var exporterCommand = &command{
+	name:    "exporter",
+	args:    "[flags]",
+	summary: "serve the audit as Prometheus metrics",
+	help: `Serves the keepalive of the host's TCP connections as Prometheus metrics on
+/metrics: at each scrape it audits the host as "keepalive audit" does, with
+the same flags, and answers with
+
+  keepalive_connections{command,verdict}  connections by command and verdict
+  keepalive_scrape_duration_seconds       how long the audit took
+  keepalive_scrape_errors_total           audits that failed
+
+and, with -per-connection, for each connection (labels pid, command, local,
+remote) keepalive_enabled, keepalive_idle_seconds,
+keepalive_interval_seconds, keepalive_probes and
+keepalive_user_timeout_seconds. That is up to 5 series per connection:
+500,000 on a host with 100,000 connections, and new series with every new
+connection; use it where connections are few and long-lived, or with a
+filter.
+
+It listens on loopback unless -listen says otherwise. -web-config takes the
+web configuration file of the Prometheus exporter toolkit, as node_exporter
+does, for TLS and basic authentication: the metrics name processes and
+remote addresses. It serves until interrupted.
+
+` + criteriaHelp,
+	examples: []example{
+		{"keepalive exporter -idle-timeout 350s -detect 2m", "serve on " + defaultListen + ", judging connections against AWS NLB's idle\ntimeout and a dead peer noticed within 2 minutes"},
+		{"keepalive exporter -listen :9977 -web-config web.yml -idle-timeout 350s -per-connection", "serve on every address, with TLS and basic authentication from\nweb.yml, and one series per connection"},
+	},
+	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+		listen := fs.String("listen", defaultListen, "serve on this `address` (host:port)")
+		webConfig := fileFlag(fs, "web-config", "the exporter toolkit's web configuration `file`, for TLS and basic authentication")
+		ff := addFilterFlags(fs, "only connections that process `pid` holds, in its network namespace")
+		cf := addCriteriaFlags(fs)
+		kernelOnly := boolFlag(fs, "kernel-only", "do not read values from the sockets: export only what the kernel reports")
+		perConn := boolFlag(fs, "per-connection", "also export one series per connection and value")
+		timeout := durationFlag(fs, "timeout", 10*time.Second, "10s", "no limit", "give up a scrape's audit after this `duration`, Prometheus' default scrape timeout")
+		return func(ctx context.Context, e *env, args []string) error {
+			if err := noArgs(args); err != nil {
+				return err
+			}
+			if _, _, err := net.SplitHostPort(*listen); err != nil {
+				return usagef("-listen %q is not host:port: %v", *listen, err)
+			}
+			if err := checkWebConfig(*webConfig); err != nil {
+				return usagef("-web-config %s: %v", *webConfig, err)
+			}
+			logger := slog.New(slog.NewTextHandler(&prefixWriter{prefix: "keepalive exporter: ", w: e.stderr}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			o := metrics.Options{
+				Audit:         audit.Options{Criteria: cf.criteria(), Filter: ff.filter(), KernelOnly: *kernelOnly},
+				PerConnection: *perConn,
+				Timeout:       *timeout,
+				ErrorLog:      logger,
+			}
+			ln, err := net.Listen("tcp", *listen)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "serving metrics on %s/metrics, %s\n", ln.Addr(), checked(o.Audit.Criteria))
+			return serveMetrics(ctx, ln, newMetricsHandler(o, logger), *webConfig, logger)
+		}
+	},
+}
+
+// newMetricsHandler returns the exporter's handler: /metrics, with the
+// exporter's own Go runtime and process metrics, as other exporters have,
+// and a landing page.
+func newMetricsHandler(o metrics.Options, logger *slog.Logger) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		metrics.NewCollector(o),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+	})))
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<html><head><title>keepalive exporter</title></head><body><h1>keepalive exporter</h1><p>The keepalive of this host's TCP connections.</p><p><a href="metrics">Metrics</a></p></body></html>`)
+	})
+	return mux
+}
+
+// serveMetrics serves h on ln, with the web configuration file webConfig
+// if not empty, until ctx is done.
+func serveMetrics(ctx context.Context, ln net.Listener, h http.Handler, webConfig string, logger *slog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	})
+	defer stop()
+	err := serveWeb(ln, srv, webConfig, logger)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// prefixWriter starts each line written to w with prefix.
+type prefixWriter struct {
+	mu     sync.Mutex
+	prefix string
+	w      io.Writer
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out bytes.Buffer
+	for line := range bytes.Lines(b) {
+		out.WriteString(p.prefix)
+		out.Write(line)
+	}
+	if _, err := p.w.Write(out.Bytes()); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}

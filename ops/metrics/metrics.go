@@ -1,0 +1,280 @@
+// Package metrics turns an audit of a host's TCP connections into
+// Prometheus metrics: a [Collector] for an exporter, which audits the host
+// at each scrape, and [WriteTextfile] for node_exporter's textfile
+// collector, which writes the metrics of one audit to a file.
+//
+// Both read the host through package audit, the one way the keepalive
+// command reads it, and write the same metrics.
+//
+// # Metrics
+//
+// By default, aggregates whose number stays small on any host:
+//
+//	keepalive_connections{command,verdict}  gauge: TCP connections by the command of the
+//	                                        process that holds them and their verdict: ok,
+//	                                        at-risk, slow-detect, off or unknown
+//	keepalive_scrape_duration_seconds       gauge: how long the audit took
+//	keepalive_scrape_errors_total           counter: audits that failed
+//
+// keepalive_connections has a series for each of the five verdicts of each
+// command that holds a connection, zero included, so that a count that
+// falls to zero reads 0 rather than vanishing. Its command label is empty
+// for connections whose owner the audit could not see (no permission to
+// list the process's descriptors); the verdicts are those of
+// [audit.Conn.Verdict], against the [audit.Criteria] given.
+//
+// With [Options.PerConnection], one series per connection and metric as
+// well, labelled pid, command, local and remote (pid "0" and command ""
+// when the owner is unknown):
+//
+//	keepalive_enabled               1 when keepalive (SO_KEEPALIVE) is on, else 0
+//	keepalive_idle_seconds          idle time before the first probe (TCP_KEEPIDLE)
+//	keepalive_interval_seconds      time between probes (TCP_KEEPINTVL)
+//	keepalive_probes                unanswered probes before the connection is dropped (TCP_KEEPCNT)
+//	keepalive_user_timeout_seconds  longest time sent data may stay unacknowledged
+//	                                (TCP_USER_TIMEOUT); 0 for none
+//
+// keepalive_enabled is there whenever the audit knows whether keepalive is
+// on ([audit.SourceKernel] or [audit.SourceSocket]); the four values only
+// when they were read from the socket ([audit.SourceSocket]).
+//
+// # Cost in series
+//
+// The aggregates cost 5 series per distinct command that holds a TCP
+// connection, plus 2. Per-connection metrics cost up to 5 series per
+// connection: 500,000 on a host with 100,000 connections. Every new
+// connection (a new local port) is a new set of series, so a host whose
+// clients reconnect often makes series churn, which Prometheus pays for in
+// memory and index size long after the connections are gone. Use
+// PerConnection on hosts with few, long-lived connections (database
+// replicas, message brokers), or with a filter; the aggregates are meant
+// for every host.
+package metrics
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keepalive-go/keepalive/ops/audit"
+)
+
+// Options configures a [Collector].
+type Options struct {
+	// Audit is what each collection audits and against which criteria.
+	// Its Progress is not called.
+	Audit audit.Options
+
+	// PerConnection adds one series per connection and metric (see the
+	// package documentation for what that costs). False exports the
+	// aggregates only.
+	PerConnection bool
+
+	// Timeout bounds each collection's audit: one that takes longer is
+	// abandoned and counted as an error. Zero means no limit.
+	Timeout time.Duration
+
+	// ErrorLog, if not nil, receives each failed audit's error. Nil
+	// discards them; they are counted all the same.
+	ErrorLog *slog.Logger
+}
+
+// The metrics' descriptions.
+var (
+	connectionsDesc = prometheus.NewDesc("keepalive_connections",
+		"TCP connections by the command of the process that holds them (empty when not known) and their keepalive verdict: ok, at-risk (a middlebox with the path's idle timeout forgets the flow), slow-detect (a vanished peer is noticed too late), off (keepalive off) or unknown (the values could not be read).",
+		[]string{"command", "verdict"}, nil)
+	durationDesc = prometheus.NewDesc("keepalive_scrape_duration_seconds",
+		"How long the audit of the host's TCP connections took.", nil, nil)
+	errorsDesc = prometheus.NewDesc("keepalive_scrape_errors_total",
+		"Audits of the host's TCP connections that failed.", nil, nil)
+
+	connLabels  = []string{"pid", "command", "local", "remote"}
+	enabledDesc = prometheus.NewDesc("keepalive_enabled",
+		"Whether keepalive (SO_KEEPALIVE) is on for the connection: 1 on, 0 off.", connLabels, nil)
+	idleDesc = prometheus.NewDesc("keepalive_idle_seconds",
+		"Idle time before the first keepalive probe (TCP_KEEPIDLE) in force on the connection.", connLabels, nil)
+	intervalDesc = prometheus.NewDesc("keepalive_interval_seconds",
+		"Time between keepalive probes (TCP_KEEPINTVL) in force on the connection.", connLabels, nil)
+	probesDesc = prometheus.NewDesc("keepalive_probes",
+		"Unanswered keepalive probes before the connection is dropped (TCP_KEEPCNT) in force on the connection.", connLabels, nil)
+	userTimeoutDesc = prometheus.NewDesc("keepalive_user_timeout_seconds",
+		"Longest time sent data may stay unacknowledged (TCP_USER_TIMEOUT) on the connection; 0 for none.", connLabels, nil)
+)
+
+// verdicts are the overall verdicts keepalive_connections counts, in the
+// order it lists them.
+var verdicts = [...]audit.Verdict{audit.OK, audit.AtRisk, audit.SlowDetect, audit.Off, audit.Unknown}
+
+// Collector is a [prometheus.Collector] that audits the host at each
+// collection, as node_exporter's collectors read the host at each scrape:
+// it keeps no state between collections but the count of errors, and
+// starts no goroutines. Collections may run concurrently.
+type Collector struct {
+	o      Options
+	errors atomic.Uint64
+}
+
+// NewCollector returns a Collector with the options o.
+func NewCollector(o Options) *Collector {
+	o.Audit.Progress = nil
+	return &Collector{o: o}
+}
+
+// Describe implements [prometheus.Collector].
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- connectionsDesc
+	ch <- durationDesc
+	ch <- errorsDesc
+	if c.o.PerConnection {
+		for _, d := range []*prometheus.Desc{enabledDesc, idleDesc, intervalDesc, probesDesc, userTimeoutDesc} {
+			ch <- d
+		}
+	}
+}
+
+// Collect implements [prometheus.Collector]: it audits the host and sends
+// the metrics. When the audit fails, it counts and logs the error, and
+// sends only the duration and the count of errors.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx := context.Background()
+	if c.o.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.o.Timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	rep, err := audit.Audit(ctx, c.o.Audit)
+	took := time.Since(start)
+	if err != nil {
+		c.errors.Add(1)
+		if c.o.ErrorLog != nil {
+			c.o.ErrorLog.Error("audit failed", "err", err, "took", took)
+		}
+		rep = nil
+	}
+	send(ch, rep, took, c.errors.Load(), c.o.PerConnection)
+}
+
+// send sends the metrics of rep (none when nil), an audit that took took,
+// with errors audits failed so far.
+func send(ch chan<- prometheus.Metric, rep *audit.Report, took time.Duration, errors uint64, perConnection bool) {
+	ch <- prometheus.MustNewConstMetric(durationDesc, prometheus.GaugeValue, took.Seconds())
+	ch <- prometheus.MustNewConstMetric(errorsDesc, prometheus.CounterValue, float64(errors))
+	if rep == nil {
+		return
+	}
+	counts := map[string]*[len(verdicts)]int{}
+	for i := range rep.Conns {
+		conn := &rep.Conns[i]
+		n := counts[conn.Command]
+		if n == nil {
+			n = new([len(verdicts)]int)
+			counts[conn.Command] = n
+		}
+		for j, v := range verdicts {
+			if conn.Verdict == v {
+				n[j]++
+			}
+		}
+	}
+	for command, n := range counts {
+		for j, v := range verdicts {
+			ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.GaugeValue, float64(n[j]), command, v.String())
+		}
+	}
+	if perConnection {
+		sendConns(ch, rep.Conns)
+	}
+}
+
+// labelled is a connection with the values of its labels, in the order
+// of connLabels.
+type labelled struct {
+	labels []string
+	conn   *audit.Conn
+}
+
+// sendConns sends the per-connection metrics of conns in the order the
+// registry sorts them in, by their labels' values in the order of the
+// labels' names (command, local, pid, remote): a sorted series is sorted
+// again in linear time, which on a busy host saves most of a scrape's cost
+// beyond the audit.
+func sendConns(ch chan<- prometheus.Metric, conns []audit.Conn) {
+	ls := make([]labelled, 0, len(conns))
+	for i := range conns {
+		c := &conns[i]
+		if c.Source != audit.SourceNone {
+			ls = append(ls, labelled{[]string{strconv.Itoa(c.PID), c.Command, c.Local.String(), c.Remote.String()}, c})
+		}
+	}
+	slices.SortFunc(ls, func(a, b labelled) int {
+		return cmp.Or(
+			strings.Compare(a.labels[1], b.labels[1]),
+			strings.Compare(a.labels[2], b.labels[2]),
+			strings.Compare(a.labels[0], b.labels[0]),
+			strings.Compare(a.labels[3], b.labels[3]),
+		)
+	})
+	for _, l := range ls {
+		sendConn(ch, l.conn, l.labels)
+	}
+}
+
+// sendConn sends the per-connection metrics of conn, with the values of
+// its labels.
+func sendConn(ch chan<- prometheus.Metric, conn *audit.Conn, labels []string) {
+	enabled := 0.0
+	if conn.Enabled {
+		enabled = 1
+	}
+	ch <- prometheus.MustNewConstMetric(enabledDesc, prometheus.GaugeValue, enabled, labels...)
+	if conn.Source != audit.SourceSocket {
+		return
+	}
+	kc := conn.Config
+	ch <- prometheus.MustNewConstMetric(idleDesc, prometheus.GaugeValue, kc.Idle.Seconds(), labels...)
+	ch <- prometheus.MustNewConstMetric(intervalDesc, prometheus.GaugeValue, kc.Interval.Seconds(), labels...)
+	ch <- prometheus.MustNewConstMetric(probesDesc, prometheus.GaugeValue, float64(kc.Count), labels...)
+	ch <- prometheus.MustNewConstMetric(userTimeoutDesc, prometheus.GaugeValue, kc.UserTimeout.Seconds(), labels...)
+}
+
+// reportCollector is the metrics of one audit already made.
+type reportCollector struct {
+	rep           *audit.Report
+	took          time.Duration
+	perConnection bool
+}
+
+func (r reportCollector) Describe(ch chan<- *prometheus.Desc) {
+	(&Collector{o: Options{PerConnection: r.perConnection}}).Describe(ch)
+}
+
+func (r reportCollector) Collect(ch chan<- prometheus.Metric) {
+	send(ch, r.rep, r.took, 0, r.perConnection)
+}
+
+// WriteTextfile writes the metrics of rep, an audit that took took, to the
+// file path, for node_exporter's textfile collector: the same metrics a
+// [Collector] sends, with keepalive_scrape_errors_total 0 (an audit that
+// fails writes no file). perConnection adds the per-connection metrics, as
+// [Options.PerConnection] does.
+//
+// The file is replaced atomically: the metrics are written to a new file
+// in the same folder, whose name does not end in .prom so that the
+// collector never reads it half written, which is then made readable by
+// all (mode 0644) and renamed to path.
+func WriteTextfile(path string, rep *audit.Report, took time.Duration, perConnection bool) error {
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(reportCollector{rep, took, perConnection}); err != nil {
+		return err
+	}
+	return prometheus.WriteToTextfile(path, reg)
+}

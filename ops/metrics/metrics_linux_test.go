@@ -1,0 +1,259 @@
+package metrics_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/ops/audit"
+	"github.com/keepalive-go/keepalive/ops/metrics"
+)
+
+// pair opens a connection on loopback whose dialed end carries c and whose
+// accepted end has keepalive off; both ends and the listener are closed at
+// cleanup.
+func pair(t *testing.T, c keepalive.Config) (dialed, accepted net.Conn) {
+	t.Helper()
+	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan net.Conn, 1)
+	go func() {
+		a, _ := ln.Accept()
+		ch <- a
+	}()
+	d, err := (&keepalive.Dialer{Config: c}).Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	a := <-ch
+	require.NotNil(t, a)
+	t.Cleanup(func() { a.Close() })
+	return d, a
+}
+
+// ownConns selects the connections of this process to or from conn's
+// local port: both ends of a pair.
+func ownConns(conn net.Conn) audit.Filter {
+	return audit.Filter{PID: os.Getpid(), Port: uint16(conn.LocalAddr().(*net.TCPAddr).Port)}
+}
+
+// command is this process's command, as audit reports it.
+func command(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/comm")
+	require.NoError(t, err)
+	return strings.TrimSpace(string(b))
+}
+
+// connLabels are the labels of conn's per-connection series.
+func connLabels(t *testing.T, conn net.Conn) string {
+	return fmt.Sprintf(`command=%q,local="%v",pid="%d",remote="%v"`, command(t), conn.LocalAddr(), os.Getpid(), conn.RemoteAddr())
+}
+
+// TestCollector checks the metrics of a pair of connections with known
+// values: the aggregates by command and verdict, zeros included, and the
+// per-connection values, exactly.
+func TestCollector(t *testing.T) {
+	sys, err := keepalive.SystemDefaults()
+	require.NoError(t, err)
+	dialed, accepted := pair(t, keepalive.Config{Idle: 400 * time.Second, Interval: 7 * time.Second, Count: 4, UserTimeout: 90 * time.Second})
+	for _, tt := range []struct {
+		name          string
+		perConnection bool
+		kernelOnly    bool
+		want          string
+	}{
+		{"aggregates", false, false, `
+# HELP keepalive_connections TCP connections by the command of the process that holds them (empty when not known) and their keepalive verdict: ok, at-risk (a middlebox with the path's idle timeout forgets the flow), slow-detect (a vanished peer is noticed too late), off (keepalive off) or unknown (the values could not be read).
+# TYPE keepalive_connections gauge
+keepalive_connections{command="COMMAND",verdict="at-risk"} 1
+keepalive_connections{command="COMMAND",verdict="off"} 1
+keepalive_connections{command="COMMAND",verdict="ok"} 0
+keepalive_connections{command="COMMAND",verdict="slow-detect"} 0
+keepalive_connections{command="COMMAND",verdict="unknown"} 0
+# HELP keepalive_scrape_errors_total Audits of the host's TCP connections that failed.
+# TYPE keepalive_scrape_errors_total counter
+keepalive_scrape_errors_total 0
+`},
+		{"per connection", true, false, fmt.Sprintf(`
+# HELP keepalive_enabled Whether keepalive (SO_KEEPALIVE) is on for the connection: 1 on, 0 off.
+# TYPE keepalive_enabled gauge
+keepalive_enabled{DIALED} 1
+keepalive_enabled{ACCEPTED} 0
+# HELP keepalive_idle_seconds Idle time before the first keepalive probe (TCP_KEEPIDLE) in force on the connection.
+# TYPE keepalive_idle_seconds gauge
+keepalive_idle_seconds{DIALED} 400
+keepalive_idle_seconds{ACCEPTED} %v
+# HELP keepalive_interval_seconds Time between keepalive probes (TCP_KEEPINTVL) in force on the connection.
+# TYPE keepalive_interval_seconds gauge
+keepalive_interval_seconds{DIALED} 7
+keepalive_interval_seconds{ACCEPTED} %v
+# HELP keepalive_probes Unanswered keepalive probes before the connection is dropped (TCP_KEEPCNT) in force on the connection.
+# TYPE keepalive_probes gauge
+keepalive_probes{DIALED} 4
+keepalive_probes{ACCEPTED} %d
+# HELP keepalive_user_timeout_seconds Longest time sent data may stay unacknowledged (TCP_USER_TIMEOUT) on the connection; 0 for none.
+# TYPE keepalive_user_timeout_seconds gauge
+keepalive_user_timeout_seconds{DIALED} 90
+keepalive_user_timeout_seconds{ACCEPTED} 0
+`, sys.Idle.Seconds(), sys.Interval.Seconds(), sys.Count)},
+		{"kernel only", true, true, `
+# HELP keepalive_connections TCP connections by the command of the process that holds them (empty when not known) and their keepalive verdict: ok, at-risk (a middlebox with the path's idle timeout forgets the flow), slow-detect (a vanished peer is noticed too late), off (keepalive off) or unknown (the values could not be read).
+# TYPE keepalive_connections gauge
+keepalive_connections{command="COMMAND",verdict="at-risk"} 1
+keepalive_connections{command="COMMAND",verdict="off"} 1
+keepalive_connections{command="COMMAND",verdict="ok"} 0
+keepalive_connections{command="COMMAND",verdict="slow-detect"} 0
+keepalive_connections{command="COMMAND",verdict="unknown"} 0
+# HELP keepalive_enabled Whether keepalive (SO_KEEPALIVE) is on for the connection: 1 on, 0 off.
+# TYPE keepalive_enabled gauge
+keepalive_enabled{DIALED} 1
+keepalive_enabled{ACCEPTED} 0
+`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := metrics.NewCollector(metrics.Options{
+				Audit:         audit.Options{Filter: ownConns(dialed), Criteria: audit.Criteria{IdleTimeout: 350 * time.Second}, KernelOnly: tt.kernelOnly},
+				PerConnection: tt.perConnection,
+			})
+			want := strings.NewReplacer("COMMAND", command(t), "DIALED", connLabels(t, dialed), "ACCEPTED", connLabels(t, accepted)).Replace(tt.want)
+			names := regexp.MustCompile(`(?m)^# TYPE (\S+)`).FindAllStringSubmatch(want, -1)
+			var only []string
+			for _, n := range names {
+				only = append(only, n[1])
+			}
+			assert.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want), only...))
+			if !tt.perConnection {
+				assert.Equal(t, 7, testutil.CollectAndCount(c), "5 verdicts of one command, the duration and the errors")
+			}
+			problems, err := testutil.CollectAndLint(c)
+			require.NoError(t, err)
+			assert.Empty(t, problems, "promlint")
+		})
+	}
+}
+
+// TestCollectorErrors checks that a failed audit is counted and logged,
+// and leaves out the connection metrics.
+func TestCollectorErrors(t *testing.T) {
+	var log bytes.Buffer
+	for _, tt := range []struct {
+		name string
+		o    metrics.Options
+		err  string // in the log
+	}{
+		{"no such process", metrics.Options{Audit: audit.Options{Filter: audit.Filter{PID: 999999999}}}, "999999999"},
+		{"timed out", metrics.Options{Timeout: time.Nanosecond}, "context deadline exceeded"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			log.Reset()
+			tt.o.ErrorLog = slog.New(slog.NewTextHandler(&log, nil))
+			c := metrics.NewCollector(tt.o)
+			reg := prometheus.NewPedanticRegistry()
+			require.NoError(t, reg.Register(c))
+			for i := 1; i <= 2; i++ {
+				mfs, err := reg.Gather()
+				require.NoError(t, err)
+				var names []string
+				for _, mf := range mfs {
+					names = append(names, mf.GetName())
+					if mf.GetName() == "keepalive_scrape_errors_total" {
+						assert.Equal(t, float64(i), mf.GetMetric()[0].GetCounter().GetValue())
+					}
+				}
+				assert.Equal(t, []string{"keepalive_scrape_duration_seconds", "keepalive_scrape_errors_total"}, names)
+			}
+			assert.Equal(t, 2, strings.Count(log.String(), `msg="audit failed"`), log.String())
+			assert.Contains(t, log.String(), tt.err)
+		})
+	}
+}
+
+// TestWriteTextfile checks that the file holds the metrics a Collector
+// sends for the same connections, readable by all, with no other file
+// left in the folder.
+func TestWriteTextfile(t *testing.T) {
+	dialed, _ := pair(t, keepalive.Config{Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3})
+	o := audit.Options{Filter: ownConns(dialed), Criteria: audit.Criteria{IdleTimeout: 350 * time.Second, Detect: 30 * time.Second}}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keepalive.prom")
+	rep, err := audit.Audit(context.Background(), o)
+	require.NoError(t, err)
+	require.Len(t, rep.Conns, 2)
+	require.NoError(t, metrics.WriteTextfile(path, rep, 1500*time.Millisecond, true))
+
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	t.Logf("%s", b)
+	assert.Contains(t, string(b), "\nkeepalive_scrape_duration_seconds 1.5\n")
+	assert.Contains(t, string(b), fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"slow-detect\"} 1\n", command(t)), "30s + 3 × 5s is over 30s")
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o644), fi.Mode().Perm())
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, ents, 1)
+
+	c := metrics.NewCollector(metrics.Options{Audit: o, PerConnection: true})
+	assert.NoError(t, testutil.CollectAndCompare(c, bytes.NewReader(b),
+		"keepalive_connections", "keepalive_scrape_errors_total", "keepalive_enabled", "keepalive_idle_seconds",
+		"keepalive_interval_seconds", "keepalive_probes", "keepalive_user_timeout_seconds"),
+		"the file and a scrape differ")
+
+	// A folder that is not there: an error, and no file.
+	err = metrics.WriteTextfile(filepath.Join(dir, "missing", "keepalive.prom"), rep, time.Second, false)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// TestCollectorOrder checks that the per-connection series of each metric
+// come in the order the registry sorts them in (by label values, the
+// labels in the order of their names), which makes its sort linear on a
+// busy host.
+func TestCollectorOrder(t *testing.T) {
+	var local []net.Conn
+	for range 4 {
+		d, a := pair(t, keepalive.Config{Idle: time.Minute})
+		local = append(local, d, a)
+	}
+	c := metrics.NewCollector(metrics.Options{Audit: audit.Options{Filter: audit.Filter{PID: os.Getpid(), Remote: netip.MustParsePrefix("127.0.0.0/8")}}, PerConnection: true})
+	ch := make(chan prometheus.Metric)
+	go func() { c.Collect(ch); close(ch) }()
+	series := map[string][][]string{} // metric → label values of each series, in the order sent
+	for m := range ch {
+		var pb dto.Metric
+		require.NoError(t, m.Write(&pb))
+		var values []string
+		for _, lp := range pb.GetLabel() {
+			values = append(values, lp.GetValue())
+		}
+		name := m.Desc().String()
+		series[name] = append(series[name], values)
+	}
+	n := 0
+	for name, s := range series {
+		if !strings.Contains(name, `variableLabels: {pid,command,local,remote}`) {
+			continue
+		}
+		n++
+		assert.GreaterOrEqual(t, len(s), len(local), name)
+		assert.True(t, slices.IsSortedFunc(s, slices.Compare[[]string]), "%s: sent in the registry's order:\n%v", name, s)
+	}
+	assert.Equal(t, 5, n, "per-connection metrics")
+}
