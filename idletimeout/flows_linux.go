@@ -106,6 +106,16 @@ type netFlow struct {
 	tcp     *net.TCPConn
 	firedAt time.Time
 	closed  bool
+	// segs and dataSegs are TCP_INFO's segments received, and those with
+	// data, when the flow last fell silent.
+	segs, dataSegs uint32
+}
+
+// quiet records the segments received so far, as the start of a silence.
+func (nf *netFlow) quiet() {
+	if ti, err := tcpInfo(nf.tcp); err == nil {
+		nf.segs, nf.dataSegs = ti.Segs_in, ti.Data_segs_in
+	}
 }
 
 func (nf *netFlow) close() {
@@ -197,8 +207,11 @@ func (d *netDriver) accept(ev *event) bool {
 		nf.cancel = nil
 		nf.conn = ev.conn
 		nf.tcp = tcpConn(ev.conn)
+		nf.quiet()
 		d.wg.Add(1)
 		go d.read(ev.id, ev.conn)
+	case evData:
+		nf.quiet()
 	case evDialFailed:
 		nf.closed = true
 	case evEnded:
@@ -240,18 +253,26 @@ func endOf(err error) endKind {
 	}
 }
 
-func (d *netDriver) fire(id flowID, idle time.Duration) {
+func (d *netDriver) fire(id flowID, idle time.Duration) fireResult {
 	nf := d.flows[id]
+	if ti, err := tcpInfo(nf.tcp); err == nil && ti.Segs_in != nf.segs {
+		if ti.Data_segs_in != nf.dataSegs {
+			return fireData
+		}
+		return fireHeard
+	}
 	// An error means the connection has just ended: its reader says how.
 	_ = keepalive.Set(nf.conn, keepalive.Config{Idle: idle, Interval: d.s.interval, Count: d.s.count})
 	nf.firedAt = time.Now()
 	d.firing[id] = nf
+	return fired
 }
 
 func (d *netDriver) park(id flowID) {
 	nf := d.flows[id]
 	delete(d.firing, id)
 	_ = keepalive.Set(nf.conn, d.parked)
+	nf.quiet()
 }
 
 func (d *netDriver) close(id flowID) {
@@ -266,8 +287,12 @@ func (d *netDriver) close(id flowID) {
 // more recent than the firing.
 func (d *netDriver) poll(e *engine) {
 	for id, nf := range d.firing {
-		probes, ackAge, err := tcpInfo(nf.tcp)
-		if err != nil || probes != 0 || ackAge >= time.Since(nf.firedAt)+answeredSlack {
+		ti, err := tcpInfo(nf.tcp)
+		if err != nil {
+			continue
+		}
+		ackAge := time.Duration(ti.Last_ack_recv) * time.Millisecond
+		if ti.Probes != 0 || ackAge >= time.Since(nf.firedAt)+answeredSlack {
 			continue
 		}
 		delete(d.firing, id)
@@ -276,27 +301,29 @@ func (d *netDriver) poll(e *engine) {
 	}
 }
 
-// tcpInfo returns the keepalive probes sent and not answered, and the time
-// since the last ACK arrived, as TCP_INFO reports them.
-func tcpInfo(tc *net.TCPConn) (probes uint8, ackAge time.Duration, err error) {
+// tcpInfo returns what TCP_INFO reports for the connection: the keepalive
+// probes sent and not answered (Probes), the milliseconds since the last
+// ACK arrived (Last_ack_recv), the segments received (Segs_in) and those
+// with data (Data_segs_in).
+func tcpInfo(tc *net.TCPConn) (*unix.TCPInfo, error) {
 	if tc == nil {
-		return 0, 0, errors.New("not TCP")
+		return nil, errors.New("not TCP")
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	var ti *unix.TCPInfo
 	var gerr error
 	if err := rc.Control(func(fd uintptr) {
 		ti, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 	}); err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	if gerr != nil {
-		return 0, 0, os.NewSyscallError("getsockopt", gerr)
+		return nil, os.NewSyscallError("getsockopt", gerr)
 	}
-	return ti.Probes, time.Duration(ti.Last_ack_recv) * time.Millisecond, nil
+	return ti, nil
 }
 
 // tcpConn finds the *net.TCPConn in conn, following NetConn methods; nil

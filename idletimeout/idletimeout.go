@@ -93,7 +93,8 @@ type Progress struct {
 type Cause int
 
 const (
-	// CauseNone: no flow was lost; the path kept them silent for Max.
+	// CauseNone: no flow was lost; the path kept them silent for Max, or
+	// for as long as could be measured (see Result.Heard).
 	CauseNone Cause = iota
 
 	// CauseDrop: the probes of a flow silent for Died went unanswered and
@@ -138,7 +139,7 @@ type Result struct {
 	// kept by the path: a keepalive probe sent after it was answered, or
 	// the server's FIN crossed the path after it. It is a whole number of
 	// seconds; zero if no flow survived the shortest silence tested, 1s.
-	// With CauseNone it is Max.
+	// With CauseNone it is Max, unless Heard is set.
 	Survived time.Duration
 
 	// Died is the shortest silence after which a flow was lost, and Cause
@@ -168,6 +169,15 @@ type Result struct {
 	// longer silence, showed to be lost packets rather than a forgotten
 	// flow.
 	Retests, Spurious int
+
+	// Heard, when not zero, is a silence within which a connection
+	// received segments without data: keepalive probes of the server's
+	// own (Go servers send them after 15s by default). Each keeps the
+	// path's middleboxes from counting the silence, so no silence from
+	// Heard on can be measured: Survived is below it, and with CauseNone
+	// the path's own timeout, if it has one, is longer than the server's
+	// keepalive and unknown.
+	Heard time.Duration
 
 	// Address is the address dialed: the host given, resolved once.
 	Address string

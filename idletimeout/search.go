@@ -86,13 +86,25 @@ type driver interface {
 	dial(id flowID)
 	// fire sets the flow's Idle to idle, so that the kernel sends a probe
 	// once the flow has been silent that long, or at once if it already
-	// has; evAnswered or evEnded follows.
-	fire(id flowID, idle time.Duration)
+	// has; evAnswered or evEnded follows. It does not when the flow has
+	// received segments since its last data: fireHeard when they carried
+	// none (keepalive probes of the server's, which keep the path's
+	// middleboxes from counting the silence), fireData when they carried
+	// data, whose event is on its way.
+	fire(id flowID, idle time.Duration) fireResult
 	// park sets the flow's Idle back to park.
 	park(id flowID)
 	// close closes the flow, or abandons its dial; no event follows.
 	close(id flowID)
 }
+
+type fireResult int
+
+const (
+	fired fireResult = iota
+	fireHeard
+	fireData
+)
 
 type role int
 
@@ -190,6 +202,10 @@ type engine struct {
 	survivors []time.Duration
 	died      time.Duration
 	cause     Cause
+	// ceiling is the shortest silence within which a flow was heard
+	// from without data: no silence from it on can be measured. Zero
+	// when none was.
+	ceiling time.Duration
 
 	retests, spurious int
 	err               error
@@ -277,7 +293,7 @@ func (e *engine) survived() time.Duration {
 
 // needed reports whether testing x can still narrow the bounds.
 func (e *engine) needed(x time.Duration) bool {
-	return x > e.survived() && (e.died == 0 || x < e.died)
+	return x > e.survived() && (e.died == 0 || x < e.died) && (e.ceiling == 0 || x < e.ceiling)
 }
 
 // next returns when the engine must next be ticked, and false when no
@@ -321,12 +337,27 @@ func (e *engine) tick(now time.Duration) {
 			e.release(f)
 			continue
 		}
+		switch e.d.fire(f.id, p.x) {
+		case fireData:
+			// Its event follows; count the silence from now meanwhile.
+			f.last, f.lastData = now, now
+			continue
+		case fireHeard:
+			// Segments without data crossed the path within p.x of
+			// silence: the server probes idle connections itself,
+			// and the path never sees a silence this long.
+			if e.ceiling == 0 || p.x < e.ceiling {
+				e.ceiling = p.x
+			}
+			e.discard(p, false)
+			e.release(f)
+			continue
+		}
 		if f.role == reserveFlow {
 			e.retests++
 		}
 		f.state = fsFired
 		f.firedAt = max(now, f.last+p.x)
-		e.d.fire(f.id, p.x)
 	}
 	e.settle(now)
 }
@@ -726,6 +757,7 @@ func (e *engine) result() Result {
 		Retests:  e.retests,
 		Spurious: e.spurious,
 		Address:  e.s.address,
+		Heard:    e.ceiling,
 	}
 	if e.died == 0 {
 		r.Cause = CauseNone

@@ -173,6 +173,38 @@ func TestSearchServerClose(t *testing.T) {
 	}
 }
 
+// TestSearchServerKeepalive has the server send keepalive probes of its
+// own after 15s of silence, as Go servers do by default: they refresh the
+// middlebox, so no longer silence can be measured, and the search says so
+// rather than report that the path keeps flows for Max.
+func TestSearchServerKeepalive(t *testing.T) {
+	for _, tt := range []struct {
+		name           string
+		timeout        time.Duration
+		cause          Cause
+		survived, died time.Duration
+		heard          time.Duration
+	}{
+		{"path never forgets", 0, CauseNone, 15 * time.Second, 0, 16 * time.Second},
+		{"path forgets later", 20 * time.Second, CauseNone, 15 * time.Second, 0, 16 * time.Second},
+		{"path forgets first", 8 * time.Second, CauseDrop, 7 * time.Second, 8 * time.Second, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := labPath(tt.timeout)
+			p.serverProbe = 15 * time.Second
+			r, err := newSim(t, p, Options{Max: time.Minute}).run()
+			require.NoError(t, err)
+			assert.Equal(t, tt.cause, r.Cause)
+			assert.Equal(t, tt.survived, r.Survived)
+			assert.Equal(t, tt.died, r.Died)
+			assert.Equal(t, tt.heard, r.Heard)
+			if tt.heard != 0 {
+				assert.Less(t, r.Elapsed, tt.heard+time.Second, "the search ends once nothing more can be measured")
+			}
+		})
+	}
+}
+
 func TestSearchNone(t *testing.T) {
 	for _, m := range []time.Duration{2 * time.Second, 5 * time.Second, time.Hour} {
 		p := labPath(0)

@@ -23,6 +23,9 @@ type simPath struct {
 	// serverClose is the idleness (since the last data) after which the
 	// server closes a connection; zero never.
 	serverClose time.Duration
+	// serverProbe is the Idle of the server's own keepalive: its probes
+	// refresh the middlebox and reach the client; zero none.
+	serverProbe time.Duration
 	rtt         time.Duration // client to server and back
 	dialTime    time.Duration // connect
 	refuse      bool          // every connect is refused
@@ -54,7 +57,8 @@ type simFlow struct {
 	mbLast     time.Duration // the middlebox's last packet of the flow
 	lastData   time.Duration
 	forgotten  bool
-	gen        int // bumped to cancel the probes and answers in flight
+	heard      bool // a server probe arrived since the flow fell silent
+	gen        int  // bumped to cancel the probes and answers in flight
 }
 
 func newSim(t testing.TB, p simPath, o Options) *sim {
@@ -132,6 +136,9 @@ func (x *sim) dial(id flowID) {
 		if x.p.activeReset {
 			x.watch(id, f)
 		}
+		if x.p.serverProbe > 0 {
+			x.serverProbes(id, f, x.now+x.p.rtt/2+x.p.serverProbe)
+		}
 		x.send(event{kind: evOpened, id: id})
 	})
 }
@@ -145,6 +152,20 @@ func (x *sim) serverClose(id flowID, f *simFlow) {
 			return
 		}
 		x.end(id, f, endEOF)
+	})
+}
+
+// serverProbes has the server probe f at t, and after each answer again
+// serverProbe later. A probe crosses the middlebox half a round trip after
+// it leaves, if the middlebox still knows the flow.
+func (x *sim) serverProbes(id flowID, f *simFlow, t time.Duration) {
+	x.at(t+x.p.rtt/2, func() {
+		if !f.open || x.forgets(f, x.now) {
+			return
+		}
+		f.mbLast = x.now
+		f.heard = true
+		x.serverProbes(id, f, x.now+x.p.rtt/2+x.p.serverProbe)
 	})
 }
 
@@ -172,11 +193,15 @@ func (x *sim) end(id flowID, f *simFlow, k endKind) {
 	x.send(event{kind: evEnded, id: id, end: k, err: errs[k]})
 }
 
-func (x *sim) fire(id flowID, idle time.Duration) {
+func (x *sim) fire(id flowID, idle time.Duration) fireResult {
 	f := x.flows[id]
+	if f.heard {
+		return fireHeard
+	}
 	f.gen++
 	x.fires[idle]++
 	x.probe(id, f, f.gen, idle, x.fires[idle], 0, max(x.now, f.kernelLast+idle)+x.p.slack)
+	return fired
 }
 
 // probe sends the n-th probe of a firing at t, as the kernel's keepalive
@@ -224,7 +249,11 @@ func (x *sim) probe(id flowID, f *simFlow, gen int, idle time.Duration, k, n int
 	})
 }
 
-func (x *sim) park(id flowID) { x.flows[id].gen++ }
+func (x *sim) park(id flowID) {
+	f := x.flows[id]
+	f.gen++
+	f.heard = false
+}
 
 func (x *sim) close(id flowID) {
 	if f := x.flows[id]; f != nil && f.open {
