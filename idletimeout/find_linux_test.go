@@ -154,7 +154,11 @@ func waitFor(d time.Duration, cond func() bool) bool {
 //	kernel timers' lateness,
 //
 // for which the check allows 0.5s; the reset answers need no re-test and
-// come by the first tested silence past T plus the same 0.5s.
+// come by the first tested silence past T plus the same 0.5s. A SYN the
+// client sends again (its first is lost: the lossy path, or a lab whose
+// links are still coming up on a loaded machine) delays its connection by
+// 1s, and a death that was lost packets costs a re-test: the check allows
+// for each it counts.
 func TestFindLab(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -199,9 +203,7 @@ func TestFindLab(t *testing.T) {
 		{
 			name: "drop after 10s, 3% loss", lab: netlab.Options{ConntrackTimeout: 10 * time.Second, Loss: 3},
 			o: idletimeout.Options{Max: 30 * time.Second}, cause: idletimeout.CauseDrop,
-			// Lost SYNs are sent again after 1s, and spurious deaths
-			// re-tested: allow 4s more.
-			survived: 9 * time.Second, died: 10 * time.Second, within: 10*time.Second + time.Second + 4*time.Second + 5*time.Second,
+			survived: 9 * time.Second, died: 10 * time.Second, within: 10*time.Second + time.Second + 4*time.Second + time.Second,
 		},
 		{
 			// The server counts 7s from its accept, a little before
@@ -249,8 +251,10 @@ func TestFindLab(t *testing.T) {
 
 				r, err := idletimeout.Find(context.Background(), srv.addr, tt.o)
 				require.NoError(t, err)
-				t.Logf("lab: %s: survived %v, died %v, cause %v, heard %v, in %v (the most allowed %v); %d connections, %d passes, %d re-tests, %d spurious; firewall lost %d packets",
-					tt.name, r.Survived, r.Died, r.Cause, r.Heard, r.Elapsed.Round(time.Millisecond), tt.within, r.Flows, r.Passes, r.Retests, r.Spurious, lab.Lost())
+				syns := lab.ClientStat("TcpExt:TCPSynRetrans")
+				within := tt.within + time.Duration(syns)*time.Second + time.Duration(r.Spurious)*5*time.Second
+				t.Logf("lab: %s: survived %v, died %v, cause %v, heard %v, in %v (the most allowed %v); %d connections, %d passes, %d re-tests, %d spurious; firewall lost %d packets, %d SYNs sent again",
+					tt.name, r.Survived, r.Died, r.Cause, r.Heard, r.Elapsed.Round(time.Millisecond), within, r.Flows, r.Passes, r.Retests, r.Spurious, lab.Lost(), syns)
 
 				assert.Equal(t, tt.cause, r.Cause, "cause")
 				assert.Equal(t, tt.survived, r.Survived, "survived")
@@ -261,7 +265,7 @@ func TestFindLab(t *testing.T) {
 					assert.Equal(t, tt.died, r.Died, "died")
 				}
 				assert.Equal(t, tt.heard, r.Heard, "heard")
-				assert.LessOrEqual(t, r.Elapsed, tt.within, "time to the answer")
+				assert.LessOrEqual(t, r.Elapsed, within, "time to the answer")
 				assert.Equal(t, srv.addr, r.Address)
 
 				_, maxOpen, accepted, bytes := srv.stats()

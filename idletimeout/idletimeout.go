@@ -258,7 +258,7 @@ func wholeSeconds(field string, d, lo, hi time.Duration) error {
 		return &OptionError{field, d, "is not a whole number of seconds"}
 	}
 	if d < lo || d > hi {
-		return &OptionError{field, d, fmt.Sprintf("is out of range %v..%v", int64(lo/time.Second), int64(hi/time.Second))}
+		return &OptionError{field, d, fmt.Sprintf("is out of range %ds..%ds", lo/time.Second, hi/time.Second)}
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package idletimeout
 import (
 	"container/heap"
 	"errors"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -123,7 +122,7 @@ func (x *sim) forgets(f *simFlow, t time.Duration) bool {
 func (x *sim) dial(id flowID) {
 	x.at(x.now+x.p.dialTime, func() {
 		if x.p.refuse {
-			x.send(event{kind: evDialFailed, id: id, err: syscall.ECONNREFUSED})
+			x.send(event{kind: evDialFailed, id: id, err: errors.New("connection refused")})
 			return
 		}
 		f := &simFlow{open: true, kernelLast: x.now, mbLast: x.now, lastData: x.now}
@@ -189,8 +188,7 @@ func (x *sim) end(id flowID, f *simFlow, k endKind) {
 	f.open = false
 	f.gen++
 	x.open--
-	errs := map[endKind]error{endTimeout: syscall.ETIMEDOUT, endReset: syscall.ECONNRESET, endEOF: errors.New("EOF")}
-	x.send(event{kind: evEnded, id: id, end: k, err: errs[k]})
+	x.send(event{kind: evEnded, id: id, end: k, err: errors.New("ended")})
 }
 
 func (x *sim) fire(id flowID, idle time.Duration) fireResult {

@@ -354,6 +354,52 @@ func (l *Lab) counter(name string) uint64 {
 
 var packetsRE = regexp.MustCompile(`packets (\d+) bytes`)
 
+// ClientStat returns one of the client namespace's TCP/IP counters, as
+// /proc/net/netstat and /proc/net/snmp name them: "TcpExt:TCPSynRetrans"
+// (SYNs sent again), "Tcp:RetransSegs". It fails the test if it cannot
+// read it, so it must be called from the test's goroutine.
+func (l *Lab) ClientStat(name string) uint64 {
+	l.t.Helper()
+	group, field, ok := strings.Cut(name, ":")
+	if !ok {
+		l.t.Fatalf("netlab: counter %q is not GROUP:FIELD", name)
+	}
+	var v uint64
+	found := false
+	err := l.run(client, func() error {
+		for _, file := range []string{"netstat", "snmp"} {
+			// thread-self: /proc/self/net is the namespace of the
+			// process's main thread, not of this one.
+			b, err := os.ReadFile("/proc/thread-self/net/" + file)
+			if err != nil {
+				return fmt.Errorf("netlab: %w", err)
+			}
+			lines := strings.Split(string(b), "\n")
+			for i := 0; i+1 < len(lines); i += 2 {
+				names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+				if len(names) == 0 || names[0] != group+":" || len(values) != len(names) {
+					continue
+				}
+				for j, n := range names {
+					if n == field {
+						v, err = strconv.ParseUint(values[j], 10, 64)
+						found = err == nil
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		l.t.Fatalf("netlab: reading %s: %v", name, err)
+	}
+	if !found {
+		l.t.Fatalf("netlab: no counter %s", name)
+	}
+	return v
+}
+
 // run runs fn on a new goroutine locked to a thread that has joined the
 // namespace of r. The goroutine exits without unlocking, so the runtime
 // ends the thread rather than reuse it in the wrong namespace.

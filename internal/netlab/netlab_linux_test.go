@@ -168,6 +168,25 @@ func TestLabReset(t *testing.T) {
 	assert.NotZero(t, lab.Dropped(), "packets rejected")
 }
 
+// TestLabClientStat checks that ClientStat reads the client namespace's
+// own counters: a connection refused by the server counts there, and
+// only there.
+func TestLabClientStat(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Tag: "kastat"})
+	before := lab.ClientStat("Tcp:AttemptFails")
+	ln := labListen(t, lab)
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	require.NoError(t, err)
+	require.NoError(t, ln.Close())
+	err = lab.Client(func() error {
+		_, err := net.DialTimeout("tcp", net.JoinHostPort(lab.ServerAddr().String(), port), time.Second)
+		return err
+	})
+	require.ErrorIs(t, err, syscall.ECONNREFUSED)
+	assert.Equal(t, before+1, lab.ClientStat("Tcp:AttemptFails"), "failed connects in the client namespace")
+	assert.Zero(t, lab.ClientStat("TcpExt:TCPSynRetrans"), "SYNs sent again")
+}
+
 // TestLabLoss checks Options.Loss: with 100 the SYN is lost and counted,
 // with 0 nothing is, and with 50 twenty short dials lose packets (the
 // chance that none is lost is below 2^-20).
