@@ -37,9 +37,9 @@ type Options struct {
 	// Flows is the most connections the search holds open at once. Zero
 	// means as many as one pass needs for Max, which [Plan] reports: 331
 	// for two hours, 167 for 5 minutes. Fewer make the search take more
-	// passes, each lasting about as long as the timeout, with the same
-	// resolution (see the package documentation). It must be 0 or at least
-	// 4.
+	// passes, with the same resolution, each lasting up to its first tested
+	// silence past the timeout: with 50, two passes and up to 2.3 times the
+	// timeout (see the package documentation). It must be 0 or at least 4.
 	Flows int
 
 	// Interval is the time between the probes of a flow under test
