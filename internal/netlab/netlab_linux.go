@@ -10,7 +10,9 @@
 // packets for [Options.ConntrackTimeout] and, with
 // net.netfilter.nf_conntrack_tcp_loose=0, never adopts a flow it has
 // forgotten: from then on every packet of that flow is dropped, and neither
-// end is told.
+// end is told. With [Options.Reset] it answers such a packet with a TCP
+// reset instead, as many cloud load balancers do; with [Options.Loss] it
+// also loses a share of all packets at random, as a poor link does.
 //
 // The addresses exist only inside the lab's namespaces, so labs of
 // concurrent tests do not see each other. A lab needs root, the ip command
@@ -30,6 +32,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,6 +49,20 @@ type Options struct {
 	// kernel's default, 5 days.
 	ConntrackTimeout time.Duration
 
+	// Reset makes the firewall answer a TCP packet of a flow it does not
+	// know (one it has forgotten, or never saw open) with a TCP reset to
+	// the packet's sender (nft "reject with tcp reset"), instead of
+	// dropping it without a word. False drops it.
+	Reset bool
+
+	// Loss is the percentage of packets, from 0 to 100, that the firewall
+	// loses at random, in both directions, before its connection tracking
+	// sees them (nft "numgen random mod 100 < Loss" in a prerouting chain
+	// of priority raw): a lost packet does not keep its flow known, as a
+	// packet lost on the link before a middlebox does not. Zero loses
+	// none.
+	Loss int
+
 	// Tag is put, with the process id and a sequence number, into the name
 	// of each of the lab's namespaces, so that labs made by different tests
 	// and processes at the same time do not collide. Keep it short. Empty
@@ -61,19 +78,43 @@ var (
 	serverAddr       = netip.MustParseAddr("10.231.2.2")
 )
 
-// ruleset is the firewall's nftables ruleset. The named counter counts what
-// the forward chain drops.
-const ruleset = `table inet netlab {
+// ruleset returns the firewall's nftables ruleset for o. The counter
+// "dropped" counts what the forward chain drops or rejects, the counter
+// "lost" what the loss chain loses.
+func ruleset(o Options) string {
+	var b strings.Builder
+	b.WriteString(`table inet netlab {
 	counter dropped {
 	}
-	chain forward {
+	counter lost {
+	}
+`)
+	if o.Loss > 0 {
+		// numgen's value is below its modulus: "< 100" is refused.
+		cond := fmt.Sprintf("numgen random mod 100 < %d ", o.Loss)
+		if o.Loss == 100 {
+			cond = ""
+		}
+		fmt.Fprintf(&b, `	chain loss {
+		type filter hook prerouting priority raw; policy accept;
+		%scounter name "lost" drop
+	}
+`, cond)
+	}
+	b.WriteString(`	chain forward {
 		type filter hook forward priority filter; policy accept;
 		ct state established,related accept
 		tcp flags & (fin | syn | rst | ack) == syn ct state new accept
-		counter name "dropped" drop
+`)
+	if o.Reset {
+		b.WriteString("\t\tmeta l4proto tcp counter name \"dropped\" reject with tcp reset\n")
+	}
+	b.WriteString(`		counter name "dropped" drop
 	}
 }
-`
+`)
+	return b.String()
+}
 
 // cmdTimeout bounds each ip or nft command the lab runs.
 const cmdTimeout = 30 * time.Second
@@ -118,6 +159,9 @@ func New(t testing.TB, o Options) *Lab {
 	}
 	if o.ConntrackTimeout < 0 || o.ConntrackTimeout%time.Second != 0 {
 		t.Fatalf("netlab: ConntrackTimeout %v is not a whole, non-negative number of seconds", o.ConntrackTimeout)
+	}
+	if o.Loss < 0 || o.Loss > 100 {
+		t.Fatalf("netlab: Loss %d is not a percentage from 0 to 100", o.Loss)
 	}
 	if os.Geteuid() != 0 {
 		skip("netlab: network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
@@ -217,7 +261,7 @@ link set f1 up
 	}
 	// The ruleset first: its ct expressions load connection tracking into
 	// the namespace, and with it the net.netfilter sysctls.
-	if out, err := commandStdin([]byte(ruleset), "ip", "netns", "exec", f, "nft", "-f", "-"); err != nil {
+	if out, err := commandStdin([]byte(ruleset(o)), "ip", "netns", "exec", f, "nft", "-f", "-"); err != nil {
 		return fmt.Errorf("netlab: nft -f: %v: %s", err, out)
 	}
 	sysctls := [][2]string{
@@ -273,12 +317,27 @@ func (l *Lab) CutFlows() {
 	}
 }
 
-// Dropped returns how many packets the firewall has dropped since the lab
-// was made. It fails the test if it cannot read the count, so it must be
-// called from the test's goroutine.
+// Dropped returns how many packets the firewall has dropped, or answered
+// with a reset, because it did not know their flow, since the lab was
+// made. It fails the test if it cannot read the count, so it must be called
+// from the test's goroutine.
 func (l *Lab) Dropped() uint64 {
 	l.t.Helper()
-	out, err := command("ip", "netns", "exec", l.names[firewall], "nft", "list", "counter", "inet", "netlab", "dropped")
+	return l.counter("dropped")
+}
+
+// Lost returns how many packets the firewall has lost at random
+// ([Options.Loss]) since the lab was made. It fails the test if it cannot
+// read the count, so it must be called from the test's goroutine.
+func (l *Lab) Lost() uint64 {
+	l.t.Helper()
+	return l.counter("lost")
+}
+
+// counter reads the packet count of one of the ruleset's named counters.
+func (l *Lab) counter(name string) uint64 {
+	l.t.Helper()
+	out, err := command("ip", "netns", "exec", l.names[firewall], "nft", "list", "counter", "inet", "netlab", name)
 	if err != nil {
 		l.t.Fatalf("netlab: nft list counter: %v: %s", err, out)
 	}
@@ -294,6 +353,52 @@ func (l *Lab) Dropped() uint64 {
 }
 
 var packetsRE = regexp.MustCompile(`packets (\d+) bytes`)
+
+// ClientStat returns one of the client namespace's TCP/IP counters, as
+// /proc/net/netstat and /proc/net/snmp name them: "TcpExt:TCPSynRetrans"
+// (SYNs sent again), "Tcp:RetransSegs". It fails the test if it cannot
+// read it, so it must be called from the test's goroutine.
+func (l *Lab) ClientStat(name string) uint64 {
+	l.t.Helper()
+	group, field, ok := strings.Cut(name, ":")
+	if !ok {
+		l.t.Fatalf("netlab: counter %q is not GROUP:FIELD", name)
+	}
+	var v uint64
+	found := false
+	err := l.run(client, func() error {
+		for _, file := range []string{"netstat", "snmp"} {
+			// thread-self: /proc/self/net is the namespace of the
+			// process's main thread, not of this one.
+			b, err := os.ReadFile("/proc/thread-self/net/" + file)
+			if err != nil {
+				return fmt.Errorf("netlab: %w", err)
+			}
+			lines := strings.Split(string(b), "\n")
+			for i := 0; i+1 < len(lines); i += 2 {
+				names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+				if len(names) == 0 || names[0] != group+":" || len(values) != len(names) {
+					continue
+				}
+				for j, n := range names {
+					if n == field {
+						v, err = strconv.ParseUint(values[j], 10, 64)
+						found = err == nil
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		l.t.Fatalf("netlab: reading %s: %v", name, err)
+	}
+	if !found {
+		l.t.Fatalf("netlab: no counter %s", name)
+	}
+	return v
+}
 
 // run runs fn on a new goroutine locked to a thread that has joined the
 // namespace of r. The goroutine exits without unlocking, so the runtime

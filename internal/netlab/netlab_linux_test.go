@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,4 +149,109 @@ func TestLabRemovesStale(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist, "namespace of a dead process")
 	_, err = os.Stat(filepath.Join("/run/netns", alive))
 	assert.NoError(t, err, "namespace of a live process")
+}
+
+// TestLabReset checks Options.Reset: once the firewall has forgotten a
+// flow, the client's next packet is answered with a reset, and the
+// client's connection fails with ECONNRESET instead of hanging.
+func TestLabReset(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Reset: true, Tag: "kareset"})
+	client, server := labPair(t, lab)
+	roundTrip(t, client, server)
+
+	lab.CutFlows()
+	_, err := client.Write([]byte("x"))
+	require.NoError(t, err)
+	require.NoError(t, client.SetReadDeadline(time.Now().Add(2*time.Second)))
+	_, err = client.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, syscall.ECONNRESET, "read after the firewall forgot the flow")
+	assert.NotZero(t, lab.Dropped(), "packets rejected")
+}
+
+// TestLabClientStat checks that ClientStat reads the client namespace's
+// own counters: a connection refused by the server counts there, and
+// only there.
+func TestLabClientStat(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Tag: "kastat"})
+	before := lab.ClientStat("Tcp:AttemptFails")
+	ln := labListen(t, lab)
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	require.NoError(t, err)
+	require.NoError(t, ln.Close())
+	err = lab.Client(func() error {
+		_, err := net.DialTimeout("tcp", net.JoinHostPort(lab.ServerAddr().String(), port), time.Second)
+		return err
+	})
+	require.ErrorIs(t, err, syscall.ECONNREFUSED)
+	assert.Equal(t, before+1, lab.ClientStat("Tcp:AttemptFails"), "failed connects in the client namespace")
+	assert.Zero(t, lab.ClientStat("TcpExt:TCPSynRetrans"), "SYNs sent again")
+}
+
+// TestLabLoss checks Options.Loss: with 100 the SYN is lost and counted,
+// with 0 nothing is, and with 50 twenty short dials lose packets (the
+// chance that none is lost is below 2^-20).
+func TestLabLoss(t *testing.T) {
+	for _, tt := range []struct {
+		loss int
+		dial bool // whether the dial must succeed
+	}{{0, true}, {50, false}, {100, false}} {
+		t.Run(strconv.Itoa(tt.loss), func(t *testing.T) {
+			lab := netlab.New(t, netlab.Options{Loss: tt.loss, Tag: "kaloss"})
+			ln := labListen(t, lab)
+			dial := func() error {
+				return lab.Client(func() error {
+					c, err := net.DialTimeout("tcp", ln.Addr().String(), 200*time.Millisecond)
+					if err == nil {
+						c.Close()
+					}
+					return err
+				})
+			}
+			if tt.loss == 50 {
+				for range 20 {
+					_ = dial()
+				}
+				assert.NotZero(t, lab.Lost(), "packets lost")
+				return
+			}
+			err := dial()
+			if tt.dial {
+				assert.NoError(t, err)
+				assert.Zero(t, lab.Lost(), "packets lost")
+				return
+			}
+			assert.Error(t, err, "dial through a firewall that loses every packet")
+			assert.NotZero(t, lab.Lost(), "packets lost")
+		})
+	}
+}
+
+// labListen listens on the server's address, closed at cleanup.
+func labListen(t *testing.T, lab *netlab.Lab) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	require.NoError(t, lab.Server(func() error {
+		var err error
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(lab.ServerAddr(), 0).String())
+		return err
+	}))
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// labPair connects the client to a listener of the server's, through the
+// firewall; both ends are closed at cleanup.
+func labPair(t *testing.T, lab *netlab.Lab) (client, server net.Conn) {
+	t.Helper()
+	ln := labListen(t, lab)
+	require.NoError(t, lab.Client(func() error {
+		var err error
+		client, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		return err
+	}))
+	t.Cleanup(func() { client.Close() })
+	server, err := ln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }

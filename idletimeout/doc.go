@@ -1,0 +1,173 @@
+// Package idletimeout measures the idle timeout of the path to a TCP
+// server: after how long of silence a NAT, firewall or load balancer
+// between here and the server forgets a flow, or the server closes it. It
+// sends keepalive probes and nothing else: no byte of application data,
+// so any TCP server will do, and needs nothing on the other end.
+//
+// [Find] returns the longest silence a flow was seen to survive and the
+// shortest that lost one, and how the flow was lost: a silent drop (its
+// probes went unanswered), a reset, or the server closing idle connections
+// itself. [Result.Suggest] turns the answer into a [keepalive.Config].
+//
+//	r, err := idletimeout.Find(ctx, "db.internal:5432", idletimeout.Options{})
+//	// behind an AWS NLB (350s): r.Survived 5m45s, r.Died 5m51s, r.Cause CauseDrop
+//
+// # How it works
+//
+// Find opens connections, the flows, that stay silent. Each has keepalive
+// on with an Idle too long to ever fire by itself (parked). To test whether
+// the path keeps a flow silent for x, the search sets that flow's Idle to
+// x just before the flow has been silent that long: Linux then schedules
+// the probe from the silence so far, so it leaves after x of silence, to
+// within a jiffy or two (a timer set hours ahead may fire up to an eighth
+// of its length late, so none is). If the path still knows the flow, the
+// server's kernel answers the probe, which TCP_INFO shows at once (no probe
+// outstanding, an ACK newer than the test): the flow survived x and is
+// closed. If not, its Count probes, Interval apart, go unanswered and the
+// kernel declares it dead with ETIMEDOUT; or a middlebox or the server
+// answers with a reset (ECONNRESET).
+//
+// The silences tested form a ladder: 1s, then each point plus
+// max(1s, ⌊x/50⌋ whole seconds), up to Max, and Max itself: 329 points for
+// two hours, 165 for five minutes. All the flows of a pass connect at its
+// start, in order of their silence, and each is tested when it has been
+// silent for its point. A flow tested at x fires at x after it connected,
+// so the points are tested in order, as the silence grows.
+//
+// A flow can die for a reason other than the path forgetting it: its
+// probes or their answers lost. So a death is believed only when it is
+// repeated: a reserve, a flow connected after the others and parked, is
+// fired so that it probes after the same silence x, and the death stands
+// only if the reserve dies too. A reset in answer to a flow's first probe
+// needs no re-test, since lost packets make no resets; a survival never
+// does, since they cannot make a forgotten flow answer either. Each pass
+// has two reserves, dialed Count·Interval + 0.5s after its last test flow
+// connected: when the death of a flow tested at x is known, Count·Interval
+// after its probe, a reserve has been silent for less than x, and probes
+// after x of silence at most 0.5s plus the spread of the connects later. A
+// reserve that survives a re-test is parked again and can re-test a longer
+// silence. The pass ends once the shortest believed death is known and
+// every shorter silence has been decided.
+//
+// A connection that ends without having been probed, with a FIN or a
+// reset, after at least 1s of silence, shows that the server (or the path)
+// closes idle connections by itself. Two such ends within max(1s, 2%) of
+// each other, or one when no other unprobed flow could confirm it, make
+// the finding: Died is then the silence measured from the connection's
+// last data to its end, and the flows tested below it give Survived. A
+// connection closed or reset sooner than 1s after it opened makes Find
+// fail: the server is refusing extra connections, or holds none.
+//
+// A server may probe idle connections itself: Go servers do after 15s by
+// default. Its probes keep the path's middleboxes from ever seeing a
+// longer silence, so a search that did not notice them would report that
+// the path keeps flows for Max. Before it fires a flow, the search asks
+// TCP_INFO whether segments without data arrived since the flow fell
+// silent; if so, no silence from that flow's on can be measured, and
+// [Result.Heard] says from where.
+//
+// # Resolution
+//
+// Let T be the path's timeout: a flow silent for less than T is kept, one
+// silent for T or more is lost. For T in (x_i, x_{i+1}], between two
+// consecutive ladder points, the flow tested at x_i and every one below
+// survive, the flow at x_{i+1} and every one above die, so Survived = x_i
+// and Died = x_{i+1}, and
+//
+//	Died − Survived = step(x_i) = max(1s, ⌊x_i/50⌋s) ≤ max(1s, x_i/50) < max(1s, T/50)
+//
+// since x_i < T: within 1s for timeouts up to 50s, within 2% of the
+// timeout beyond, up to Max. (A timeout of 1s or less gives Survived 0,
+// Died 1s; one past Max gives CauseNone and Survived Max.) The search
+// looks no further than it must: it never waits for a point above Died.
+//
+// With a server that closes idle connections after S, every flow tested
+// below S is answered before the server's FIN (provided the round trip is
+// shorter than S − x_i), and Died = S is measured, so Died − Survived ≤
+// step(x_i) too.
+//
+// # Time
+//
+// Let D be the time from the start of a pass until its last test flow is
+// connected (the dials go 16 at a time after the first: tens of
+// milliseconds for 331 flows in the tests' lab), d one connect, C the Count, V the Interval and σ the
+// lateness of the kernel's interval timer (a few ms; the timer wheel
+// rounds a 1s timer up to 32ms at HZ 250). For a path that silently drops
+// flows after T, in one pass:
+//
+//   - the flow at Died = x_{i+1} connected by D and probes after x_{i+1} of
+//     silence; its death is known C·(V+σ) later;
+//   - the reserve that re-tests it connected by D + C·V + 0.5s + d, so it
+//     probes after x_{i+1} of silence by D + C·V + 0.5s + d + x_{i+1} + σ,
+//     and its death is known C·(V+σ) after that;
+//   - the flow at Survived = x_i was answered a round trip after its
+//     probe, a second or more earlier.
+//
+// So the answer comes at most
+//
+//	x_{i+1} + D + d + 2·C·V + 0.5s + (C+1)·σ  <  T + max(1s, T/50) + 2·C·V + D + d + 0.5s + (C+1)·σ
+//
+// after the start: with the defaults (C = 2, V = 1s), T + max(1s, T/50) +
+// 4.5s + D + d + 3σ. Measured in the tests' lab, where D and d are a few
+// milliseconds, for firewalls forgetting after 3, 8, 17 and 125s: the
+// answer 4.55 to 4.63s after the first tested silence past the timeout. A
+// reset answering the first probe needs no re-test: the answer comes by
+// x_{i+1} + D + σ plus a round trip (6.005s for a 6s timeout). A server
+// that closes idle connections after S is known by S + D plus a round
+// trip, once a second connection confirms it (7.002s for 7s). A path that
+// keeps flows for Max is known by Max + D plus a round trip (4.01s for
+// Max 4s); the search never waits for Max when the timeout is shorter.
+//
+// The 2% is the price of a bounded number of flows, and no search can
+// avoid it. To know by T + k·V that a silence of T loses a flow, a flow
+// must be probed after a silence between T and T + k·V; a connection can
+// be probed after a long silence only once (an answered probe restarts
+// its silence, a lost flow is gone), so answering within k·V for every T
+// up to Max takes about Max/(k·V) connections: 2,400 for two hours and
+// k = 3.
+//
+// # Lost packets
+//
+// With Count 2, one lost probe or answer does not lose a flow: the next
+// probe, an Interval later, is answered. It can only where the next probe
+// comes after the timeout: the flow tested just below T, if its first
+// probe is lost before the middlebox. Every death is re-tested, so a wrong
+// answer needs the re-test to lose its packets in the same way: for a path
+// that loses a share p of its packets, about p² a search (0.09% at 3%),
+// and it is then wrong by one step, x_i reported as Died. Far below the
+// timeout a flow dies only if Count probes or their answers are lost, and
+// a re-test or a flow kept for a longer silence overturns it. Result.Retests
+// and Result.Spurious count what happened.
+//
+// # Cost
+//
+// One pass holds up to Flows connections open at once from this host to
+// the one address: the ladder for Max plus the two reserves, 331 for two
+// hours. On the way, each is an entry in every NAT or firewall; on the
+// server, an idle connection (a process, on servers that fork one per
+// connection); for a test flow, Count probes at most of one empty segment
+// each, their answers, and the handshake and FIN. A flow the path has
+// forgotten cannot carry its FIN: it stays open on the server until the
+// server's own keepalive or timeout removes it.
+//
+// With fewer Flows than one pass needs, the resolution is the same and the
+// time is longer. A pass with n = Flows − 2 flows for tests tests every
+// g-th point of the ladder counted down from Max, g = ⌈m/n⌉ for m points,
+// so that the timeout is known to lie in a gap of at most g − 1 untested
+// points, which the next pass tests. Each pass lasts at most its first
+// tested silence past the timeout, plus the overhead above. Measured over
+// timeouts from 1 minute to 2 hours, with Max 2h:
+//
+//	Flows   passes   answer at most
+//	331     1        T + max(1s, 2%) + 5s
+//	100     2        2.2 × T
+//	50      2        2.3 × T
+//	20      2        2.5 × T
+//	8       4        6.1 × T
+//	4       8        36 × T
+//
+// (and for timeouts under a minute, at most 2m12s with 20 to 100 flows). A
+// pass may also be added when a flow was lost to something other than the
+// path, such as a server that resets one connection, to test its silence
+// again; at most two.
+package idletimeout

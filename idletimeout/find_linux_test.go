@@ -1,0 +1,349 @@
+package idletimeout_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive/idletimeout"
+	"github.com/keepalive-go/keepalive/internal/netlab"
+)
+
+// labTag marks the network namespaces of these tests.
+const labTag = "kaidle"
+
+// labServer is a TCP server in the lab's server namespace that accepts
+// every connection, reads it until it ends, and counts what it sees.
+type labServer struct {
+	addr                    string
+	mu                      sync.Mutex
+	open, maxOpen, accepted int
+	bytes                   int
+	wg                      sync.WaitGroup
+}
+
+// startServer starts a labServer; closeAfter, if not zero, makes it close
+// each connection after that long without data, as servers with an idle
+// timeout do. Its accepted connections have keepalive off, unless
+// keepAlive is set: then they probe after that long of silence, as Go
+// servers do after 15s by default. The listener and every connection are
+// closed at cleanup.
+func startServer(t *testing.T, lab *netlab.Lab, closeAfter, keepAlive time.Duration) *labServer {
+	t.Helper()
+	var ln net.Listener
+	require.NoError(t, lab.Server(func() error {
+		lc := net.ListenConfig{KeepAlive: -1}
+		if keepAlive > 0 {
+			lc.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: keepAlive, Interval: keepAlive, Count: 9}
+		}
+		var err error
+		ln, err = lc.Listen(context.Background(), "tcp", netip.AddrPortFrom(lab.ServerAddr(), 0).String())
+		return err
+	}))
+	s := &labServer{addr: ln.Addr().String()}
+	var conns sync.Map
+	t.Cleanup(func() {
+		ln.Close()
+		conns.Range(func(c, _ any) bool { c.(net.Conn).Close(); return true })
+		s.wg.Wait()
+	})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Store(c, nil)
+			s.mu.Lock()
+			s.accepted++
+			s.open++
+			s.maxOpen = max(s.maxOpen, s.open)
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer func() {
+					c.Close()
+					s.mu.Lock()
+					s.open--
+					s.mu.Unlock()
+				}()
+				buf := make([]byte, 64)
+				for {
+					if closeAfter > 0 {
+						c.SetReadDeadline(time.Now().Add(closeAfter))
+					}
+					n, err := c.Read(buf)
+					s.mu.Lock()
+					s.bytes += n
+					s.mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+func (s *labServer) stats() (open, maxOpen, accepted, bytes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open, s.maxOpen, s.accepted, s.bytes
+}
+
+// labDial dials from the lab's client namespace, with the standard
+// library's keepalive off: Find sets it.
+func labDial(lab *netlab.Lab) func(ctx context.Context, network, address string) (net.Conn, error) {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		var c net.Conn
+		err := lab.Client(func() error {
+			d := net.Dialer{KeepAlive: -1}
+			var err error
+			c, err = d.DialContext(ctx, network, address)
+			return err
+		})
+		return c, err
+	}
+}
+
+// searchGoroutines counts the goroutines of a search still running.
+func searchGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "idletimeout.(*netDriver)") || strings.Contains(g, "idletimeout.run(") {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor polls cond for up to d.
+func waitFor(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+// TestFindLab measures paths in the lab whose truth is known: firewalls
+// that forget idle flows after various timeouts and drop or reset them, a
+// lossy one, a server that closes idle connections, one that sends
+// keepalive probes of its own, and a path that keeps flows longer than
+// Max. Each answer is checked against the truth, and the time it took
+// against the bound of the package documentation:
+//
+//	T + max(1s, T/50) + 2·Count·Interval + 0.5s + the dials and the
+//	kernel timers' lateness,
+//
+// for which the check allows 0.5s; the reset answers need no re-test and
+// come by the first tested silence past T plus the same 0.5s. A SYN the
+// client sends again (its first is lost: the lossy path, or a lab whose
+// links are still coming up on a loaded machine) delays its connection by
+// 1s, and a death that was lost packets costs a re-test: the check allows
+// for each it counts.
+func TestFindLab(t *testing.T) {
+	tests := []struct {
+		name      string
+		lab       netlab.Options
+		close     time.Duration // the server's idle timeout
+		keepAlive time.Duration // the server's keepalive idle
+		o         idletimeout.Options
+		cause     idletimeout.Cause
+		survived  time.Duration
+		died      time.Duration // for server-close: within 50ms before to 200ms after
+		heard     time.Duration
+		within    time.Duration // the most the answer may take
+	}{
+		{
+			name: "drop after 3s", lab: netlab.Options{ConntrackTimeout: 3 * time.Second},
+			o: idletimeout.Options{Max: 30 * time.Second}, cause: idletimeout.CauseDrop,
+			survived: 2 * time.Second, died: 3 * time.Second, within: 3*time.Second + time.Second + 4*time.Second + time.Second,
+		},
+		{
+			// The default Max: 331 flows, and the answer still comes
+			// after the timeout, not after Max.
+			name: "drop after 8s, Max 2h", lab: netlab.Options{ConntrackTimeout: 8 * time.Second},
+			cause:    idletimeout.CauseDrop,
+			survived: 7 * time.Second, died: 8 * time.Second, within: 8*time.Second + time.Second + 4*time.Second + time.Second,
+		},
+		{
+			name: "drop after 17s", lab: netlab.Options{ConntrackTimeout: 17 * time.Second},
+			o: idletimeout.Options{Max: 40 * time.Second}, cause: idletimeout.CauseDrop,
+			survived: 16 * time.Second, died: 17 * time.Second, within: 17*time.Second + time.Second + 4*time.Second + time.Second,
+		},
+		{
+			// Past 100s the ladder steps by 2s: 124s, 126s.
+			name: "drop after 125s", lab: netlab.Options{ConntrackTimeout: 125 * time.Second},
+			o: idletimeout.Options{Max: 3 * time.Minute}, cause: idletimeout.CauseDrop,
+			survived: 124 * time.Second, died: 126 * time.Second, within: 125*time.Second + 2500*time.Millisecond + 4*time.Second + time.Second,
+		},
+		{
+			name: "reset after 6s", lab: netlab.Options{ConntrackTimeout: 6 * time.Second, Reset: true},
+			o: idletimeout.Options{Max: 30 * time.Second}, cause: idletimeout.CauseReset,
+			survived: 5 * time.Second, died: 6 * time.Second, within: 6*time.Second + 500*time.Millisecond,
+		},
+		{
+			name: "drop after 10s, 3% loss", lab: netlab.Options{ConntrackTimeout: 10 * time.Second, Loss: 3},
+			o: idletimeout.Options{Max: 30 * time.Second}, cause: idletimeout.CauseDrop,
+			survived: 9 * time.Second, died: 10 * time.Second, within: 10*time.Second + time.Second + 4*time.Second + time.Second,
+		},
+		{
+			// The server counts 7s from its accept, a little before
+			// the client's connect returns: the FIN beats the probe
+			// of the flow tested at 7s.
+			name: "server closes after 7s", lab: netlab.Options{}, close: 7 * time.Second,
+			o: idletimeout.Options{Max: 30 * time.Second}, cause: idletimeout.CauseServerClose,
+			survived: 6 * time.Second, died: 7 * time.Second, within: 7*time.Second + 500*time.Millisecond,
+		},
+		{
+			// Go's default for accepted connections: probes after
+			// 15s. The firewall would forget after 30s, but never
+			// sees that silence.
+			name: "server probes after 15s", lab: netlab.Options{ConntrackTimeout: 30 * time.Second}, keepAlive: 15 * time.Second,
+			o: idletimeout.Options{Max: 40 * time.Second}, cause: idletimeout.CauseNone,
+			survived: 15 * time.Second, heard: 16 * time.Second, within: 16*time.Second + 500*time.Millisecond,
+		},
+		{
+			name: "kept past Max", lab: netlab.Options{ConntrackTimeout: 60 * time.Second},
+			o: idletimeout.Options{Max: 4 * time.Second}, cause: idletimeout.CauseNone,
+			survived: 4 * time.Second, within: 4*time.Second + 500*time.Millisecond,
+		},
+		{
+			// 8 flows: 6 tests a pass, every 5th of the 30 points, then
+			// the points between the bounds.
+			name: "drop after 9s, 8 flows", lab: netlab.Options{ConntrackTimeout: 9 * time.Second},
+			o: idletimeout.Options{Max: 30 * time.Second, Flows: 8}, cause: idletimeout.CauseDrop,
+			survived: 8 * time.Second, died: 9 * time.Second, within: 2 * (10*time.Second + 5*time.Second),
+		},
+	}
+	// The cases wait at the same time; the goroutines of their searches
+	// are counted once all have returned.
+	t.Run("paths", func(t *testing.T) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				tt.lab.Tag = labTag
+				lab := netlab.New(t, tt.lab)
+				srv := startServer(t, lab, tt.close, tt.keepAlive)
+				tt.o.Dial = labDial(lab)
+				var reports []idletimeout.Progress
+				tt.o.Progress = func(p idletimeout.Progress) { reports = append(reports, p) }
+				flows, _, err := idletimeout.Plan(tt.o)
+				require.NoError(t, err)
+
+				r, err := idletimeout.Find(context.Background(), srv.addr, tt.o)
+				require.NoError(t, err)
+				syns := lab.ClientStat("TcpExt:TCPSynRetrans")
+				within := tt.within + time.Duration(syns)*time.Second + time.Duration(r.Spurious)*5*time.Second
+				t.Logf("lab: %s: survived %v, died %v, cause %v, heard %v, in %v (the most allowed %v); %d connections, %d passes, %d re-tests, %d spurious; firewall lost %d packets, %d SYNs sent again",
+					tt.name, r.Survived, r.Died, r.Cause, r.Heard, r.Elapsed.Round(time.Millisecond), within, r.Flows, r.Passes, r.Retests, r.Spurious, lab.Lost(), syns)
+
+				assert.Equal(t, tt.cause, r.Cause, "cause")
+				assert.Equal(t, tt.survived, r.Survived, "survived")
+				if tt.cause == idletimeout.CauseServerClose {
+					assert.GreaterOrEqual(t, r.Died, tt.died-50*time.Millisecond, "died")
+					assert.LessOrEqual(t, r.Died, tt.died+200*time.Millisecond, "died")
+				} else {
+					assert.Equal(t, tt.died, r.Died, "died")
+				}
+				assert.Equal(t, tt.heard, r.Heard, "heard")
+				assert.LessOrEqual(t, r.Elapsed, within, "time to the answer")
+				assert.Equal(t, srv.addr, r.Address)
+
+				_, maxOpen, accepted, bytes := srv.stats()
+				assert.Zero(t, bytes, "application data received by the server")
+				assert.Equal(t, r.Flows, accepted, "connections the server accepted")
+				if r.Passes == 1 {
+					// Across passes the server also holds the
+					// flows the firewall forgot: their FIN never
+					// reaches it.
+					assert.LessOrEqual(t, maxOpen, flows, "connections open at once on the server")
+				}
+				mostOpen := 0
+				for _, p := range reports {
+					mostOpen = max(mostOpen, p.Open)
+				}
+				assert.LessOrEqual(t, mostOpen, flows, "connections open at once, as reported")
+				if assert.NotEmpty(t, reports) {
+					last := reports[len(reports)-1]
+					assert.Equal(t, idletimeout.Progress{Elapsed: r.Elapsed, Pass: r.Passes, Survived: r.Survived, Died: r.Died}, last, "last progress")
+				}
+			})
+		}
+	})
+	assert.Zero(t, searchGoroutines(), "goroutines of the searches left")
+}
+
+// TestFindCancel cancels a search midway: Find returns at once with the
+// context's error, and every connection is closed (the server sees each
+// end) with no goroutine left.
+func TestFindCancel(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{ConntrackTimeout: 60 * time.Second, Tag: labTag})
+	srv := startServer(t, lab, 0, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	r, err := idletimeout.Find(ctx, srv.addr, idletimeout.Options{Max: time.Minute, Dial: labDial(lab)})
+	took := time.Since(start)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "keepalive: search for the idle timeout of "+srv.addr+" stopped")
+	assert.Less(t, took, 2500*time.Millisecond+200*time.Millisecond, "Find returned %v after the start", took)
+	assert.Equal(t, 2*time.Second, r.Survived, "learned before the cancel")
+	assert.Zero(t, searchGoroutines(), "goroutines of the search left")
+	assert.True(t, waitFor(2*time.Second, func() bool { open, _, _, _ := srv.stats(); return open == 0 }), "connections the server still holds")
+	_, _, accepted, bytes := srv.stats()
+	t.Logf("cancelled after %v: %d connections opened, all closed", took.Round(time.Millisecond), accepted)
+	assert.Zero(t, bytes, "application data received by the server")
+}
+
+// TestFindUnreachable checks the addresses that fail at once: one that
+// refuses the connection and one that does not answer.
+func TestFindUnreachable(t *testing.T) {
+	t.Run("refused", func(t *testing.T) {
+		lab := netlab.New(t, netlab.Options{Tag: labTag})
+		srv := startServer(t, lab, 0, 0)
+		// A port of the server's address that nothing listens on.
+		host, _, err := net.SplitHostPort(srv.addr)
+		require.NoError(t, err)
+		addr := net.JoinHostPort(host, "1")
+		start := time.Now()
+		_, err = idletimeout.Find(context.Background(), addr, idletimeout.Options{Dial: labDial(lab)})
+		require.Error(t, err)
+		assert.ErrorIs(t, err, syscall.ECONNREFUSED)
+		assert.True(t, strings.HasPrefix(err.Error(), "keepalive: "+addr+" refused the connection: "), "%v", err)
+		assert.Less(t, time.Since(start), time.Second)
+		assert.Zero(t, searchGoroutines())
+	})
+	t.Run("no answer", func(t *testing.T) {
+		lab := netlab.New(t, netlab.Options{Loss: 100, Tag: labTag})
+		srv := startServer(t, lab, 0, 0)
+		start := time.Now()
+		_, err := idletimeout.Find(context.Background(), srv.addr, idletimeout.Options{Dial: labDial(lab), DialTimeout: time.Second})
+		require.Error(t, err)
+		assert.True(t, errors.Is(err, context.DeadlineExceeded), "%v", err)
+		assert.True(t, strings.HasPrefix(err.Error(), "keepalive: "+srv.addr+" did not answer within 1s: "), "%v", err)
+		assert.Less(t, time.Since(start), 1500*time.Millisecond)
+		assert.Zero(t, searchGoroutines())
+		_, _, accepted, _ := srv.stats()
+		assert.Zero(t, accepted)
+	})
+}

@@ -1,0 +1,286 @@
+package idletimeout
+
+import (
+	"container/heap"
+	"errors"
+	"testing"
+	"time"
+)
+
+// simPath is a path simulated on a virtual clock: a client whose kernel
+// sends keepalive probes as Linux does, a middlebox next to the client that
+// forgets flows, and a server a round trip away.
+type simPath struct {
+	// timeout is the silence after which the middlebox forgets a flow; a
+	// packet of a forgotten flow is dropped, or answered with a reset when
+	// reset is set. Zero never forgets.
+	timeout time.Duration
+	reset   bool
+	// activeReset makes the middlebox reset both ends of a flow the moment
+	// it forgets it, as some load balancers do.
+	activeReset bool
+	// serverClose is the idleness (since the last data) after which the
+	// server closes a connection; zero never.
+	serverClose time.Duration
+	// serverProbe is the Idle of the server's own keepalive: its probes
+	// refresh the middlebox and reach the client; zero none.
+	serverProbe time.Duration
+	rtt         time.Duration // client to server and back
+	dialTime    time.Duration // connect
+	refuse      bool          // every connect is refused
+	// loseProbe and loseAck lose the n-th probe (from 0) of the k-th
+	// firing (from 1) of a flow at idle, or its answer, before the
+	// middlebox sees it.
+	loseProbe, loseAck func(idle time.Duration, k, n int) bool
+	pollDelay          time.Duration // the driver's delay noticing an answer
+	slack              time.Duration // how late each kernel timer fires
+}
+
+// sim runs an engine against a simPath. It is the engine's driver.
+type sim struct {
+	t       testing.TB
+	p       simPath
+	e       *engine
+	now     time.Duration
+	q       simQueue
+	seq     int
+	flows   map[flowID]*simFlow
+	open    int
+	maxOpen int
+	fires   map[time.Duration]int // firings at each idle
+}
+
+type simFlow struct {
+	open       bool
+	kernelLast time.Duration // the client's last packet received
+	mbLast     time.Duration // the middlebox's last packet of the flow
+	lastData   time.Duration
+	forgotten  bool
+	heard      bool // a server probe arrived since the flow fell silent
+	gen        int  // bumped to cancel the probes and answers in flight
+}
+
+func newSim(t testing.TB, p simPath, o Options) *sim {
+	t.Helper()
+	s, err := o.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.address = "192.0.2.1:80"
+	if p.loseProbe == nil {
+		p.loseProbe = func(time.Duration, int, int) bool { return false }
+	}
+	if p.loseAck == nil {
+		p.loseAck = func(time.Duration, int, int) bool { return false }
+	}
+	x := &sim{t: t, p: p, flows: make(map[flowID]*simFlow), fires: make(map[time.Duration]int)}
+	x.e = newEngine(s, x)
+	return x
+}
+
+// run runs the search to its end and returns its result and error.
+func (x *sim) run() (Result, error) {
+	x.e.start(0)
+	for steps := 0; !x.e.done; steps++ {
+		if steps > 10_000_000 {
+			x.t.Fatal("the search does not end")
+		}
+		at, ok := x.e.next()
+		if x.q.Len() > 0 && (!ok || x.q[0].at <= at) {
+			ev := heap.Pop(&x.q).(*simEvent)
+			x.now = ev.at
+			ev.fn()
+			continue
+		}
+		if !ok {
+			x.t.Fatalf("the search waits for nothing at %v", x.now)
+		}
+		x.now = max(x.now, at)
+		x.e.tick(x.now)
+	}
+	return x.e.result(), x.e.err
+}
+
+func (x *sim) at(t time.Duration, fn func()) {
+	x.seq++
+	heap.Push(&x.q, &simEvent{at: t, seq: x.seq, fn: fn})
+}
+
+func (x *sim) send(ev event) {
+	ev.at = x.now
+	x.e.handle(ev)
+}
+
+// forgets reports whether the middlebox has forgotten f at t, marking it.
+func (x *sim) forgets(f *simFlow, t time.Duration) bool {
+	if x.p.timeout > 0 && t-f.mbLast >= x.p.timeout {
+		f.forgotten = true
+	}
+	return f.forgotten
+}
+
+func (x *sim) dial(id flowID) {
+	x.at(x.now+x.p.dialTime, func() {
+		if x.p.refuse {
+			x.send(event{kind: evDialFailed, id: id, err: errors.New("connection refused")})
+			return
+		}
+		f := &simFlow{open: true, kernelLast: x.now, mbLast: x.now, lastData: x.now}
+		x.flows[id] = f
+		x.open++
+		x.maxOpen = max(x.maxOpen, x.open)
+		if x.p.serverClose > 0 {
+			x.serverClose(id, f)
+		}
+		if x.p.activeReset {
+			x.watch(id, f)
+		}
+		if x.p.serverProbe > 0 {
+			x.serverProbes(id, f, x.now+x.p.rtt/2+x.p.serverProbe)
+		}
+		x.send(event{kind: evOpened, id: id})
+	})
+}
+
+// serverClose has the server close f once it has been idle for
+// serverClose; the FIN reaches the client if the middlebox still knows
+// the flow when it passes.
+func (x *sim) serverClose(id flowID, f *simFlow) {
+	x.at(f.lastData+x.p.serverClose+x.p.rtt/2, func() {
+		if !f.open || x.forgets(f, x.now) {
+			return
+		}
+		x.end(id, f, endEOF)
+	})
+}
+
+// serverProbes has the server probe f at t, and after each answer again
+// serverProbe later. A probe crosses the middlebox half a round trip after
+// it leaves, if the middlebox still knows the flow.
+func (x *sim) serverProbes(id flowID, f *simFlow, t time.Duration) {
+	x.at(t+x.p.rtt/2, func() {
+		if !f.open || x.forgets(f, x.now) {
+			return
+		}
+		f.mbLast = x.now
+		f.heard = true
+		x.serverProbes(id, f, x.now+x.p.rtt/2+x.p.serverProbe)
+	})
+}
+
+// watch has the middlebox reset both ends when it forgets f.
+func (x *sim) watch(id flowID, f *simFlow) {
+	at := f.mbLast + x.p.timeout
+	x.at(at, func() {
+		if !f.open {
+			return
+		}
+		if f.mbLast+x.p.timeout > x.now {
+			x.watch(id, f) // refreshed meanwhile
+			return
+		}
+		f.forgotten = true
+		x.end(id, f, endReset)
+	})
+}
+
+func (x *sim) end(id flowID, f *simFlow, k endKind) {
+	f.open = false
+	f.gen++
+	x.open--
+	x.send(event{kind: evEnded, id: id, end: k, err: errors.New("ended")})
+}
+
+func (x *sim) fire(id flowID, idle time.Duration) fireResult {
+	f := x.flows[id]
+	if f.heard {
+		return fireHeard
+	}
+	f.gen++
+	x.fires[idle]++
+	x.probe(id, f, f.gen, idle, x.fires[idle], 0, max(x.now, f.kernelLast+idle)+x.p.slack)
+	return fired
+}
+
+// probe sends the n-th probe of a firing at t, as the kernel's keepalive
+// timer does: unanswered, the next one an interval later, and after Count
+// of them the connection is dead.
+func (x *sim) probe(id flowID, f *simFlow, gen int, idle time.Duration, k, n int, t time.Duration) {
+	s := x.e.s
+	x.at(t, func() {
+		if !f.open || f.gen != gen {
+			return
+		}
+		if n == s.count {
+			x.end(id, f, endTimeout)
+			return
+		}
+		x.probe(id, f, gen, idle, k, n+1, t+s.interval+x.p.slack)
+		if x.p.loseProbe(idle, k, n) {
+			return
+		}
+		if x.forgets(f, x.now) {
+			if x.p.reset {
+				x.at(x.now, func() {
+					if f.open {
+						x.end(id, f, endReset)
+					}
+				})
+			}
+			return
+		}
+		f.mbLast = x.now
+		x.at(x.now+x.p.rtt, func() {
+			if !f.open || f.gen != gen || x.p.loseAck(idle, k, n) || x.forgets(f, x.now) {
+				return
+			}
+			f.mbLast = x.now
+			f.kernelLast = x.now
+			f.gen++ // the answer stops the probes
+			ackAt := x.now
+			x.at(x.now+x.p.pollDelay, func() {
+				if f.open {
+					x.send(event{kind: evAnswered, id: id, ackAt: ackAt})
+				}
+			})
+		})
+	})
+}
+
+func (x *sim) park(id flowID) {
+	f := x.flows[id]
+	f.gen++
+	f.heard = false
+}
+
+func (x *sim) close(id flowID) {
+	if f := x.flows[id]; f != nil && f.open {
+		f.open = false
+		f.gen++
+		x.open--
+	}
+}
+
+type simEvent struct {
+	at  time.Duration
+	seq int
+	fn  func()
+}
+
+type simQueue []*simEvent
+
+func (q simQueue) Len() int { return len(q) }
+func (q simQueue) Less(i, j int) bool {
+	if q[i].at != q[j].at {
+		return q[i].at < q[j].at
+	}
+	return q[i].seq < q[j].seq
+}
+func (q simQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *simQueue) Push(v any)   { *q = append(*q, v.(*simEvent)) }
+func (q *simQueue) Pop() any {
+	old := *q
+	v := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return v
+}
