@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"syscall"
 )
 
@@ -315,13 +316,31 @@ func (sk socket) disable() error {
 
 // controlNew applies the validated c to the new socket behind rc.
 func controlNew(rc syscall.RawConn, c Config, what any) error {
-	var serr error
-	err := rc.Control(func(fd uintptr) { serr = setNew(fd, c) })
+	n := newSetters.Get().(*newSetter)
+	n.c = c
+	err := rc.Control(n.run)
 	if err == nil {
-		err = serr
+		err = n.err
 	}
+	n.err = nil
+	newSetters.Put(n)
 	if err != nil {
 		return fmt.Errorf("keepalive: set %s: %w", describe(what), err)
 	}
 	return nil
 }
+
+// newSetter carries setNew into RawConn.Control. A closure would cost two
+// allocations on every dial and accept; a newSetter, with its method value
+// bound once, is reused through newSetters.
+type newSetter struct {
+	c   Config
+	err error
+	run func(fd uintptr)
+}
+
+var newSetters = sync.Pool{New: func() any {
+	n := new(newSetter)
+	n.run = func(fd uintptr) { n.err = setNew(fd, n.c) }
+	return n
+}}
