@@ -330,7 +330,7 @@ func controlNew(rc syscall.RawConn, c Config, what any) error {
 	return nil
 }
 
-// newSetter carries setNew into RawConn.Control. A closure would cost two
+// newSetter carries setNew into RawConn.Control. A closure would cost three
 // allocations on every dial and accept; a newSetter, with its method value
 // bound once, is reused through newSetters.
 type newSetter struct {
