@@ -47,7 +47,7 @@ func TestParseConfig(t *testing.T) {
 		{"idle=0s,count=0", keepalive.Config{}},
 		// Every field the platform sets, as String writes it.
 		{fullConfig(t).String(), fullConfig(t)},
-		{"off," + fullConfig(t).String(), withOff(fullConfig(t))},
+		{withOff(fullConfig(t)).String(), withOff(fullConfig(t))},
 	} {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := keepalive.ParseConfig(tt.in)
@@ -233,12 +233,22 @@ func TestConfigJSON(t *testing.T) {
 	}
 }
 
+// TestConfigUnmarshalTextKeepsValueOnError checks that UnmarshalText leaves
+// the Config as it was when the text is invalid, on every platform, and
+// replaces it whole when the text is valid on this platform.
 func TestConfigUnmarshalTextKeepsValueOnError(t *testing.T) {
 	c := keepalive.Config{Count: 4}
-	require.Error(t, c.UnmarshalText([]byte("count=4,idle=1.5s")))
+	require.Error(t, c.UnmarshalText([]byte("count=4,idle=-1s")))
 	assert.Equal(t, keepalive.Config{Count: 4}, c)
-	require.NoError(t, c.UnmarshalText([]byte("idle=30s")))
-	assert.Equal(t, keepalive.Config{Idle: 30 * time.Second}, c, "UnmarshalText replaces the whole Config")
+	want := keepalive.Config{Idle: 30 * time.Second}
+	err := c.UnmarshalText([]byte("idle=30s"))
+	if verr := want.Validate(); verr != nil {
+		assert.EqualError(t, err, verr.Error())
+		assert.Equal(t, keepalive.Config{Count: 4}, c)
+		return
+	}
+	require.NoError(t, err)
+	assert.Equal(t, want, c, "UnmarshalText replaces the whole Config")
 }
 
 // TestConfigFlag checks a Config as a command-line flag through
