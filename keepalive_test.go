@@ -225,25 +225,13 @@ func TestConfigValidate(t *testing.T) {
 	rows := []row{
 		{"zero", keepalive.Config{}, offError(w)},
 	}
-	// partner gives Interval or Count, set alone, its partner at its
-	// least, where the platform wants them together.
-	partner := func(c keepalive.Config) keepalive.Config {
-		if !w.pair {
-			return c
-		}
-		if c.Interval != 0 && c.Count == 0 {
-			c.Count = int(p.Count.Min)
-		}
-		if c.Count != 0 && c.Interval == 0 {
-			c.Interval = time.Duration(p.Interval.Min) * p.Interval.Unit
-		}
-		return c
-	}
 	var all keepalive.Config
 	var allWant []fieldError
 	for _, f := range w.fields() {
 		s := map[string]keepalive.Support{"Idle": p.Idle, "Interval": p.Interval, "Count": p.Count, "UserTimeout": p.UserTimeout}[f.name]
-		at := func(v int64) keepalive.Config { return partner(withValue(keepalive.Config{}, f.name, v)) }
+		// at sets the field to v, and its partner where the platform
+		// wants Interval and Count together.
+		at := func(v int64) keepalive.Config { return partner(t, withValue(keepalive.Config{}, f.name, v)) }
 		if !s.Set {
 			one := int64(time.Second)
 			if f.name == "Count" {
