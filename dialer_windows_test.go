@@ -18,7 +18,7 @@ import (
 // accepted connection on Windows.
 func TestWindowsDialAndAccept(t *testing.T) {
 	assert.False(t, keepalive.Platform().AcceptInherits, "accepted sockets are configured one by one")
-	for _, c := range windowsConfigs(kind(t)) {
+	for _, c := range windowsConfigs(thisHost(t)) {
 		t.Run(configName(c), func(t *testing.T) {
 			ln := listen(t, &keepalive.ListenConfig{Config: c})
 			hooked := 0
@@ -49,14 +49,14 @@ func TestWindowsDialAndAccept(t *testing.T) {
 // TestWindowsControl checks Config.Control as the hook of a net.Dialer,
 // on the dialed socket, and of a net.ListenConfig, on the listening socket.
 func TestWindowsControl(t *testing.T) {
-	for _, c := range windowsConfigs(kind(t)) {
+	for _, c := range windowsConfigs(thisHost(t)) {
 		t.Run(configName(c), func(t *testing.T) {
 			lc := net.ListenConfig{KeepAlive: -1, Control: c.Control}
 			ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 			require.NoError(t, err)
 			t.Cleanup(func() { ln.Close() })
 			tl := ln.(*net.TCPListener)
-			assert.Equal(t, wantWinsock(t, c), readWinsock(t, tl), "listener")
+			assert.Equal(t, wantKernel(t, c), readSocket(t, tl), "listener")
 			hold(t, "Control/listener", c, ln.Addr(), nil)
 
 			d := net.Dialer{KeepAlive: -1, Control: c.Control}

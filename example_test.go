@@ -3,7 +3,6 @@ package keepalive_test
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -16,9 +15,6 @@ import (
 func ExampleConfig() {
 	// Notice a vanished peer within two minutes instead of over two hours.
 	c := keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}
-	if err := c.Validate(); err != nil {
-		log.Fatal(err)
-	}
 
 	// Linux's usual defaults; keepalive.SystemDefaults reads this machine's.
 	sys := keepalive.Config{Idle: 2 * time.Hour, Interval: 75 * time.Second, Count: 9}
@@ -31,53 +27,6 @@ func ExampleConfig() {
 	// system defaults: 2h11m15s
 	// this Config: 1m50s
 	// UserTimeout: 1m50s
-}
-
-func ExampleConfig_Validate() {
-	c := keepalive.Config{Idle: 10 * time.Hour, Interval: 1500 * time.Millisecond, Count: 128}
-	err := c.Validate()
-	fmt.Println(err)
-
-	// Each field at fault is a FieldError, found by errors.As.
-	var ve *keepalive.ValidationError
-	if errors.As(err, &ve) {
-		for _, fe := range ve.Errors {
-			fmt.Printf("%s=%s want %s..%s: %v\n", fe.Field, fe.Value, fe.Min, fe.Max, fe.Err)
-		}
-	}
-	var fe *keepalive.FieldError
-	if errors.As(err, &fe) && errors.Is(fe, keepalive.ErrOutOfRange) {
-		fmt.Println("first:", fe.Field)
-	}
-	// Output:
-	// keepalive: Idle 36000s is out of range 1s..32767s; Interval 1.5s is not a whole number of seconds; Count 128 is out of range 1..127
-	// Idle=36000s want 1s..32767s: out of range
-	// Interval=1.5s want 1s..32767s: not a whole number of the unit
-	// Count=128 want 1..127: out of range
-	// first: Idle
-}
-
-func ExampleFromKeepAliveConfig() {
-	// In a net.KeepAliveConfig zero means Go's default: 15s, 15s, 9.
-	c, err := keepalive.FromKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second})
-	fmt.Println(c.Idle, c.Interval, c.Count, err)
-
-	// A negative field leaves the socket's value, as zero does in a Config.
-	c, err = keepalive.FromKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: -1, Count: -1})
-	fmt.Println(c.Idle, c.Interval, c.Count, err)
-
-	// Enable false is Off; the standard library still writes the values.
-	c, err = keepalive.FromKeepAliveConfig(net.KeepAliveConfig{Enable: false})
-	fmt.Println(c, err)
-
-	// The standard library would round this up to 3s; a Config refuses it.
-	_, err = keepalive.FromKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 2500 * time.Millisecond})
-	fmt.Println(err)
-	// Output:
-	// 30s 15s 9 <nil>
-	// 30s 0s 0 <nil>
-	// off,idle=15s,interval=15s,count=9 <nil>
-	// keepalive: Idle 2.5s is not a whole number of seconds
 }
 
 func ExampleConfig_KeepAliveConfig() {

@@ -1,6 +1,8 @@
 package keepalive_test
 
 import (
+	"encoding/json"
+	"flag"
 	"fmt"
 	"log"
 	"time"
@@ -64,4 +66,42 @@ func ExampleConfig_SysctlConf() {
 	// net.ipv4.tcp_keepalive_intvl = 10
 	// net.ipv4.tcp_keepalive_probes = 5
 	// # UserTimeout 110s has no sysctl: TCP_USER_TIMEOUT is set on each socket only
+}
+
+// A Config is a string in JSON, and so in YAML or an environment variable.
+func ExampleConfig_MarshalText() {
+	type settings struct {
+		Addr      string           `json:"addr"`
+		Keepalive keepalive.Config `json:"keepalive"`
+	}
+	b, err := json.Marshal(settings{Addr: "db.internal:5432", Keepalive: keepalive.Config{Idle: time.Minute, Interval: 10 * time.Second, Count: 5}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(b))
+
+	var s settings
+	err = json.Unmarshal([]byte(`{"addr":"db.internal:5432","keepalive":"idle=30s,count=3"}`), &s)
+	fmt.Println(s.Keepalive.Idle, s.Keepalive.Interval, s.Keepalive.Count, err)
+
+	err = json.Unmarshal([]byte(`{"keepalive":"idle=30s,count=300"}`), &s)
+	fmt.Println(err)
+	// Output:
+	// {"addr":"db.internal:5432","keepalive":"idle=60s,interval=10s,count=5"}
+	// 30s 0s 3 <nil>
+	// keepalive: Count 300 is out of range 1..127
+}
+
+// A Config is a command-line flag through flag.TextVar.
+func ExampleConfig_UnmarshalText() {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	var c keepalive.Config
+	fs.TextVar(&c, "keepalive", keepalive.Config{Idle: time.Minute}, "TCP keepalive, such as idle=60s,interval=5s,count=3")
+
+	if err := fs.Parse([]string{"-keepalive", "idle=45s,interval=5s,count=3"}); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(c.Idle, c.Interval, c.Count)
+	// Output:
+	// 45s 5s 3
 }

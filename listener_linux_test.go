@@ -15,37 +15,6 @@ import (
 	"github.com/keepalive-go/keepalive"
 )
 
-// TestListenConfigBaseKeepAlive checks that the Config wins over the base
-// listen config's KeepAlive and KeepAliveConfig: with KeepAlive 0 the
-// standard library writes 15 s / 15 s / 9 after every accept.
-func TestListenConfigBaseKeepAlive(t *testing.T) {
-	bases := []struct {
-		name string
-		lc   *net.ListenConfig
-	}{
-		{"nil", nil},
-		{"KeepAlive 0", &net.ListenConfig{}},
-		{"KeepAlive 30s", &net.ListenConfig{KeepAlive: 30 * time.Second}},
-		{"KeepAliveConfig 20s 20s 3", &net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 20 * time.Second, Interval: 20 * time.Second, Count: 3}}},
-	}
-	for _, b := range bases {
-		for _, tt := range trapConfigs {
-			t.Run(b.name+"/"+tt.name, func(t *testing.T) {
-				var before net.ListenConfig
-				if b.lc != nil {
-					before = *b.lc
-				}
-				ln := listen(t, &keepalive.ListenConfig{NetListenConfig: b.lc, Config: tt.c})
-				_, accepted := pair(t, ln, plainDial)
-				assert.Equal(t, expect(t, tt.c), readKernel(t, accepted))
-				if b.lc != nil {
-					assert.Equal(t, before, *b.lc, "NetListenConfig modified")
-				}
-			})
-		}
-	}
-}
-
 // TestListenConfigMultipathUserTimeout checks that accepted connections
 // carry UserTimeout although the base listen config uses Multipath TCP (the
 // default since Go 1.24), whose sockets refuse TCP_USER_TIMEOUT. The

@@ -1,8 +1,8 @@
 package keepalive_test
 
 import (
+	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +18,10 @@ import (
 // lib/pq refuse.
 const libpqString = "postgres://app@db.internal:5432/app?keepalives=1&keepalives_idle=30&keepalives_interval=10&keepalives_count=3&tcp_user_timeout=40000"
 
+// TestParsePostgres checks that ParsePostgres reads each string's
+// keepalive options as its Config and removes them, or, where the platform
+// cannot apply that Config, fails with Validate's error for it. Linux's
+// limits are in postgres_linux_test.go.
 func TestParsePostgres(t *testing.T) {
 	all := keepalive.Config{Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3, UserTimeout: 40 * time.Second}
 	tests := []struct {
@@ -48,8 +52,6 @@ func TestParsePostgres(t *testing.T) {
 		{"keywords are case-sensitive", "KEEPALIVES_IDLE=30", keepalive.Config{}, "KEEPALIVES_IDLE=30"},
 		{"last one counts", "keepalives_idle=10 host=db keepalives_idle=20", keepalive.Config{Idle: 20 * time.Second}, "host=db"},
 		{"only the last one is read", "keepalives_idle=bad keepalives_idle=20", keepalive.Config{Idle: 20 * time.Second}, ""},
-		{"limits", "keepalives_idle=32767 keepalives_interval=32767 keepalives_count=127 tcp_user_timeout=2147483647",
-			keepalive.Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127, UserTimeout: 2147483647 * time.Millisecond}, ""},
 		{"sign and blanks", "keepalives_idle=+30 keepalives_count=' 3\t'", keepalive.Config{Idle: 30 * time.Second, Count: 3}, ""},
 		{"tcp_user_timeout 0 is none", "tcp_user_timeout=0", keepalive.Config{}, ""},
 		{"negative tcp_user_timeout is none", "tcp_user_timeout=-5", keepalive.Config{}, ""},
@@ -94,10 +96,13 @@ func TestParsePostgres(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.want.UserTimeout != 0 && runtime.GOOS != "linux" {
-				t.Skipf("UserTimeout is not supported on %s", runtime.GOOS)
-			}
 			c, rest, err := keepalive.ParsePostgres(tt.in)
+			if verr := tt.want.Validate(); verr != nil {
+				assert.EqualError(t, err, verr.Error())
+				assert.Zero(t, c, "Config on error")
+				assert.Empty(t, rest, "string on error")
+				return
+			}
 			require.NoError(t, err)
 			assert.Equal(t, tt.want, c, "Config")
 			assert.Equal(t, tt.rest, rest, "the string without the keepalive options")
@@ -105,6 +110,9 @@ func TestParsePostgres(t *testing.T) {
 	}
 }
 
+// TestParsePostgresErrors checks libpq's errors, and the range each option
+// libpq passes to setsockopt has on this platform. Linux's messages are in
+// postgres_linux_test.go.
 func TestParsePostgresErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -127,16 +135,6 @@ func TestParsePostgresErrors(t *testing.T) {
 			`keepalive: invalid integer value "" for connection option "keepalives"`},
 		{"keepalives beyond int", "keepalives=4294967296",
 			`keepalive: invalid integer value "4294967296" for connection option "keepalives"`},
-		{"idle 0", "keepalives_idle=0",
-			`keepalive: invalid value "0" for connection option "keepalives_idle": out of range 1..32767 seconds (libpq passes 0 to setsockopt, which fails)`},
-		{"idle negative", "keepalives_idle=-1",
-			`keepalive: invalid value "-1" for connection option "keepalives_idle": out of range 1..32767 seconds (libpq passes 0 to setsockopt, which fails)`},
-		{"idle too large", "keepalives_idle=32768",
-			`keepalive: invalid value "32768" for connection option "keepalives_idle": out of range 1..32767 seconds (libpq passes 32768 to setsockopt, which fails)`},
-		{"interval 0", "postgres://db?keepalives_interval=0",
-			`keepalive: invalid value "0" for connection option "keepalives_interval": out of range 1..32767 seconds (libpq passes 0 to setsockopt, which fails)`},
-		{"count too large", "keepalives_count=128",
-			`keepalive: invalid value "128" for connection option "keepalives_count": out of range 1..127 probes (libpq passes 128 to setsockopt, which fails)`},
 		{"URI bad value", "postgres://db?keepalives_count=%33x",
 			`keepalive: invalid integer value "3x" for connection option "keepalives_count"`},
 
@@ -162,6 +160,47 @@ func TestParsePostgresErrors(t *testing.T) {
 			assert.Equal(t, tt.want, err.Error())
 			assert.Zero(t, c, "Config on error")
 			assert.Empty(t, rest, "string on error")
+		})
+	}
+
+	// The range of keepalives_idle, keepalives_interval and
+	// keepalives_count: whole seconds (probes) from 1 to the platform's
+	// largest, where the platform sets the field. Where it does not, libpq
+	// passes nothing on, and only a value that is not zero is refused, by
+	// Validate.
+	p := keepalive.Platform()
+	for _, o := range []struct {
+		key, field, unit string
+		s                keepalive.Support
+	}{
+		{"keepalives_idle", "Idle", "seconds", p.Idle},
+		{"keepalives_interval", "Interval", "seconds", p.Interval},
+		{"keepalives_count", "Count", "probes", p.Count},
+	} {
+		t.Run(o.key, func(t *testing.T) {
+			if !o.s.Set {
+				c, _, err := keepalive.ParsePostgres(o.key + "=0")
+				if verr := (keepalive.Config{}).Validate(); verr != nil {
+					// Plan 9, js and wasip1 refuse every Config.
+					assert.EqualError(t, err, verr.Error(), "zero")
+				} else {
+					assert.NoError(t, err, "zero")
+				}
+				assert.Zero(t, c, "zero")
+				_, _, err = keepalive.ParsePostgres(o.key + "=30")
+				assert.ErrorIs(t, err, errors.ErrUnsupported)
+				assert.ErrorContains(t, err, o.field+" is not supported on ")
+				return
+			}
+			largest := o.s.Max
+			if o.unit == "seconds" {
+				largest = int64(time.Duration(o.s.Max) * o.s.Unit / time.Second)
+			}
+			for _, v := range []int64{0, -1, largest + 1} {
+				_, _, err := keepalive.ParsePostgres(fmt.Sprintf("%s=%d", o.key, v))
+				assert.EqualError(t, err, fmt.Sprintf(`keepalive: invalid value "%d" for connection option %q: out of range 1..%d %s (libpq passes %d to setsockopt, which fails)`,
+					v, o.key, largest, o.unit, max(v, 0)), "%d", v)
+			}
 		})
 	}
 }

@@ -2,7 +2,6 @@ package keepalive_test
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -16,99 +15,6 @@ import (
 
 	"github.com/keepalive-go/keepalive"
 )
-
-// TestSet checks Set on both ends of connections the standard library made:
-// one where it set its own 15 s / 15 s / 9, one where it set nothing. A
-// zero field puts the system default back, so the socket ends with the
-// same values whatever it held before.
-func TestSet(t *testing.T) {
-	goDefaults := kernel{KeepAlive: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 9}
-	untouched := expect(t, keepalive.Config{})
-	untouched.KeepAlive = false
-	bases := []struct {
-		name   string
-		lc     *net.ListenConfig
-		dial   dialFunc
-		before kernel
-	}{
-		{"net.Dial", &net.ListenConfig{}, (&net.Dialer{}).DialContext, goDefaults},
-		{"KeepAlive -1", &net.ListenConfig{KeepAlive: -1}, plainDial, untouched},
-	}
-	for _, b := range bases {
-		ln, err := b.lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		t.Cleanup(func() { ln.Close() })
-		for _, tt := range valueConfigs {
-			t.Run(b.name+"/"+tt.name, func(t *testing.T) {
-				dialed, accepted := pair(t, ln, b.dial)
-				for _, conn := range []net.Conn{dialed, accepted} {
-					require.Equal(t, b.before, readKernel(t, conn), "before Set")
-					require.NoError(t, keepalive.Set(conn, tt.c))
-					want := expect(t, tt.c)
-					assert.Equal(t, want, readKernel(t, conn))
-					assert.Equal(t, asConfig(want), mustGet(t, conn), "Get")
-				}
-			})
-		}
-	}
-}
-
-// TestSetGetRoundTrip checks that Get after Set returns the Config with its
-// zero fields at the system defaults, whatever the socket held before, so
-// that DetectionTime of the Config is the socket's.
-func TestSetGetRoundTrip(t *testing.T) {
-	sys, err := keepalive.SystemDefaults()
-	require.NoError(t, err)
-	ln := listen(t, &keepalive.ListenConfig{})
-	dialed, _ := pair(t, ln, plainDial)
-	var configs []keepalive.Config
-	for _, tt := range valueConfigs {
-		configs = append(configs, tt.c)
-		off := tt.c
-		off.Off = true
-		configs = append(configs, off)
-	}
-	// Every Config after every other: a zero field must undo what the one
-	// before set.
-	for _, prev := range configs {
-		for _, c := range configs {
-			require.NoError(t, keepalive.Set(dialed, prev))
-			require.NoError(t, keepalive.Set(dialed, c), "%v after %v", c, prev)
-			got := mustGet(t, dialed)
-			if !assert.Equal(t, withDefaults(c, sys), got, "%v after %v", c, prev) {
-				return
-			}
-			assert.Equal(t, c.DetectionTime(sys), got.DetectionTime(keepalive.Config{}), "DetectionTime of %v", c)
-		}
-	}
-}
-
-// TestSetTLS checks Set, Get and Disable through a *tls.Conn, which wraps
-// the *net.TCPConn behind NetConn.
-func TestSetTLS(t *testing.T) {
-	serverTLS, clientTLS := tlsConfigs(t)
-	raw, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { raw.Close() })
-	ln := handshakeListener{tls.NewListener(raw, serverTLS)}
-	td := &tls.Dialer{NetDialer: &net.Dialer{KeepAlive: -1}, Config: clientTLS}
-	c := keepalive.Config{Idle: 31 * time.Second, Interval: 7 * time.Second, Count: 4, UserTimeout: 40 * time.Second}
-	dialed, accepted := pair(t, ln, td.DialContext)
-	for name, conn := range map[string]net.Conn{"dialed": dialed, "accepted": accepted} {
-		t.Run(name, func(t *testing.T) {
-			want := expect(t, c)
-			tc, ok := conn.(*tls.Conn)
-			require.True(t, ok, "got %T", conn)
-			require.NoError(t, keepalive.Set(tc, c))
-			assert.Equal(t, want, readKernel(t, tc.NetConn()))
-			assert.Equal(t, asConfig(want), mustGet(t, tc), "Get")
-			require.NoError(t, keepalive.Disable(tc))
-			want.KeepAlive = false
-			assert.Equal(t, want, readKernel(t, tc.NetConn()), "after Disable")
-		})
-	}
-	exchange(t, dialed, accepted)
-}
 
 // TestSetLikeStandardLibrary checks the conversions against the kernel: a
 // Config from FromKeepAliveConfig(k) does what SetKeepAliveConfig(k) does,
@@ -131,7 +37,7 @@ func TestSetLikeStandardLibrary(t *testing.T) {
 			assert.Equal(t, readKernel(t, std), readKernel(t, ours))
 		})
 	}
-	for _, tt := range valueConfigs {
+	for _, tt := range shapes(t) {
 		if tt.c.UserTimeout != 0 {
 			continue
 		}
@@ -141,34 +47,6 @@ func TestSetLikeStandardLibrary(t *testing.T) {
 			require.NoError(t, std.(*net.TCPConn).SetKeepAliveConfig(tt.c.KeepAliveConfig()))
 			require.NoError(t, keepalive.Set(ours, tt.c))
 			assert.Equal(t, readKernel(t, ours), readKernel(t, std))
-		})
-	}
-}
-
-// TestDisable checks that Disable turns SO_KEEPALIVE off and leaves the
-// values, which a later Set brings back.
-func TestDisable(t *testing.T) {
-	c := keepalive.Config{Idle: 31 * time.Second, Interval: 7 * time.Second, Count: 4, UserTimeout: 40 * time.Second}
-	ln := listen(t, &keepalive.ListenConfig{Config: c})
-	d := &keepalive.Dialer{Config: c}
-	dialed, accepted := pair(t, ln, d.DialContext)
-	for name, conn := range map[string]net.Conn{"dialed": dialed, "accepted": netConner{accepted}} {
-		t.Run(name, func(t *testing.T) {
-			tc := conn
-			if w, ok := conn.(netConner); ok {
-				tc = w.Conn
-			}
-			off := expect(t, c)
-			off.KeepAlive = false
-			require.NoError(t, keepalive.Disable(conn))
-			assert.Equal(t, off, readKernel(t, tc))
-			assert.Equal(t, asConfig(off), mustGet(t, conn), "Get")
-
-			require.NoError(t, keepalive.Disable(conn), "twice")
-			assert.Equal(t, off, readKernel(t, tc), "twice")
-
-			require.NoError(t, keepalive.Set(conn, c))
-			assert.Equal(t, expect(t, c), readKernel(t, tc), "Set after Disable")
 		})
 	}
 }
@@ -291,38 +169,4 @@ func TestSetSockets(t *testing.T) {
 			assert.EqualError(t, keepalive.Disable(tt.s), tt.want)
 		})
 	}
-}
-
-// TestSetClosed checks that Set, Get and Disable on a closed connection
-// fail with the package's prefix and net.ErrClosed.
-func TestSetClosed(t *testing.T) {
-	ln := listen(t, &keepalive.ListenConfig{})
-	dialed, _ := pair(t, ln, plainDial)
-	require.NoError(t, dialed.Close())
-	prefix := "keepalive: %s tcp " + dialed.LocalAddr().String() + "->" + dialed.RemoteAddr().String() + ": "
-	err := keepalive.Set(dialed, keepalive.Config{Idle: time.Minute})
-	assert.ErrorIs(t, err, net.ErrClosed)
-	assert.True(t, strings.HasPrefix(err.Error(), fmt.Sprintf(prefix, "set")), "%q", err)
-	_, err = keepalive.Get(dialed)
-	assert.ErrorIs(t, err, net.ErrClosed)
-	assert.True(t, strings.HasPrefix(err.Error(), fmt.Sprintf(prefix, "get")), "%q", err)
-	err = keepalive.Disable(dialed)
-	assert.ErrorIs(t, err, net.ErrClosed)
-	assert.True(t, strings.HasPrefix(err.Error(), fmt.Sprintf(prefix, "disable")), "%q", err)
-}
-
-// TestSetOff checks that Off turns keepalive off on a socket that had it
-// on, and writes the other fields all the same.
-func TestSetOff(t *testing.T) {
-	ln := listen(t, &keepalive.ListenConfig{})
-	dialed, _ := pair(t, ln, (&net.Dialer{}).DialContext) // Go's 15s/15s/9, on
-	off := keepalive.Config{Off: true, Interval: 9 * time.Second, UserTimeout: 20 * time.Second}
-	require.NoError(t, keepalive.Set(dialed, off))
-	want := expect(t, off)
-	want.KeepAlive = false
-	assert.Equal(t, want, readKernel(t, dialed))
-	assert.Equal(t, off.DetectionTime(keepalive.Config{}), keepalive.Never)
-	got := mustGet(t, dialed)
-	assert.True(t, got.Off)
-	assert.Equal(t, keepalive.Never, got.DetectionTime(keepalive.Config{}))
 }

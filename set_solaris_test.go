@@ -18,36 +18,6 @@ import (
 // These tests run on illumos and Oracle Solaris, where Interval and Count
 // stand for one keepalive abort threshold (threshold.go).
 
-// sunValues returns what sockopts.Read must report for a socket that holds
-// c, each zero field the system's: sys from SystemDefaults, sysAbort the
-// keepalive abort threshold of a new socket.
-func sunValues(c, sys keepalive.Config, sysAbort time.Duration) sockopts.Values {
-	f := orDefaults(c, sys)
-	v := sockopts.Values{
-		KeepAlive:      !c.Off,
-		Idle:           f.Idle,
-		Interval:       f.Interval,
-		Count:          f.Count,
-		IntervalCount:  keepalive.Platform().Interval.Set,
-		AbortThreshold: sysAbort,
-		UserTimeout:    f.UserTimeout,
-		Protocol:       unix.IPPROTO_TCP,
-	}
-	if c.Interval != 0 {
-		v.AbortThreshold = c.Interval * time.Duration(c.Count)
-	}
-	return v
-}
-
-// newSocketAbort reads the keepalive abort threshold of a new socket.
-func newSocketAbort(t testing.TB) time.Duration {
-	t.Helper()
-	c, _ := loopbackPair(t, &keepalive.Dialer{})
-	v, err := sockopts.Read(c.(syscall.Conn))
-	require.NoError(t, err)
-	return v.AbortThreshold
-}
-
 func TestSunSystemDefaults(t *testing.T) {
 	sys, err := keepalive.SystemDefaults()
 	require.NoError(t, err)
@@ -68,7 +38,6 @@ func TestSunSystemDefaults(t *testing.T) {
 func TestSunSetGet(t *testing.T) {
 	sys, err := keepalive.SystemDefaults()
 	require.NoError(t, err)
-	abort := newSocketAbort(t)
 	tests := []struct {
 		name string
 		c    keepalive.Config
@@ -109,25 +78,13 @@ func TestSunSetGet(t *testing.T) {
 				}
 				got, err := keepalive.Get(conn)
 				require.NoError(t, err, how)
-				assert.Equal(t, orDefaults(want, sys), got, how)
+				assert.Equal(t, withDefaults(want, sys), got, how)
 				v, err := sockopts.Read(conn.(syscall.Conn))
 				require.NoError(t, err, how)
-				assert.Equal(t, sunValues(tt.c, sys, abort), v, how)
+				assert.Equal(t, kernelOf(t, withDefaults(tt.c, sys)), v, how)
 			}
 		})
 	}
-}
-
-// orDefaults returns c with each zero field but Interval and Count, which
-// have no system value here, taken from sys.
-func orDefaults(c, sys keepalive.Config) keepalive.Config {
-	if c.Idle == 0 {
-		c.Idle = sys.Idle
-	}
-	if c.UserTimeout == 0 {
-		c.UserTimeout = sys.UserTimeout
-	}
-	return c
 }
 
 func TestSunValidatePair(t *testing.T) {

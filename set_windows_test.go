@@ -24,14 +24,14 @@ func TestWindowsSet(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
-	for _, c := range windowsConfigs(kind(t)) {
+	for _, c := range windowsConfigs(thisHost(t)) {
 		t.Run(configName(c), func(t *testing.T) {
 			dialed, accepted := pair(t, ln, (&net.Dialer{}).DialContext)
 			for _, e := range []struct {
 				end  string
 				conn net.Conn
 			}{{"dialed", dialed}, {"accepted", accepted}} {
-				require.True(t, readWinsock(t, tcpConn(t, e.conn)).KeepAlive, "the standard library's keepalive, %s", e.end)
+				require.True(t, readSocket(t, tcpConn(t, e.conn)).KeepAlive, "the standard library's keepalive, %s", e.end)
 				require.NoError(t, keepalive.Set(e.conn, c), e.end)
 				checkApplied(t, "Set/"+e.end, e.conn, c)
 			}
@@ -49,7 +49,7 @@ func TestWindowsGetNew(t *testing.T) {
 	t.Cleanup(func() { ln.Close() })
 	dialed, accepted := pair(t, ln, plainDial)
 	for _, conn := range []net.Conn{dialed, accepted} {
-		assert.False(t, readWinsock(t, tcpConn(t, conn)).KeepAlive, "SO_KEEPALIVE of a new socket")
+		assert.False(t, readSocket(t, tcpConn(t, conn)).KeepAlive, "SO_KEEPALIVE of a new socket")
 		checkGet(t, conn, keepalive.Config{Off: true})
 	}
 }
@@ -58,7 +58,7 @@ func TestWindowsGetNew(t *testing.T) {
 // times, which a later Set with keepalive on brings back.
 func TestWindowsDisable(t *testing.T) {
 	ln := listen(t, &keepalive.ListenConfig{})
-	for _, c := range windowsConfigs(kind(t)) {
+	for _, c := range windowsConfigs(thisHost(t)) {
 		if c.Off {
 			continue
 		}
@@ -74,7 +74,7 @@ func TestWindowsDisable(t *testing.T) {
 				require.NoError(t, keepalive.Disable(e.conn))
 				checkApplied(t, "Disable/"+e.end, e.conn, off)
 				require.NoError(t, keepalive.Disable(e.conn), "twice")
-				assert.False(t, readWinsock(t, tcpConn(t, e.conn)).KeepAlive, "twice")
+				assert.False(t, readSocket(t, tcpConn(t, e.conn)).KeepAlive, "twice")
 				require.NoError(t, keepalive.Set(e.conn, c))
 				checkApplied(t, "SetAfterDisable/"+e.end, e.conn, c)
 			}
@@ -87,15 +87,15 @@ func TestWindowsDisable(t *testing.T) {
 // refuse them with an error that wraps errors.ErrUnsupported and says why,
 // and leave the socket untouched. Where it has them, Set applies them.
 func TestWindowsUnsupported(t *testing.T) {
-	k := kind(t)
+	k, w := thisHost(t), wantPlatform(t)
 	tests := []struct {
 		field string
 		c     keepalive.Config
 		has   bool
 		why   string
 	}{
-		{"Count", keepalive.Config{Idle: 30 * time.Second, Count: 3}, k.count, whyNoCount},
-		{"UserTimeout", keepalive.Config{Idle: 30 * time.Second, UserTimeout: 40 * time.Second}, k.maxRT, whyNoMaxRT},
+		{"Count", keepalive.Config{Idle: 30 * time.Second, Count: 3}, k.count, w.Count.why},
+		{"UserTimeout", keepalive.Config{Idle: 30 * time.Second, UserTimeout: 40 * time.Second}, k.maxRT, w.UserTimeout.why},
 	}
 	ln := listen(t, &keepalive.ListenConfig{})
 	for _, tt := range tests {
@@ -103,7 +103,7 @@ func TestWindowsUnsupported(t *testing.T) {
 			dialed, _ := pair(t, ln, plainDial)
 			if tt.has {
 				require.NoError(t, keepalive.Set(dialed, tt.c))
-				assert.Equal(t, wantWinsock(t, tt.c), readWinsock(t, tcpConn(t, dialed)))
+				assert.Equal(t, wantKernel(t, tt.c), readSocket(t, tcpConn(t, dialed)))
 				return
 			}
 			want := "keepalive: " + tt.field + " is not supported on windows/" + runtime.GOARCH + ": " + tt.why
@@ -117,7 +117,7 @@ func TestWindowsUnsupported(t *testing.T) {
 			}
 
 			assert.Equal(t, err, keepalive.Set(dialed, tt.c), "Set")
-			assert.False(t, readWinsock(t, tcpConn(t, dialed)).KeepAlive, "Set left the socket untouched")
+			assert.False(t, readSocket(t, tcpConn(t, dialed)).KeepAlive, "Set left the socket untouched")
 			assert.Equal(t, err, tt.c.Control("tcp", "127.0.0.1:1", nil), "Control")
 			d := keepalive.Dialer{Config: tt.c}
 			_, derr := d.DialContext(context.Background(), "tcp", ln.Addr().String())

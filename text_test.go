@@ -3,7 +3,6 @@ package keepalive_test
 import (
 	"encoding"
 	"encoding/json"
-	"errors"
 	"flag"
 	"io"
 	"math"
@@ -23,21 +22,13 @@ var (
 	_ encoding.TextUnmarshaler = (*keepalive.Config)(nil)
 )
 
-// textFull is a Config with every field set; tests that use it need a
-// platform with TCP_USER_TIMEOUT.
+// textFull is a Config with every field set, as Linux takes it.
 var textFull = keepalive.Config{Idle: 60 * time.Second, Interval: 5 * time.Second, Count: 3, UserTimeout: 75 * time.Second}
 
-// needUserTimeout skips t where the platform cannot set UserTimeout, so that
-// Validate refuses a Config that has one.
-func needUserTimeout(t *testing.T) {
-	t.Helper()
-	if err := (keepalive.Config{UserTimeout: time.Second}).Validate(); errors.Is(err, errors.ErrUnsupported) {
-		t.Skipf("UserTimeout is not supported here: %v", err)
-	}
-}
-
+// TestParseConfig checks that ParseConfig reads each text as its Config
+// or, where the platform cannot apply that Config, fails with Validate's
+// error for it.
 func TestParseConfig(t *testing.T) {
-	needUserTimeout(t)
 	for _, tt := range []struct {
 		in   string
 		want keepalive.Config
@@ -54,15 +45,32 @@ func TestParseConfig(t *testing.T) {
 		{"user-timeout=2147483647ms", keepalive.Config{UserTimeout: (1<<31 - 1) * time.Millisecond}},
 		// A zero value is allowed: it is the system default, as a left-out key.
 		{"idle=0s,count=0", keepalive.Config{}},
+		// Every field the platform sets, as String writes it.
+		{fullConfig(t).String(), fullConfig(t)},
+		{withOff(fullConfig(t)).String(), withOff(fullConfig(t))},
 	} {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := keepalive.ParseConfig(tt.in)
+			if verr := tt.want.Validate(); verr != nil {
+				assert.EqualError(t, err, verr.Error())
+				assert.Zero(t, got)
+				return
+			}
 			require.NoError(t, err)
 			assert.Equal(t, tt.want, got)
 		})
 	}
 }
 
+// withOff returns c with Off set.
+func withOff(c keepalive.Config) keepalive.Config {
+	c.Off = true
+	return c
+}
+
+// TestParseConfigErrors checks the errors of texts that do not parse, and of
+// values that parse but the platform cannot apply, which are Validate's.
+// Linux's messages for the latter are in text_linux_test.go.
 func TestParseConfigErrors(t *testing.T) {
 	const valid = "(valid keys: idle, interval, count, user-timeout, and the word off)"
 	for _, tt := range []struct {
@@ -84,12 +92,6 @@ func TestParseConfigErrors(t *testing.T) {
 		{"user-timeout=soon", `keepalive: user-timeout value "soon" is not a duration such as 60s or 1500ms: time: invalid duration "soon"`, nil},
 		{"count=3s", `keepalive: count value "3s" is not a whole number: strconv.Atoi: parsing "3s": invalid syntax`, strconv.ErrSyntax},
 		{"count=99999999999999999999", `keepalive: count value "99999999999999999999" is not a whole number: strconv.Atoi: parsing "99999999999999999999": value out of range`, strconv.ErrRange},
-		// Values that parse are validated, with Validate's error.
-		{"count=128", "keepalive: Count 128 is out of range 1..127", nil},
-		{"idle=1.5s", "keepalive: Idle 1.5s is not a whole number of seconds", nil},
-		{"interval=-5s", "keepalive: Interval -5s is out of range 1s..32767s", nil},
-		{"idle=32768s", "keepalive: Idle 32768s is out of range 1s..32767s", nil},
-		{"user-timeout=1.5ms", "keepalive: UserTimeout 1.5ms is not a whole number of milliseconds", nil},
 	} {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := keepalive.ParseConfig(tt.in)
@@ -99,6 +101,29 @@ func TestParseConfigErrors(t *testing.T) {
 			if tt.is != nil {
 				assert.ErrorIs(t, err, tt.is)
 			}
+		})
+	}
+
+	// Values that parse are validated, with Validate's error: each field
+	// one unit past the platform's limit, or set where the platform
+	// cannot set it, and a negative count.
+	p, w := keepalive.Platform(), wantPlatform(t)
+	invalid := []keepalive.Config{{Count: -1}}
+	for _, f := range w.fields() {
+		s := map[string]keepalive.Support{"Idle": p.Idle, "Interval": p.Interval, "Count": p.Count, "UserTimeout": p.UserTimeout}[f.name]
+		if s.Set {
+			invalid = append(invalid, withValue(keepalive.Config{}, f.name, (s.Max+1)*unitOf(s)))
+		} else {
+			invalid = append(invalid, withValue(keepalive.Config{}, f.name, int64(time.Second)))
+		}
+	}
+	for _, c := range invalid {
+		t.Run(c.String(), func(t *testing.T) {
+			verr := c.Validate()
+			require.Error(t, verr)
+			got, err := keepalive.ParseConfig(c.String())
+			assert.EqualError(t, err, verr.Error())
+			assert.Zero(t, got)
 		})
 	}
 }
@@ -132,7 +157,6 @@ func TestConfigString(t *testing.T) {
 // wrote: the same Config when it is valid, and for an invalid one the same
 // values, as the Validate error that names them shows.
 func TestConfigTextRoundTrip(t *testing.T) {
-	needUserTimeout(t)
 	for _, c := range []keepalive.Config{
 		{},
 		textFull,
@@ -163,16 +187,16 @@ func TestConfigTextRoundTrip(t *testing.T) {
 }
 
 func TestConfigJSON(t *testing.T) {
-	needUserTimeout(t)
 	type settings struct {
 		Name      string           `json:"name"`
 		Keepalive keepalive.Config `json:"keepalive"`
 		Optional  *keepalive.Config
 	}
-	in := settings{Name: "db", Keepalive: textFull}
+	full := fullConfig(t)
+	in := settings{Name: "db", Keepalive: full}
 	b, err := json.Marshal(in)
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"name":"db","keepalive":"idle=60s,interval=5s,count=3,user-timeout=75s","Optional":null}`, string(b))
+	assert.JSONEq(t, `{"name":"db","keepalive":"`+full.String()+`","Optional":null}`, string(b))
 
 	var out settings
 	require.NoError(t, json.Unmarshal(b, &out))
@@ -183,7 +207,7 @@ func TestConfigJSON(t *testing.T) {
 		want     keepalive.Config
 	}{
 		{"empty string", `{"keepalive":""}`, keepalive.Config{}},
-		{"some keys", `{"keepalive":"count=4,idle=30s"}`, keepalive.Config{Idle: 30 * time.Second, Count: 4}},
+		{"some keys", `{"keepalive":"` + configFor(t, 30*time.Second, 0, 4, 0).String() + `"}`, configFor(t, 30*time.Second, 0, 4, 0)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var s settings
@@ -196,25 +220,35 @@ func TestConfigJSON(t *testing.T) {
 		name, in, want string
 	}{
 		{"unknown key", `{"keepalive":"idel=30s"}`, `keepalive: unknown key "idel" (valid keys: idle, interval, count, user-timeout, and the word off)`},
-		{"invalid", `{"keepalive":"count=200"}`, "keepalive: Count 200 is out of range 1..127"},
+		{"invalid", `{"keepalive":"count=-1"}`, keepalive.Config{Count: -1}.Validate().Error()},
 		{"not a string", `{"keepalive":{"Idle":30000000000}}`, "json: cannot unmarshal"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s := settings{Keepalive: textFull}
+			s := settings{Keepalive: full}
 			err := json.Unmarshal([]byte(tt.in), &s)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
-			assert.Equal(t, textFull, s.Keepalive, "a failed decode changed the Config")
+			assert.Equal(t, full, s.Keepalive, "a failed decode changed the Config")
 		})
 	}
 }
 
+// TestConfigUnmarshalTextKeepsValueOnError checks that UnmarshalText leaves
+// the Config as it was when the text is invalid, on every platform, and
+// replaces it whole when the text is valid on this platform.
 func TestConfigUnmarshalTextKeepsValueOnError(t *testing.T) {
 	c := keepalive.Config{Count: 4}
-	require.Error(t, c.UnmarshalText([]byte("count=4,idle=1.5s")))
+	require.Error(t, c.UnmarshalText([]byte("count=4,idle=-1s")))
 	assert.Equal(t, keepalive.Config{Count: 4}, c)
-	require.NoError(t, c.UnmarshalText([]byte("idle=30s")))
-	assert.Equal(t, keepalive.Config{Idle: 30 * time.Second}, c, "UnmarshalText replaces the whole Config")
+	want := keepalive.Config{Idle: 30 * time.Second}
+	err := c.UnmarshalText([]byte("idle=30s"))
+	if verr := want.Validate(); verr != nil {
+		assert.EqualError(t, err, verr.Error())
+		assert.Equal(t, keepalive.Config{Count: 4}, c)
+		return
+	}
+	require.NoError(t, err)
+	assert.Equal(t, want, c, "UnmarshalText replaces the whole Config")
 }
 
 // TestConfigFlag checks a Config as a command-line flag through
@@ -235,10 +269,10 @@ func TestConfigFlag(t *testing.T) {
 		wantErr string
 	}{
 		{"default", nil, def, ""},
-		{"given", []string{"-keepalive", "idle=30s,interval=5s,count=3"}, keepalive.Config{Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3}, ""},
+		{"given", []string{"-keepalive", fullConfig(t).String()}, fullConfig(t), ""},
 		{"empty", []string{"-keepalive="}, keepalive.Config{}, ""},
 		{"unknown key", []string{"-keepalive", "idel=30s"}, keepalive.Config{}, `invalid value "idel=30s" for flag -keepalive: keepalive: unknown key "idel" (valid keys: idle, interval, count, user-timeout, and the word off)`},
-		{"invalid", []string{"-keepalive", "idle=0.5s"}, keepalive.Config{}, `invalid value "idle=0.5s" for flag -keepalive: keepalive: Idle 0.5s is out of range 1s..32767s`},
+		{"invalid", []string{"-keepalive", "idle=-1s"}, keepalive.Config{}, `invalid value "idle=-1s" for flag -keepalive: ` + keepalive.Config{Idle: -time.Second}.Validate().Error()},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fs, c := newFlags()

@@ -13,22 +13,23 @@ import (
 	"github.com/keepalive-go/keepalive/internal/wine"
 )
 
-// TestWindowsUnderWine runs this package's Windows tests (TestWindows* in
-// the *_windows_test.go files) under Wine, which like Windows before 10
-// version 1709 has neither TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT nor
-// TCP_MAXRT, so that the package sets Idle and Interval with
-// SIO_KEEPALIVE_VALS and cannot read them back. For every socket the
-// Windows tests hold, it reads from Linux what the kernel holds: keepalive
-// on or off as the Config says, its Idle and Interval, each zero one at
-// Windows' default (2 h, 1 s), and the probe count and user timeout left
-// at Linux's own, which Wine does not touch.
+// TestWindowsUnderWine runs this package's tests, built for Windows, under
+// Wine, which like Windows before 10 version 1709 has neither TCP_KEEPIDLE,
+// TCP_KEEPINTVL, TCP_KEEPCNT nor TCP_MAXRT, so that the package sets Idle
+// and Interval with SIO_KEEPALIVE_VALS and cannot read them back: every
+// test must pass there, none skipped. For every socket the Windows tests
+// (TestWindows* in the *_windows_test.go files) hold, it reads from Linux
+// what the kernel holds: keepalive on or off as the Config says, its Idle
+// and Interval, each zero one at Windows' default (2 h, 1 s), and the
+// probe count and user timeout left at Linux's own, which Wine does not
+// touch.
 //
 // It needs the Debian packages wine, wine64 and gcc-mingw-w64-x86-64, and
 // skips without them (fails when CI is set).
 func TestWindowsUnderWine(t *testing.T) {
 	e := wine.Setup(t)
 	exe := e.BuildTest(t, ".")
-	p := e.Start(t, ".", exe, "-test.run=^TestWindows", "-test.v")
+	p := e.Start(t, ".", exe, "-test.v", "-test.count=1")
 
 	count := sysctlInt(t, "net/ipv4/tcp_keepalive_probes")
 	seen := map[string]bool{}
@@ -63,16 +64,19 @@ func TestWindowsUnderWine(t *testing.T) {
 			assert.True(t, seen[wineTag(source, c)], "no socket held for %s:\n%s", wineTag(source, c), out)
 		}
 	}
-	// Every Windows test ran, none skipped.
-	ran := regexp.MustCompile(`(?m)^--- (PASS|SKIP|FAIL): (TestWindows\w+) `).FindAllStringSubmatch(out, -1)
+	// Every test ran and passed, none skipped: the Windows tests that
+	// hold sockets, and those of every platform.
+	ran := regexp.MustCompile(`(?m)^\s*--- (PASS|SKIP|FAIL): (\S+) `).FindAllStringSubmatch(out, -1)
 	tests := map[string]string{}
 	for _, m := range ran {
 		tests[m[2]] = m[1]
+		assert.Equal(t, "PASS", m[1], "%s:\n%s", m[2], out)
 	}
 	for _, name := range []string{
 		"TestWindowsSet", "TestWindowsGetNew", "TestWindowsDisable", "TestWindowsUnsupported", "TestWindowsNotTCP",
-		"TestWindowsDialAndAccept", "TestWindowsControl",
-		"TestWindowsPlatform", "TestWindowsValidate", "TestWindowsSystemDefaults",
+		"TestWindowsDialAndAccept", "TestWindowsControl", "TestWindowsValidate", "TestWindowsSystemDefaults",
+		"TestPlatform", "TestConfigValidate", "TestFromKeepAliveConfig", "TestSet", "TestSetGetRoundTrip", "TestGetNew",
+		"TestDisable", "TestDialAndAcceptValues", "TestListenConfigPerAccept", "TestConfigControl", "TestParsePostgres",
 	} {
 		assert.Equal(t, "PASS", tests[name], "%s:\n%s", name, out)
 	}

@@ -1,7 +1,6 @@
 package keepalive_test
 
 import (
-	"errors"
 	"runtime"
 	"slices"
 	"strings"
@@ -9,41 +8,16 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/windows/registry"
 
 	"github.com/keepalive-go/keepalive"
 )
-
-// TestWindowsPlatform checks that Platform reports what this Windows has,
-// as the test finds by trying the options itself.
-func TestWindowsPlatform(t *testing.T) {
-	k := kind(t)
-	t.Logf("TCP_KEEPIDLE/TCP_KEEPINTVL %v, TCP_KEEPCNT %v, TCP_MAXRT %v", k.times, k.count, k.maxRT)
-	got, want := keepalive.Platform(), wantPlatform(k)
-	// The unexported reasons are checked through the errors they make.
-	for _, f := range []struct {
-		name      string
-		got, want keepalive.Support
-	}{
-		{"Idle", got.Idle, want.Idle},
-		{"Interval", got.Interval, want.Interval},
-		{"Count", got.Count, want.Count},
-		{"UserTimeout", got.UserTimeout, want.UserTimeout},
-		{"Off", got.Off, want.Off},
-	} {
-		g, w := f.got, f.want
-		assert.Equal(t, []any{w.Option, w.Set, w.Get, w.Unit, w.Min, w.Max}, []any{g.Option, g.Set, g.Get, g.Unit, g.Min, g.Max}, f.name)
-	}
-	assert.Equal(t, want.SystemDefaults, got.SystemDefaults, "SystemDefaults")
-	assert.Equal(t, want.AcceptInherits, got.AcceptInherits, "AcceptInherits")
-}
 
 // TestWindowsValidate checks Validate against this Windows' limits: whole
 // seconds, 32767 s at most for Idle and Interval on every Windows, 255
 // probes, and the fields this Windows cannot set refused as unsupported.
 func TestWindowsValidate(t *testing.T) {
-	k := kind(t)
+	k, w := thisHost(t), wantPlatform(t)
+	whyNoCount, whyNoMaxRT := w.Count.why, w.UserTimeout.why
 	// ifHas returns text where this Windows has the field's option (has),
 	// else why the field is not supported.
 	ifHas := func(has bool, text, field, why string) string {
@@ -93,34 +67,4 @@ func TestWindowsValidate(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestWindowsSystemDefaults checks SystemDefaults against the registry
-// values KeepAliveTime and KeepAliveInterval, read here, or Windows'
-// documented defaults (2 h, 1 s) where they are absent, as in a new Wine
-// prefix, and the fixed 10 probes.
-func TestWindowsSystemDefaults(t *testing.T) {
-	want := windowsDefaults
-	k, err := registry.OpenKey(registry.LOCAL_MACHINE, `SYSTEM\CurrentControlSet\Services\Tcpip\Parameters`, registry.QUERY_VALUE)
-	if err == nil {
-		t.Cleanup(func() { k.Close() })
-		for _, v := range []struct {
-			name string
-			d    *time.Duration
-		}{{"KeepAliveTime", &want.Idle}, {"KeepAliveInterval", &want.Interval}} {
-			ms, _, err := k.GetIntegerValue(v.name)
-			if errors.Is(err, registry.ErrNotExist) {
-				continue
-			}
-			require.NoError(t, err, v.name)
-			t.Logf("the registry sets %s %d ms", v.name, ms)
-			*v.d = time.Duration(ms) * time.Millisecond
-		}
-	} else {
-		require.ErrorIs(t, err, registry.ErrNotExist)
-	}
-	got, err := keepalive.SystemDefaults()
-	require.NoError(t, err)
-	assert.Equal(t, want, got)
-	assert.Equal(t, want.Idle+10*want.Interval, keepalive.Config{}.DetectionTime(got), "DetectionTime of the zero Config")
 }
