@@ -465,7 +465,11 @@ func pgConfig(v [numPgOptions]*string) (Config, error) {
 			return Config{}, err
 		}
 		if n == 0 {
-			return Config{Off: true}, nil
+			c := Config{Off: true}
+			if err := c.Validate(); err != nil {
+				return Config{}, err
+			}
+			return c, nil
 		}
 	}
 	var c Config

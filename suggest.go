@@ -10,6 +10,11 @@ import (
 // connection.
 const suggestCount = 3
 
+// suggestMaxDetect is the longest detection time Suggest plans for: below
+// the largest Idle + Interval*Count and user timeout every platform holds
+// (about 24.8 days, 2^31 milliseconds, on macOS and FreeBSD).
+const suggestMaxDetect = 24 * 24 * time.Hour
+
 // Suggest returns a Config for a path whose middleboxes (firewalls, NATs,
 // load balancers) forget a flow after idleTimeout of silence, and on which a
 // peer that has vanished must be noticed within detect. For example AWS NLB
@@ -47,7 +52,8 @@ const suggestCount = 3
 // interval 1s, count 1, takes 2s), when idleTimeout is under 3s (two probes
 // a second apart must fit within the idle timeout less its margin), or when
 // the platform cannot set the values; any idleTimeout and detect past those
-// bounds can both be met.
+// bounds can both be met. A detect beyond 24 days is planned as 24 days: the
+// Config then notices a dead peer sooner, within every platform's limits.
 func Suggest(idleTimeout, detect time.Duration) (Config, error) {
 	if detect < 2*time.Second {
 		return Config{}, fmt.Errorf("keepalive: cannot notice a dead peer within %v: the shortest Config (idle 1s, interval 1s, count 1) takes 2s", detect)
@@ -55,7 +61,10 @@ func Suggest(idleTimeout, detect time.Duration) (Config, error) {
 	if idleTimeout < 3*time.Second {
 		return Config{}, fmt.Errorf("keepalive: idle timeout %v is too short: the first probe and the one after it, at least 1s apart, must both come 1s or more before it", idleTimeout)
 	}
-	d := int64(detect / time.Second)
+	// A Config that notices sooner than detect meets it too: past
+	// suggestMaxDetect, where the kernels' counters of the sum and of the
+	// user timeout end, take that instead.
+	d := int64(min(detect, suggestMaxDetect) / time.Second)
 	// latest is the latest time, in seconds of silence, at which the second
 	// probe may go out: the idle timeout less the margin.
 	latest := int64((idleTimeout - max(idleTimeout/10, time.Second)) / time.Second)

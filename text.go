@@ -46,6 +46,9 @@ const validKeys = "valid keys: " + keyIdle + ", " + keyInterval + ", " + keyCoun
 func ParseConfig(s string) (Config, error) {
 	var c Config
 	if strings.TrimSpace(s) == "" {
+		if err := c.Validate(); err != nil {
+			return Config{}, err
+		}
 		return c, nil
 	}
 	var seen [len(textKeys)]bool
