@@ -66,11 +66,17 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], &env{
+	code := run(ctx, os.Args[1:], osEnv())
+	stop()
+	os.Exit(code)
+}
+
+// osEnv is the env of the process: its standard output and error, and
+// whether the error is a terminal.
+func osEnv() *env {
+	return &env{
 		stdout: os.Stdout,
 		stderr: os.Stderr,
 		tty:    term.IsTerminal(int(os.Stderr.Fd())),
-	})
-	stop()
-	os.Exit(code)
+	}
 }
