@@ -25,6 +25,7 @@ func init() {
 		demoCommand, // no command: the loopback demo
 		dialCommand,
 		sysctlCommand,
+		pathCommand,
 		suggestCommand,
 		auditCommand,
 		applyCommand,

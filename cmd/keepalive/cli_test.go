@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/idletimeout"
 )
 
 // runResult is what one run of the command gave.
@@ -53,6 +54,7 @@ var usageTail = map[string]string{
 	"keepalive":          "usage: keepalive [flags]\nRun \"keepalive -h\" for the flags and examples.\n",
 	"keepalive dial":     "usage: keepalive dial [flags] ADDR\nRun \"keepalive dial -h\" for the flags and examples.\n",
 	"keepalive sysctl":   "usage: keepalive sysctl [flags]\nRun \"keepalive sysctl -h\" for the flags and examples.\n",
+	"keepalive path":     "usage: keepalive path [flags] HOST:PORT\nRun \"keepalive path -h\" for the flags and examples.\n",
 	"keepalive suggest":  "usage: keepalive suggest -idle-timeout D -detect D\nRun \"keepalive suggest -h\" for the flags and examples.\n",
 	"keepalive help":     "usage: keepalive help [COMMAND]\nRun \"keepalive help -h\" for the flags and examples.\n",
 	"keepalive audit":    "usage: keepalive audit [flags]\nRun \"keepalive audit -h\" for the flags and examples.\n",
@@ -94,6 +96,27 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"dial", "-config", "count=0.5", "127.0.0.1:1"}, "keepalive dial", `invalid value "count=0.5" for flag -config: ` + lib(parseErr("count=0.5"))},
 		{[]string{"sysctl", "extra"}, "keepalive sysctl", `unexpected argument "extra"`},
 		{[]string{"sysctl", "-interval", "1.5s"}, "keepalive sysctl", `invalid value "1.5s" for flag -interval: ` + lib(keepalive.Config{Interval: 1500 * time.Millisecond}.Validate())},
+		{[]string{"path"}, "keepalive path", "missing HOST:PORT"},
+		{[]string{"path", "127.0.0.1:1", "127.0.0.1:2"}, "keepalive path", `unexpected argument "127.0.0.1:2" after HOST:PORT`},
+		{[]string{"path", "localhost"}, "keepalive path", `HOST:PORT "localhost" is not host:port: address localhost: missing port in address`},
+		{[]string{"path", "localhost:"}, "keepalive path", `HOST:PORT "localhost:" has no port`},
+		{[]string{"path", ":5432"}, "keepalive path", `HOST:PORT ":5432" has no host`},
+		{[]string{"path", "-max", "1s", "127.0.0.1:1"}, "keepalive path", `invalid value "1s" for flag -max: ` + lib(planErr(idletimeout.Options{Max: time.Second}))},
+		{[]string{"path", "-max", "90.5s", "127.0.0.1:1"}, "keepalive path", `invalid value "90.5s" for flag -max: ` + lib(planErr(idletimeout.Options{Max: 90500 * time.Millisecond}))},
+		{[]string{"path", "-max", "40000s", "127.0.0.1:1"}, "keepalive path", `invalid value "40000s" for flag -max: ` + lib(planErr(idletimeout.Options{Max: 40000 * time.Second}))},
+		{[]string{"path", "-max", "0", "127.0.0.1:1"}, "keepalive path", `invalid value "0" for flag -max: want a duration such as 10m or 2h`},
+		{[]string{"path", "-max", "10", "127.0.0.1:1"}, "keepalive path", `invalid value "10" for flag -max: want a duration such as 10m or 2h (time: missing unit in duration "10")`},
+		{[]string{"path", "-max"}, "keepalive path", `flag needs an argument: -max (want a duration such as 10m or 2h)`},
+		{[]string{"path", "-flows", "3", "127.0.0.1:1"}, "keepalive path", `invalid value "3" for flag -flows: ` + lib(planErr(idletimeout.Options{Flows: 3}))},
+		{[]string{"path", "-flows", "many", "127.0.0.1:1"}, "keepalive path", `invalid value "many" for flag -flows: want a whole number such as 50, or 0 for as many as one pass needs`},
+		{[]string{"path", "-flows"}, "keepalive path", `flag needs an argument: -flows (want a whole number such as 50, or 0 for as many as one pass needs)`},
+		{[]string{"path", "-interval", "500ms", "127.0.0.1:1"}, "keepalive path", `invalid value "500ms" for flag -interval: ` + lib(planErr(idletimeout.Options{Interval: 500 * time.Millisecond}))},
+		{[]string{"path", "-count", "0", "127.0.0.1:1"}, "keepalive path", `invalid value "0" for flag -count: want a whole number such as 2`},
+		{[]string{"path", "-count", "128", "127.0.0.1:1"}, "keepalive path", `invalid value "128" for flag -count: ` + lib(planErr(idletimeout.Options{Count: 128}))},
+		{[]string{"path", "-timeout", "0", "127.0.0.1:1"}, "keepalive path", `invalid value "0" for flag -timeout: want a duration such as 10s`},
+		{[]string{"path", "-timeout", "-1s", "127.0.0.1:1"}, "keepalive path", `invalid value "-1s" for flag -timeout: want a duration such as 10s`},
+		{[]string{"path", "-detect", "1s", "127.0.0.1:1"}, "keepalive path", `invalid value "1s" for flag -detect: ` + lib(suggestErr(time.Hour, time.Second))},
+		{[]string{"path", "-json=maybe", "127.0.0.1:1"}, "keepalive path", `invalid boolean value "maybe" for -json: want true or false`},
 		{[]string{"suggest"}, "keepalive suggest", "missing -idle-timeout"},
 		{[]string{"suggest", "-idle-timeout", "350s"}, "keepalive suggest", "missing -detect"},
 		{[]string{"suggest", "-idle-timeout", "350s", "-detect", "30s", "extra"}, "keepalive suggest", `unexpected argument "extra"`},
@@ -133,6 +156,11 @@ func TestUsageErrors(t *testing.T) {
 			assert.Equal(t, tt.prog+": "+tt.msg+"\n"+usageTail[tt.prog], r.stderr)
 		})
 	}
+}
+
+func planErr(o idletimeout.Options) error {
+	_, _, err := idletimeout.Plan(o)
+	return err
 }
 
 func suggestErr(idleTimeout, detect time.Duration) error {

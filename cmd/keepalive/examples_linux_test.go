@@ -28,13 +28,16 @@ func TestExamples(t *testing.T) {
 	// process and a port.
 	held, _ := auditPair(t, keepalive.Config{Idle: time.Hour})
 	prom := filepath.Join(t.TempDir(), "keepalive.prom")
+	holder := startPathServer(t, onLoopback, false)
 	// What the examples name that the test replaces: ADDR by a loopback
 	// listener whose connections are closed after a moment, so that -watch
-	// ends; pid 1234 and port 5432 by this process and its connection; the
-	// exporter's address by an ephemeral port; files by files of the
-	// test's own.
+	// ends; the server of path by one on loopback that holds every
+	// connection; pid 1234 and port 5432 by this process and its
+	// connection; the exporter's address by an ephemeral port; files by
+	// files of the test's own.
 	stand := map[string]string{
 		"localhost:5432":                        ln.Addr().String(),
+		"db.internal:5432":                      holder.addr,
 		"1234":                                  fmt.Sprint(os.Getpid()),
 		"5432":                                  fmt.Sprint(portOf(held)),
 		"127.0.0.1:9977":                        "127.0.0.1:0",
@@ -45,10 +48,17 @@ func TestExamples(t *testing.T) {
 	// The commands that serve until interrupted: they are interrupted
 	// once they have served a while.
 	serves := map[*command]bool{exporterCommand: true}
+	// The commands that run until -max: given -max 2s after the
+	// example's flags, which the last -max overrides, and run at the same
+	// time.
+	quick := map[*command][]string{pathCommand: {"-max", "2s"}}
 	for _, c := range commands {
 		for _, ex := range c.examples {
 			t.Run(ex.line, func(t *testing.T) {
-				args := strings.Fields(ex.line)
+				if quick[c] != nil {
+					t.Parallel()
+				}
+				args := append(strings.Fields(ex.line), quick[c]...)
 				require.Equal(t, "keepalive", args[0])
 				if c.name != "" {
 					require.Equal(t, c.name, args[1], "an example of %s runs %s", c.prog(), c.name)

@@ -6,6 +6,8 @@
 //	keepalive [flags]            show keepalive on a loopback connection
 //	keepalive dial [flags] ADDR  connect to ADDR and show the values in force
 //	keepalive sysctl [flags]     print the sysctl lines for a Config
+//	keepalive path [flags] HOST:PORT
+//	                             find the idle timeout of a path
 //	keepalive suggest -idle-timeout D -detect D
 //	                             choose a Config for a path
 //	keepalive audit [flags]      list TCP connections with their keepalive
@@ -34,9 +36,12 @@
 // (ETIMEDOUT), or the peer closing or resetting it.
 //
 // sysctl prints the lines, as for /etc/sysctl.d/, that make a Config the
-// machine-wide default. suggest prints the Config for a path whose
-// middleboxes forget idle flows after -idle-timeout, when a vanished peer
-// must be noticed within -detect, and why.
+// machine-wide default. path finds the idle timeout of the path to
+// HOST:PORT, after how long of silence a firewall, NAT or load balancer on
+// the way forgets a connection, with keepalive probes alone (Linux), and
+// prints the Config suggest makes from it. suggest prints the Config for a
+// path whose middleboxes forget idle flows after -idle-timeout, when a
+// vanished peer must be noticed within -detect, and why.
 //
 // audit lists every TCP connection on the host with the process that holds
 // it and the keepalive values in force on its socket (read through
@@ -66,11 +71,17 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], &env{
+	code := run(ctx, os.Args[1:], osEnv())
+	stop()
+	os.Exit(code)
+}
+
+// osEnv is the env of the process: its standard output and error, and
+// whether the error is a terminal.
+func osEnv() *env {
+	return &env{
 		stdout: os.Stdout,
 		stderr: os.Stderr,
 		tty:    term.IsTerminal(int(os.Stderr.Fd())),
-	})
-	stop()
-	os.Exit(code)
+	}
 }

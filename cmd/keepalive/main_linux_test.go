@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 		os.Exit(hold())
 	case "run":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		code := run(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr})
+		code := run(ctx, os.Args[1:], osEnv())
 		stop()
 		os.Exit(code)
 	default:
@@ -149,6 +149,16 @@ type helperOpts struct {
 	env  []string
 	args []string
 	cred *syscall.Credential // nil: as this process's user
+
+	// in, if not nil, starts the helper in place of spawn: lab.Client
+	// starts it in the lab's client namespace, which all its threads
+	// inherit. It then has no parent-death signal, which would fire as
+	// soon as the lab's thread ends; cleanup still stops it.
+	in func(start func() error) error
+
+	// stderr is where the helper's standard error goes; nil means this
+	// process's.
+	stderr io.Writer
 }
 
 // startHelper starts the test binary as a helper, and stops it at cleanup:
@@ -159,7 +169,15 @@ func startHelper(t testing.TB, o helperOpts) (*exec.Cmd, *bufio.Reader, error) {
 	cmd := exec.Command(testBinary(t, o.cred != nil), o.args...)
 	cmd.Env = append(os.Environ(), o.env...)
 	cmd.Stderr = os.Stderr
+	if o.stderr != nil {
+		cmd.Stderr = o.stderr
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: o.cred}
+	start := spawn
+	if o.in != nil {
+		cmd.SysProcAttr.Pdeathsig = 0
+		start = o.in
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, nil, err
@@ -168,7 +186,7 @@ func startHelper(t testing.TB, o helperOpts) (*exec.Cmd, *bufio.Reader, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := spawn(cmd.Start); err != nil {
+	if err := start(cmd.Start); err != nil {
 		return nil, nil, err
 	}
 	t.Cleanup(func() {

@@ -49,14 +49,15 @@ applying back-pressure, a subscriber stalled for a checkpoint), give
 			if *noUserTimeout {
 				c.UserTimeout = 0
 			}
-			suggest(e, c, *idleTimeout, *detect, *noUserTimeout)
+			suggest(e, c, *idleTimeout, *detect, *noUserTimeout, "HOST:PORT")
 			return nil
 		}
 	},
 }
 
-// suggest prints c, chosen for idleTimeout and detect, and why.
-func suggest(e *env, c keepalive.Config, idleTimeout, detect time.Duration, noUserTimeout bool) {
+// suggest prints c, chosen for idleTimeout and detect, and why, and how to
+// check it against addr.
+func suggest(e *env, c keepalive.Config, idleTimeout, detect time.Duration, noUserTimeout bool, addr string) {
 	w := e.stdout
 	dt := c.DetectionTime(keepalive.Config{})
 	fmt.Fprintln(w, c)
@@ -84,5 +85,5 @@ func suggest(e *env, c keepalive.Config, idleTimeout, detect time.Duration, noUs
 	default:
 		fmt.Fprintf(w, "  - no user timeout: this system has none\n")
 	}
-	fmt.Fprintf(w, "\ncheck it against a server: keepalive dial -config %s HOST:PORT\n", c)
+	fmt.Fprintf(w, "\ncheck it against a server: keepalive dial -config %s %s\n", c, addr)
 }
