@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -254,4 +255,33 @@ func labPair(t *testing.T, lab *netlab.Lab) (client, server net.Conn) {
 	require.NoError(t, err)
 	t.Cleanup(func() { server.Close() })
 	return client, server
+}
+
+// TestLabLeavesThreads checks that running in a lab's namespaces leaves
+// every thread of the process in its own: a thread that stayed in a lab's
+// namespace would make later code (and /proc/self/net) see the lab's
+// network instead of the host's.
+func TestLabLeavesThreads(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Tag: "threads"})
+	host, err := os.Readlink("/proc/self/ns/net")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.NoError(t, lab.Client(func() error { return nil }))
+		}()
+	}
+	wg.Wait()
+	tasks, err := os.ReadDir("/proc/self/task")
+	require.NoError(t, err)
+	for _, task := range tasks {
+		ns, err := os.Readlink("/proc/self/task/" + task.Name() + "/ns/net")
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the thread ended meanwhile
+		}
+		require.NoError(t, err)
+		assert.Equal(t, host, ns, "thread %s", task.Name())
+	}
 }
