@@ -412,8 +412,20 @@ func (l *Lab) run(r role, fn func() error) error {
 	done := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
+		// The thread's own namespace, to go back to whatever fn does: a
+		// locked thread that ends locked is terminated, but the main
+		// thread cannot be, and would stay in the lab's namespace for the
+		// rest of the process.
+		orig, oerr := os.Open("/proc/thread-self/ns/net")
+		entered := false
 		returned := false
 		defer func() {
+			if !entered || unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+				runtime.UnlockOSThread()
+			}
+			if orig != nil {
+				orig.Close()
+			}
 			if returned {
 				return
 			}
@@ -423,22 +435,17 @@ func (l *Lab) run(r role, fn func() error) error {
 			}
 			done <- result{err: errors.New("netlab: fn did not return (runtime.Goexit, t.FailNow?)")}
 		}()
-		// The thread's own namespace, to go back to: a locked thread that
-		// ends locked is terminated, but the main thread cannot be, and
-		// would stay in the lab's namespace for the rest of the process.
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			err = fmt.Errorf("netlab: %w", err)
-		} else if err = unix.Setns(int(l.ns[r].Fd()), unix.CLONE_NEWNET); err != nil {
-			err = fmt.Errorf("netlab: entering namespace %s: %w", l.names[r], os.NewSyscallError("setns", err))
-		} else {
-			err = fn()
-			if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-				runtime.UnlockOSThread()
+		var err error
+		switch {
+		case oerr != nil:
+			err = fmt.Errorf("netlab: %w", oerr)
+		default:
+			if err = unix.Setns(int(l.ns[r].Fd()), unix.CLONE_NEWNET); err != nil {
+				err = fmt.Errorf("netlab: entering namespace %s: %w", l.names[r], os.NewSyscallError("setns", err))
+				break
 			}
-		}
-		if orig != nil {
-			orig.Close()
+			entered = true
+			err = fn()
 		}
 		returned = true
 		done <- result{err: err}
