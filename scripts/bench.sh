@@ -52,7 +52,7 @@ status=0
 go test -race=false -count=1 -run 'TestVanish|TestFirewall' -v . >"$tmp/detect.txt" 2>&1 || status=$?
 
 # table UNIT: the benchstat rows of the metric UNIT (sec/op, cpu-sec/op,
-# B/op, allocs/op) as markdown, with each impl's median and its change
+# B/op, mallocs/op) as markdown, with each impl's median and its change
 # against stdlib.
 table() {
 	awk -F, -v want="$1" '
@@ -125,11 +125,11 @@ goal() {
 	echo "connection, dialed or accepted by the same plain net.Dialer or net.ListenConfig for"
 	echo "every impl."
 	echo
-	for unit in cpu-sec/op sec/op allocs/op B/op; do
+	for unit in cpu-sec/op sec/op mallocs/op B/op; do
 		case $unit in
 		cpu-sec/op) title="CPU time per connection" ;;
 		sec/op) title="Wall time per connection" ;;
-		allocs/op) title="Allocations per connection" ;;
+		mallocs/op) title="Allocations per connection (the process's heap allocations over the loop, per connection, unrounded)" ;;
 		B/op) title="Bytes allocated per connection" ;;
 		esac
 		echo "### $title"
@@ -142,7 +142,7 @@ goal() {
 	echo "### Goals"
 	echo
 	goal "Dial CPU at most 2 % above the standard library's" cpu-sec/op Dial 1.02
-	goal "Dial allocations at most one above the standard library's (the syscall.RawConn through which the one apply path reaches the descriptor)" allocs/op Dial +1
+	goal "Dial allocations at most one above the standard library's (the syscall.RawConn through which the one apply path reaches the descriptor)" mallocs/op Dial +1
 	goal "Accept CPU no higher than the standard library's" cpu-sec/op Accept 1
 	echo
 	echo "A change marked ~ is not significant at α = 0.05: the two cannot be told apart."
