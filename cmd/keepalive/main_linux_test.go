@@ -10,11 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/internal/testproc"
 )
 
 // The test binary doubles as a helper process, so that the commands act on
@@ -39,9 +38,7 @@ func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
 	case "":
 		code := m.Run()
-		if publicDir != "" {
-			os.RemoveAll(publicDir)
-		}
+		testproc.Cleanup()
 		os.Exit(code)
 	case "hold":
 		os.Exit(hold())
@@ -234,61 +231,16 @@ func tryStartHold(t testing.TB, name string, pairs, config string) (holding, err
 	return h, nil
 }
 
-var (
-	spawnOnce sync.Once
-	spawns    chan func()
-)
-
-// spawn runs start, which starts a process, on one OS thread that lives as
-// long as the test binary: a child's parent-death signal fires when the
-// thread that started it ends, and the runtime ends threads that a
-// goroutine left locked.
-func spawn(start func() error) error {
-	spawnOnce.Do(func() {
-		spawns = make(chan func())
-		go func() {
-			runtime.LockOSThread()
-			for f := range spawns {
-				f()
-			}
-		}()
-	})
-	done := make(chan error, 1)
-	spawns <- func() { done <- start() }
-	return <-done
-}
-
-var (
-	publicOnce sync.Once
-	publicDir  string
-	publicErr  error
-)
+// spawn runs start on the thread that starts every helper process.
+func spawn(start func() error) error { return testproc.Spawn(start) }
 
 // testBinary returns the path of this test binary; public when another
-// user must run it: a copy in a folder everyone may read, removed when the
-// tests end.
+// user must run it.
 func testBinary(t testing.TB, public bool) string {
 	t.Helper()
-	self, err := os.Executable()
+	path, err := testproc.Binary(public)
 	require.NoError(t, err)
-	if !public {
-		return self
-	}
-	publicOnce.Do(func() {
-		if publicDir, publicErr = os.MkdirTemp("", "keepalive-test-"); publicErr != nil {
-			return
-		}
-		if publicErr = os.Chmod(publicDir, 0o755); publicErr != nil {
-			return
-		}
-		var b []byte
-		if b, publicErr = os.ReadFile(self); publicErr != nil {
-			return
-		}
-		publicErr = os.WriteFile(filepath.Join(publicDir, "keepalive.test"), b, 0o755)
-	})
-	require.NoError(t, publicErr)
-	return filepath.Join(publicDir, "keepalive.test")
+	return path
 }
 
 // skipOutsideCI skips the test with the reason, or fails it when the

@@ -9,11 +9,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/keepalive-go/keepalive"
 	"github.com/keepalive-go/keepalive/internal/sockopts"
+	"github.com/keepalive-go/keepalive/internal/testproc"
 	"github.com/keepalive-go/keepalive/ops/audit"
 )
 
@@ -40,9 +39,7 @@ func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
 	case "":
 		code := m.Run()
-		if binPath != "" {
-			os.RemoveAll(filepath.Dir(binPath))
-		}
+		testproc.Cleanup()
 		os.Exit(code)
 	case "hold":
 		os.Exit(hold())
@@ -201,62 +198,16 @@ func startHelper(t testing.TB, env []string, cred *syscall.Credential, cmdp **ex
 	return line
 }
 
-var (
-	spawnOnce sync.Once
-	spawns    chan func()
-)
-
-// spawn runs start, which starts a process, on one OS thread that lives as
-// long as the test binary: a child's parent-death signal fires when the
-// thread that started it ends, and the runtime ends threads that a
-// goroutine left locked.
-func spawn(start func() error) error {
-	spawnOnce.Do(func() {
-		spawns = make(chan func())
-		go func() {
-			runtime.LockOSThread()
-			for f := range spawns {
-				f()
-			}
-		}()
-	})
-	done := make(chan error, 1)
-	spawns <- func() { done <- start() }
-	return <-done
-}
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+// spawn runs start on the thread that starts every helper process.
+func spawn(start func() error) error { return testproc.Spawn(start) }
 
 // testBinary returns the path of this test binary; public when another
-// user must run it: a copy in a folder everyone may read.
+// user must run it.
 func testBinary(t testing.TB, public bool) string {
 	t.Helper()
-	self, err := os.Executable()
+	path, err := testproc.Binary(public)
 	require.NoError(t, err)
-	if !public {
-		return self
-	}
-	binOnce.Do(func() {
-		var dir string
-		if dir, binErr = os.MkdirTemp("", "audit-test-"); binErr != nil {
-			return
-		}
-		if binErr = os.Chmod(dir, 0o755); binErr != nil {
-			return
-		}
-		var b []byte
-		if b, binErr = os.ReadFile(self); binErr != nil {
-			return
-		}
-		binPath = dir + "/audit.test"
-		binErr = os.WriteFile(binPath, b, 0o755)
-	})
-	require.NoError(t, binErr)
-	return binPath
+	return path
 }
 
 // dupFrom duplicates descriptor fd of process pid into the test with
