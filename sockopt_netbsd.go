@@ -60,15 +60,7 @@ func setOption(fd uintptr, o option, c, sys Config) error {
 	case optUserTimeout:
 		return unsupported("UserTimeout", noUserTimeout)
 	}
-	v := c.get(o)
-	if v == 0 {
-		// The kernel refuses zero: write the sysctl's value, which is
-		// what a new socket copies.
-		if v = sys.get(o); v == 0 {
-			return errors.New("the system default is not known")
-		}
-	}
-	return sockopts[o].set(fd, v)
+	return setRefusingZero(fd, sockopts[o], o, c, sys)
 }
 
 func getOption(fd uintptr, o option) (int64, error) {
