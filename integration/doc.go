@@ -79,6 +79,17 @@
 // with lib/pq or go-sql-driver/mysql, go-redis and net/http dial again and
 // the application sees nothing.
 //
+// # libpq connection strings and replication
+//
+// The connection-string tests run libpq's keepalive keys through
+// keepalive.ParsePostgres into pgx and lib/pq, and compare ParsePostgres
+// with the installed libpq itself (internal/libpq, with cgo). Package
+// replicate streams PostgreSQL logical replication (pglogrepl over pgconn)
+// and the MariaDB binary log (go-mysql's BinlogSyncer) through the
+// library's Dialer and resumes after the last transaction handled; its
+// tests put the server behind the lab's forgetting firewall and count every
+// row.
+//
 // # Running the tests
 //
 // The tests need the Debian packages postgresql, mariadb-server,
