@@ -63,8 +63,10 @@
 // longer silence, so a search that did not notice them would report that
 // the path keeps flows for Max. Before it fires a flow, the search asks
 // TCP_INFO whether segments without data arrived since the flow fell
-// silent; if so, no silence from that flow's on can be measured, and
-// [Result.Heard] says from where.
+// silent; if so, and a second flow fired within max(1s, 2%) of the first is
+// heard from too, no silence from theirs on can be measured, and
+// [Result.Heard] says from where. (One flow alone may have heard its own
+// handshake's segment sent again, when its last ACK was lost.)
 //
 // # Resolution
 //

@@ -206,6 +206,9 @@ type engine struct {
 	// from without data: no silence from it on can be measured. Zero
 	// when none was.
 	ceiling time.Duration
+	// heard holds the silences within which flows were heard from
+	// without data, confirmed or not.
+	heard []time.Duration
 
 	retests, spurious int
 	err               error
@@ -344,11 +347,9 @@ func (e *engine) tick(now time.Duration) {
 			continue
 		case fireHeard:
 			// Segments without data crossed the path within p.x of
-			// silence: the server probes idle connections itself,
-			// and the path never sees a silence this long.
-			if e.ceiling == 0 || p.x < e.ceiling {
-				e.ceiling = p.x
-			}
+			// silence: the server may probe idle connections itself,
+			// and then the path never sees a silence this long.
+			e.heardWithin(p.x)
 			e.discard(p, false)
 			e.release(f)
 			continue
@@ -557,6 +558,22 @@ func (e *engine) discard(p *point, died bool) {
 		e.spurious++
 	}
 	p.state = psVoid
+}
+
+// heardWithin records a flow heard from without data within x of silence.
+// One such flow may have heard a segment of its own handshake sent again
+// (its last ACK lost on a lossy path): only a second flow heard within
+// max(1s, 2%) of the first confirms that the server probes idle
+// connections, and sets the ceiling.
+func (e *engine) heardWithin(x time.Duration) {
+	for _, h := range e.heard {
+		if absDiff(h, x) <= tolerance(max(h, x)) {
+			if c := min(h, x); e.ceiling == 0 || c < e.ceiling {
+				e.ceiling = c
+			}
+		}
+	}
+	e.heard = append(e.heard, x)
 }
 
 // activeEnd records a connection that ended, silent and unprobed, after
