@@ -65,8 +65,8 @@
 // TCP_INFO whether segments without data arrived since the flow fell
 // silent; if so, and a second flow fired within max(1s, 2%) of the first is
 // heard from too, no silence from theirs on can be measured, and
-// [Result.Heard] says from where. (One flow alone may have heard its own
-// handshake's segment sent again, when its last ACK was lost.)
+// [Result.Heard] says from where. (One flow alone may have heard a segment of
+// its own handshake sent again, on a path that lost one.)
 //
 // # Resolution
 //

@@ -561,8 +561,8 @@ func (e *engine) discard(p *point, died bool) {
 }
 
 // heardWithin records a flow heard from without data within x of silence.
-// One such flow may have heard a segment of its own handshake sent again
-// (its last ACK lost on a lossy path): only a second flow heard within
+// One such flow may have heard a segment of its own handshake sent again,
+// on a path that lost one: only a second flow heard within
 // max(1s, 2%) of the first confirms that the server probes idle
 // connections, and sets the ceiling.
 func (e *engine) heardWithin(x time.Duration) {
