@@ -207,8 +207,9 @@ func TestFindLab(t *testing.T) {
 		},
 		{
 			// The server counts 7s from its accept, a little before
-			// the client's connect returns: the FIN beats the probe
-			// of the flow tested at 7s.
+			// the client's connect returns: the FIN usually beats the
+			// probe of the flow tested at 7s, which then survives
+			// only when it wins the race (see the check below).
 			name: "server closes after 7s", lab: netlab.Options{}, close: 7 * time.Second,
 			o: idletimeout.Options{Max: 30 * time.Second}, cause: idletimeout.CauseServerClose,
 			survived: 6 * time.Second, died: 7 * time.Second, within: 7*time.Second + 500*time.Millisecond,
@@ -247,18 +248,32 @@ func TestFindLab(t *testing.T) {
 				tt.o.Dial = labDial(lab)
 				var reports []idletimeout.Progress
 				tt.o.Progress = func(p idletimeout.Progress) { reports = append(reports, p) }
-				flows, _, err := idletimeout.Plan(tt.o)
+				flows, planned, err := idletimeout.Plan(tt.o)
 				require.NoError(t, err)
 
 				r, err := idletimeout.Find(context.Background(), srv.addr, tt.o)
 				require.NoError(t, err)
 				syns := lab.ClientStat("TcpExt:TCPSynRetrans")
 				within := tt.within + time.Duration(syns)*time.Second + time.Duration(r.Spurious)*5*time.Second
+				if extra := r.Passes - planned; extra > 0 {
+					// A flow lost to a lost packet rather than the
+					// path voids its point, and the search takes a
+					// pass more to test it again.
+					within += time.Duration(extra) * tt.within
+				}
 				t.Logf("lab: %s: survived %v, died %v, cause %v, heard %v, in %v (the most allowed %v); %d connections, %d passes, %d re-tests, %d spurious; firewall lost %d packets, %d SYNs sent again",
 					tt.name, r.Survived, r.Died, r.Cause, r.Heard, r.Elapsed.Round(time.Millisecond), within, r.Flows, r.Passes, r.Retests, r.Spurious, lab.Lost(), syns)
 
 				assert.Equal(t, tt.cause, r.Cause, "cause")
-				assert.Equal(t, tt.survived, r.Survived, "survived")
+				if tt.cause == idletimeout.CauseServerClose && r.Survived == tt.died && r.Died > r.Survived {
+					// The flow tested at the server's own time raced
+					// the server's FIN and won, by microseconds (seen
+					// once in ten runs: survived 7s, died
+					// 7.000034s): still a right answer.
+					t.Logf("the flow tested at %v was answered before the server closed it", r.Survived)
+				} else {
+					assert.Equal(t, tt.survived, r.Survived, "survived")
+				}
 				if tt.cause == idletimeout.CauseServerClose {
 					assert.GreaterOrEqual(t, r.Died, tt.died-50*time.Millisecond, "died")
 					assert.LessOrEqual(t, r.Died, tt.died+200*time.Millisecond, "died")
