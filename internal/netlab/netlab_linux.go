@@ -401,7 +401,8 @@ func (l *Lab) ClientStat(name string) uint64 {
 }
 
 // run runs fn on a new goroutine locked to a thread that has joined the
-// namespace of r. The goroutine exits without unlocking, so the runtime
+// namespace of r. The thread is back in its own namespace before run
+// returns; if it cannot go back, the goroutine exits locked, so the runtime
 // ends the thread rather than reuse it in the wrong namespace.
 func (l *Lab) run(r role, fn func() error) error {
 	type result struct {
@@ -417,38 +418,40 @@ func (l *Lab) run(r role, fn func() error) error {
 		// thread cannot be, and would stay in the lab's namespace for the
 		// rest of the process.
 		orig, oerr := os.Open("/proc/thread-self/ns/net")
+		var res result
 		entered := false
 		returned := false
+		// The result is sent only once the thread is back, so that no
+		// thread of the process is in the lab's namespace after run
+		// returns.
 		defer func() {
+			if !returned {
+				if v := recover(); v != nil {
+					res = result{panicked: true, value: v}
+				} else {
+					res = result{err: errors.New("netlab: fn did not return (runtime.Goexit, t.FailNow?)")}
+				}
+			}
 			if !entered || unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
 				runtime.UnlockOSThread()
 			}
 			if orig != nil {
 				orig.Close()
 			}
-			if returned {
-				return
-			}
-			if v := recover(); v != nil {
-				done <- result{panicked: true, value: v}
-				return
-			}
-			done <- result{err: errors.New("netlab: fn did not return (runtime.Goexit, t.FailNow?)")}
+			done <- res
 		}()
-		var err error
 		switch {
 		case oerr != nil:
-			err = fmt.Errorf("netlab: %w", oerr)
+			res.err = fmt.Errorf("netlab: %w", oerr)
 		default:
-			if err = unix.Setns(int(l.ns[r].Fd()), unix.CLONE_NEWNET); err != nil {
-				err = fmt.Errorf("netlab: entering namespace %s: %w", l.names[r], os.NewSyscallError("setns", err))
+			if err := unix.Setns(int(l.ns[r].Fd()), unix.CLONE_NEWNET); err != nil {
+				res.err = fmt.Errorf("netlab: entering namespace %s: %w", l.names[r], os.NewSyscallError("setns", err))
 				break
 			}
 			entered = true
-			err = fn()
+			res.err = fn()
 		}
 		returned = true
-		done <- result{err: err}
 	}()
 	res := <-done
 	if res.panicked {
