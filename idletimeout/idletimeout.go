@@ -288,11 +288,12 @@ func planPasses(s settings) int {
 // every connection goes to the same address.
 //
 // Find returns when the answer is known, when ctx ends, or on an error;
-// every connection it opened is then closed and no goroutine of its own
-// is left. Invalid options fail with an [*OptionError] and a bad address
+// every connection it opened is then closed and every goroutine it started
+// has finished its work. Invalid options fail with an [*OptionError] and a bad address
 // with an error naming it, before any connection is made; an address that
-// refuses the first connection or does not answer within DialTimeout fails
-// at once. On an error, the Result holds what had been learned.
+// refuses the first connection (an error wrapping [syscall.ECONNREFUSED])
+// or does not answer within DialTimeout (a [net.Error] whose Timeout
+// reports true) fails at once. On an error, the Result holds what had been learned.
 //
 // Note that Find is implemented on Linux only. It relies on two things
 // Linux does: setting TCP_KEEPIDLE on a silent connection schedules the
