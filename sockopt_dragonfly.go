@@ -53,16 +53,6 @@ const acceptInherits = false
 // defaultsReadable reports that systemDefaults reads a new socket's values.
 const defaultsReadable = true
 
-func setOption(fd uintptr, o option, c, sys Config) error {
-	switch o {
-	case optKeepAlive:
-		return setKeepAlive(fd, !c.Off)
-	case optUserTimeout:
-		return unsupported("UserTimeout", noUserTimeout)
-	}
-	return setRefusingZero(fd, sockopts[o], o, c, sys)
-}
-
 func getOption(fd uintptr, o option) (int64, error) {
 	switch o {
 	case optKeepAlive:
