@@ -1,8 +1,6 @@
 package sockopts
 
 import (
-	"errors"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,32 +14,12 @@ type Values struct {
 	Count     int           // TCP_KEEPCNT
 }
 
-// Read reads SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT of
-// the socket behind sc, a listening one included. It asserts nothing, so it
-// may run on any goroutine.
-func Read(sc syscall.Conn) (Values, error) {
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return Values{}, err
+// read reads AIX's options, in seconds.
+func read(g *getter) Values {
+	return Values{
+		KeepAlive: g.keepAlive(),
+		Idle:      time.Duration(g.int(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)) * time.Second,
+		Interval:  time.Duration(g.int(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)) * time.Second,
+		Count:     g.int(unix.IPPROTO_TCP, unix.TCP_KEEPCNT),
 	}
-	var v Values
-	var errs []error
-	get := func(fd, level, opt int) int {
-		n, err := unix.GetsockoptInt(fd, level, opt)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return n
-	}
-	err = rc.Control(func(fdp uintptr) {
-		fd := int(fdp)
-		v.KeepAlive = get(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 0
-		v.Idle = time.Duration(get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)) * time.Second
-		v.Interval = time.Duration(get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)) * time.Second
-		v.Count = get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
-	})
-	if err != nil {
-		return Values{}, err
-	}
-	return v, errors.Join(errs...)
 }

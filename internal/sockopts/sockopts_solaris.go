@@ -2,7 +2,6 @@ package sockopts
 
 import (
 	"errors"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,46 +26,27 @@ type Values struct {
 	Protocol int
 }
 
-// Read reads SO_KEEPALIVE, TCP_KEEPALIVE_THRESHOLD, TCP_KEEPINTVL,
-// TCP_KEEPCNT (where the system has them), TCP_KEEPALIVE_ABORT_THRESHOLD,
-// TCP_ABORT_THRESHOLD and SO_PROTOTYPE of the socket behind sc, a listening
-// one included. It asserts nothing, so it may run on any goroutine.
-func Read(sc syscall.Conn) (Values, error) {
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return Values{}, err
+// read reads the options of illumos and Solaris: milliseconds, and
+// seconds for TCP_KEEPINTVL.
+func read(g *getter) Values {
+	v := Values{
+		KeepAlive: g.keepAlive(),
+		Idle:      time.Duration(g.int(unix.IPPROTO_TCP, unix.TCP_KEEPALIVE_THRESHOLD)) * time.Millisecond,
 	}
-	var v Values
-	var errs []error
-	get := func(fd, level, opt int) int {
-		n, err := unix.GetsockoptInt(fd, level, opt)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return n
+	interval, ierr := unix.GetsockoptInt(g.fd, unix.IPPROTO_TCP, tcpKeepIntvl)
+	count, cerr := unix.GetsockoptInt(g.fd, unix.IPPROTO_TCP, tcpKeepCnt)
+	switch {
+	case errors.Is(ierr, unix.ENOPROTOOPT) && errors.Is(cerr, unix.ENOPROTOOPT):
+		// Solaris before 11.4 has neither.
+	case ierr != nil || cerr != nil:
+		g.errs = append(g.errs, ierr, cerr)
+	default:
+		v.IntervalCount = true
+		v.Interval = time.Duration(interval) * time.Second
+		v.Count = count
 	}
-	err = rc.Control(func(fdp uintptr) {
-		fd := int(fdp)
-		v.KeepAlive = get(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 0
-		v.Idle = time.Duration(get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPALIVE_THRESHOLD)) * time.Millisecond
-		interval, ierr := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, tcpKeepIntvl)
-		count, cerr := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, tcpKeepCnt)
-		switch {
-		case errors.Is(ierr, unix.ENOPROTOOPT) && errors.Is(cerr, unix.ENOPROTOOPT):
-			// Solaris before 11.4 has neither.
-		case ierr != nil || cerr != nil:
-			errs = append(errs, ierr, cerr)
-		default:
-			v.IntervalCount = true
-			v.Interval = time.Duration(interval) * time.Second
-			v.Count = count
-		}
-		v.AbortThreshold = time.Duration(get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPALIVE_ABORT_THRESHOLD)) * time.Millisecond
-		v.UserTimeout = time.Duration(get(fd, unix.IPPROTO_TCP, unix.TCP_ABORT_THRESHOLD)) * time.Millisecond
-		v.Protocol = get(fd, unix.SOL_SOCKET, unix.SO_PROTOTYPE)
-	})
-	if err != nil {
-		return Values{}, err
-	}
-	return v, errors.Join(errs...)
+	v.AbortThreshold = time.Duration(g.int(unix.IPPROTO_TCP, unix.TCP_KEEPALIVE_ABORT_THRESHOLD)) * time.Millisecond
+	v.UserTimeout = time.Duration(g.int(unix.IPPROTO_TCP, unix.TCP_ABORT_THRESHOLD)) * time.Millisecond
+	v.Protocol = g.int(unix.SOL_SOCKET, unix.SO_PROTOTYPE)
+	return v
 }
