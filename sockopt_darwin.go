@@ -98,24 +98,12 @@ func keepAliveForced() (bool, error) {
 // sysctls holds the system defaults, in milliseconds for the durations
 // (tcp_timer.c: sysctl_msec_to_ticks). By default there is no
 // TCP_RXT_CONNDROPTIME.
-var sysctls = [...]struct {
-	o    option
-	name string
-	unit time.Duration
-}{
-	{optIdle, "net.inet.tcp.keepidle", time.Millisecond},
-	{optInterval, "net.inet.tcp.keepintvl", time.Millisecond},
-	{optCount, "net.inet.tcp.keepcnt", 1},
+var sysctls = []sysctlDefault{
+	{optIdle, "net.inet.tcp.keepidle", time.Millisecond, false},
+	{optInterval, "net.inet.tcp.keepintvl", time.Millisecond, false},
+	{optCount, "net.inet.tcp.keepcnt", 1, false},
 }
 
 func systemDefaults() (Config, error) {
-	var c Config
-	for _, s := range sysctls {
-		n, err := sysctlInt(s.name)
-		if err != nil {
-			return Config{}, err
-		}
-		c = c.with(s.o, n*int64(s.unit))
-	}
-	return c, nil
+	return readSysctls(sysctls)
 }

@@ -136,28 +136,13 @@ func keepAliveForced() (bool, error) {
 // (kern_sysctl.c: sysctl_msec_to_ticks). The user timeout is
 // net.inet.tcp.maxunacktime, zero (none) by default, which a kernel without
 // TCP_MAXUNACKTIME lacks: none then.
-var sysctls = [...]struct {
-	o    option
-	name string
-	unit time.Duration
-}{
-	{optIdle, "net.inet.tcp.keepidle", time.Millisecond},
-	{optInterval, "net.inet.tcp.keepintvl", time.Millisecond},
-	{optCount, "net.inet.tcp.keepcnt", 1},
-	{optUserTimeout, "net.inet.tcp.maxunacktime", time.Millisecond},
+var sysctls = []sysctlDefault{
+	{optIdle, "net.inet.tcp.keepidle", time.Millisecond, false},
+	{optInterval, "net.inet.tcp.keepintvl", time.Millisecond, false},
+	{optCount, "net.inet.tcp.keepcnt", 1, false},
+	{optUserTimeout, "net.inet.tcp.maxunacktime", time.Millisecond, true},
 }
 
 func systemDefaults() (Config, error) {
-	var c Config
-	for _, s := range sysctls {
-		n, err := sysctlInt(s.name)
-		if s.o == optUserTimeout && errors.Is(err, unix.ENOENT) {
-			continue
-		}
-		if err != nil {
-			return Config{}, err
-		}
-		c = c.with(s.o, n*int64(s.unit))
-	}
-	return c, nil
+	return readSysctls(sysctls)
 }

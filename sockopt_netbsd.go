@@ -83,14 +83,10 @@ func keepAliveForced() (bool, error) { return false, nil }
 
 // sysctls holds the system defaults, in slow ticks for the durations
 // ("Allowed connection idle ticks before a keepalive probe is sent").
-var sysctls = [...]struct {
-	o    option
-	name string
-	unit time.Duration
-}{
-	{optIdle, "net.inet.tcp.keepidle", slowTick},
-	{optInterval, "net.inet.tcp.keepintvl", slowTick},
-	{optCount, "net.inet.tcp.keepcnt", 1},
+var sysctls = []sysctlDefault{
+	{optIdle, "net.inet.tcp.keepidle", slowTick, false},
+	{optInterval, "net.inet.tcp.keepintvl", slowTick, false},
+	{optCount, "net.inet.tcp.keepcnt", 1, false},
 }
 
 func systemDefaults() (Config, error) {
@@ -98,13 +94,5 @@ func systemDefaults() (Config, error) {
 	if hz, err := sysctlInt("net.inet.tcp.slowhz"); err == nil && hz != int64(time.Second/slowTick) {
 		return Config{}, fmt.Errorf("keepalive: net.inet.tcp.slowhz is %d, not the %d this package counts in", hz, time.Second/slowTick)
 	}
-	var c Config
-	for _, s := range sysctls {
-		n, err := sysctlInt(s.name)
-		if err != nil {
-			return Config{}, err
-		}
-		c = c.with(s.o, n*int64(s.unit))
-	}
-	return c, nil
+	return readSysctls(sysctls)
 }
