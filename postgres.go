@@ -168,40 +168,36 @@ func pgKeywordParams(s string) ([]pgParam, string, error) {
 		for i < len(s) && isCSpace(s[i]) {
 			i++
 		}
+		// A value ends at white space, or in quotes at the closing quote;
+		// a backslash takes the next byte as it is, in either form.
 		var value strings.Builder
-		if i < len(s) && s[i] == '\'' {
+		quoted := i < len(s) && s[i] == '\''
+		if quoted {
 			i++
-			for {
-				if i == len(s) {
+		}
+		for {
+			if i == len(s) {
+				if quoted {
 					return nil, "", fmt.Errorf("keepalive: unterminated quoted string in connection info string")
 				}
-				c := s[i]
-				i++
-				if c == '\\' {
-					if i < len(s) {
-						value.WriteByte(s[i])
-						i++
-					}
-					continue
-				}
-				if c == '\'' {
-					break
-				}
-				value.WriteByte(c)
+				break
 			}
-		} else {
-			for i < len(s) && !isCSpace(s[i]) {
-				c := s[i]
-				i++
-				if c == '\\' {
-					if i < len(s) {
-						value.WriteByte(s[i])
-						i++
-					}
-					continue
-				}
-				value.WriteByte(c)
+			c := s[i]
+			if !quoted && isCSpace(c) {
+				break
 			}
+			i++
+			if c == '\\' {
+				if i < len(s) {
+					value.WriteByte(s[i])
+					i++
+				}
+				continue
+			}
+			if quoted && c == '\'' {
+				break
+			}
+			value.WriteByte(c)
 		}
 		params = append(params, pgParam{key: key, value: value.String(), start: start, end: i})
 	}
