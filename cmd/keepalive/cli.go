@@ -425,10 +425,14 @@ func durationFlag(fs *flag.FlagSet, name string, def time.Duration, example, zer
 	return &d
 }
 
-func (v *durationValue) form() string {
-	s := "want a duration such as " + v.example
-	if v.zero != "" {
-		s += ", or 0 for " + v.zero
+func (v *durationValue) form() string { return flagForm("a duration", v.example, v.zero) }
+
+// flagForm says what a flag takes: what, such as example, and 0 when zero
+// names what 0 means.
+func flagForm(what, example, zero string) string {
+	s := "want " + what + " such as " + example
+	if zero != "" {
+		s += ", or 0 for " + zero
 	}
 	return s
 }

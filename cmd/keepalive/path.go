@@ -365,13 +365,7 @@ func optionIntFlag(fs *flag.FlagSet, n *int, name string, def int, example, zero
 	}
 }
 
-func (v *optionInt) form() string {
-	s := "want a whole number such as " + v.example
-	if v.zero != "" {
-		s += ", or 0 for " + v.zero
-	}
-	return s
-}
+func (v *optionInt) form() string { return flagForm("a whole number", v.example, v.zero) }
 
 func (v *optionInt) Set(s string) error {
 	n, err := strconv.Atoi(s)
