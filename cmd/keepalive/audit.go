@@ -11,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -97,17 +96,10 @@ const progressDelay = 500 * time.Millisecond
 // runAudit runs audit.Audit with o, drawing its progress on a terminal
 // once it is slow.
 func runAudit(ctx context.Context, e *env, o audit.Options) (*audit.Report, error) {
-	var mu sync.Mutex
-	var last audit.Progress
-	o.Progress = func(p audit.Progress) {
-		mu.Lock()
-		last = p
-		mu.Unlock()
-	}
+	var last latest[audit.Progress]
+	o.Progress = last.set
 	stop := e.showProgressAfter(progressDelay, 100*time.Millisecond, func() string {
-		mu.Lock()
-		p := last
-		mu.Unlock()
+		p := last.get()
 		if p.Total > 0 {
 			return fmt.Sprintf("audit: %s: %d of %d", p.Stage, p.Done, p.Total)
 		}

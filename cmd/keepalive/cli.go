@@ -125,6 +125,25 @@ func (e *env) showProgress(period time.Duration, line func() string) (stop func(
 	}
 }
 
+// latest holds the last value a progress callback reported, for the
+// progress line drawn on another goroutine.
+type latest[T any] struct {
+	mu sync.Mutex
+	v  T
+}
+
+func (l *latest[T]) set(v T) {
+	l.mu.Lock()
+	l.v = v
+	l.mu.Unlock()
+}
+
+func (l *latest[T]) get() T {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.v
+}
+
 // showProgressAfter is showProgress for work that is often quick: it
 // starts drawing only once delay has passed, so that quick work draws
 // nothing.

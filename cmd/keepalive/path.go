@@ -9,7 +9,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keepalive-go/keepalive"
@@ -125,22 +124,15 @@ func path(ctx context.Context, e *env, addr string, o idletimeout.Options, detec
 	if err != nil {
 		return badConfig(err)
 	}
-	var mu sync.Mutex
-	var last idletimeout.Progress
-	o.Progress = func(p idletimeout.Progress) {
-		mu.Lock()
-		last = p
-		mu.Unlock()
-	}
+	var last latest[idletimeout.Progress]
+	o.Progress = last.set
 	if e.tty {
 		fmt.Fprintf(e.stderr, "keepalive path: %s: up to %s open at once, %s at most; sending keepalive probes only. Interrupt to stop.\n",
 			addr, plural(flows, "connection"), plural(passes, "pass"))
 	}
 	start := time.Now()
 	stop := e.showProgress(250*time.Millisecond, func() string {
-		mu.Lock()
-		p := last
-		mu.Unlock()
+		p := last.get()
 		p.Elapsed = time.Since(start)
 		return progressLine(p)
 	})
