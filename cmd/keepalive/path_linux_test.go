@@ -22,6 +22,7 @@ import (
 	"github.com/keepalive-go/keepalive"
 	"github.com/keepalive-go/keepalive/idletimeout"
 	"github.com/keepalive-go/keepalive/internal/netlab"
+	"github.com/keepalive-go/keepalive/internal/testproc"
 )
 
 // These tests prove the command's wiring: its flags reach the search, and
@@ -122,17 +123,17 @@ func startPath(t *testing.T, in func(func() error) error, stderr *os.File, args 
 	// races at exit, after the search has closed every connection and
 	// ended every goroutine of its own.
 	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
-	o := helperOpts{env: []string{helperEnv + "=run", "GORACE=" + gorace}, args: append([]string{"path"}, args...), in: in, stderr: &errOut}
+	o := testproc.Opts{Env: []string{helperEnv + "=run", "GORACE=" + gorace}, Args: append([]string{"path"}, args...), In: in, Stderr: &errOut}
 	if stderr != nil {
-		o.stderr = stderr
+		o.Stderr = stderr
 	}
 	start := time.Now()
-	cmd, stdout, err := startHelper(t, o)
+	h, err := testproc.Start(t, o)
 	require.NoError(t, err)
-	return pathProcess{pid: cmd.Process.Pid, wait: func() (runResult, time.Duration) {
-		out, _ := io.ReadAll(stdout)
-		cmd.Wait()
-		return runResult{cmd.ProcessState.ExitCode(), string(out), errOut.String()}, time.Since(start)
+	return pathProcess{pid: h.Cmd.Process.Pid, wait: func() (runResult, time.Duration) {
+		out, _ := io.ReadAll(h.Stdout)
+		h.Cmd.Wait()
+		return runResult{h.Cmd.ProcessState.ExitCode(), string(out), errOut.String()}, time.Since(start)
 	}}
 }
 

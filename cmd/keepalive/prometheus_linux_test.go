@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/internal/testproc"
 )
 
 // monitoring is the folder of the alerting rules and the dashboard.
@@ -52,12 +53,12 @@ func TestPrometheus(t *testing.T) {
 	risk := keepalive.Config{Idle: 600 * time.Second, Interval: 10 * time.Second, Count: 5}
 	h := startHold(t, "ka-hold", "2|3", ok.String()+"|"+risk.String())
 
-	_, stdout, err := startHelper(t, helperOpts{
-		env:  []string{helperEnv + "=run"},
-		args: []string{"exporter", "-listen", "127.0.0.1:0", "-pid", fmt.Sprint(h.PID), "-idle-timeout", "350s", "-detect", "2m", "-per-connection"},
+	exporter, err := testproc.Start(t, testproc.Opts{
+		Env:  []string{helperEnv + "=run"},
+		Args: []string{"exporter", "-listen", "127.0.0.1:0", "-pid", fmt.Sprint(h.PID), "-idle-timeout", "350s", "-detect", "2m", "-per-connection"},
 	})
 	require.NoError(t, err)
-	line, err := stdout.ReadString('\n')
+	line, err := exporter.Stdout.ReadString('\n')
 	require.NoError(t, err, "the exporter exited before it served")
 	target := serving(t, line)
 

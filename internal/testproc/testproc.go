@@ -1,6 +1,7 @@
 // Package testproc starts the helper processes that tests of the command
 // and of ops/audit run: copies of the test binary that hold connections for
-// the code under test to audit, apply to or scrape.
+// the code under test to audit, apply to or scrape. On Linux it also holds
+// those connections ([Hold]), the same way for both.
 package testproc
 
 import (

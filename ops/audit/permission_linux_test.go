@@ -3,14 +3,14 @@ package audit_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive/internal/testproc"
 )
 
 // nobody is the user the permission test drops to.
@@ -30,13 +30,14 @@ func TestPermission(t *testing.T) {
 	needRoot(t, "starts processes as another user")
 	target := startHold(t, 2, "off", false, nil)
 	own := startHold(t, 1, "off", false, &syscall.Credential{Uid: nobody, Gid: nobody})
-	var cmd *exec.Cmd
-	var stdin io.WriteCloser
-	out := startHelper(t, []string{
+	probe, err := testproc.Start(t, testproc.Opts{Env: []string{
 		helperEnv + "=probe",
 		fmt.Sprintf("%s=%d,%d", probeTargetEnv, target.PID, target.Port),
 		fmt.Sprintf("%s=%d,%d", probeOwnEnv, own.PID, own.Port),
-	}, &syscall.Credential{Uid: nobody, Gid: nobody}, &cmd, &stdin)
+	}, Cred: &syscall.Credential{Uid: nobody, Gid: nobody}})
+	require.NoError(t, err)
+	out, err := probe.Stdout.ReadBytes('\n')
+	require.NoError(t, err, "probe exited before it reported")
 	var r probeResult
 	require.NoError(t, json.Unmarshal(out, &r), "probe said %s", out)
 	t.Logf("apply as uid %d: %s", r.UID, r.ApplyErr)

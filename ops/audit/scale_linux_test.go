@@ -2,13 +2,9 @@ package audit_test
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -58,7 +54,7 @@ func startScale(t testing.TB, pairs int) []*helper {
 	for i := range n {
 		k := min(per, pairs-i*per)
 		wg.Go(func() {
-			h, err := tryStartHold(t, k, scaleConfig.String())
+			h, err := tryStartHold(t, k, scaleConfig.String(), false, nil)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -71,36 +67,6 @@ func startScale(t testing.TB, pairs int) []*helper {
 	require.Empty(t, errs)
 	t.Logf("%d helpers hold %d connections (%d pairs); set up in %v", n, 2*pairs, pairs, time.Since(start).Round(time.Millisecond))
 	return hs
-}
-
-// tryStartHold is startHold for a goroutine other than the test's: it
-// returns errors instead of failing the test.
-func tryStartHold(t testing.TB, pairs int, config string) (*helper, error) {
-	h := &helper{}
-	cmd := exec.Command(testBinary(t, false))
-	cmd.Env = append(os.Environ(), helperEnv+"=hold", helperPairsEnv+"="+strconv.Itoa(pairs), helperConfigEnv+"="+config)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := spawn(cmd.Start); err != nil {
-		return nil, err
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Wait()
-	})
-	h.cmd, h.stdin = cmd, stdin
-	if err := decodeLine(stdout, &h.holding); err != nil {
-		return nil, fmt.Errorf("helper with %d pairs: %w", pairs, err)
-	}
-	return h, nil
 }
 
 func scaleFromEnv(t testing.TB) int {
@@ -167,23 +133,4 @@ func TestAuditScale(t *testing.T) {
 			assert.Equal(t, pairs, off, "accepted ends: keepalive off")
 		})
 	}
-}
-
-// decodeLine reads the first line of r as JSON into v.
-func decodeLine(r io.Reader, v any) error {
-	var line []byte
-	b := make([]byte, 1)
-	for {
-		n, err := r.Read(b)
-		if n == 1 {
-			if b[0] == '\n' {
-				break
-			}
-			line = append(line, b[0])
-		}
-		if err != nil {
-			return fmt.Errorf("helper exited before it was ready: %w", err)
-		}
-	}
-	return jsonUnmarshal(line, v)
 }
