@@ -28,16 +28,16 @@ type testCert struct {
 	err               error
 }
 
-var (
-	certOnce sync.Once
-	cert     testCert
-)
+// testCertificate makes the test certificate on first use.
+var testCertificate = sync.OnceValue(func() *testCert { c := makeCert(); return &c })
 
+// certificate returns the test certificate, and fails the test if it
+// could not be made.
 func certificate(t testing.TB) *testCert {
 	t.Helper()
-	certOnce.Do(func() { cert = makeCert() })
-	require.NoError(t, cert.err)
-	return &cert
+	c := testCertificate()
+	require.NoError(t, c.err)
+	return c
 }
 
 // serverTLS returns a server configuration with the test certificate.

@@ -21,16 +21,13 @@ import (
 	"google.golang.org/grpc"
 )
 
-var (
-	etcdOnce   sync.Once
-	etcdServer *server
-)
+// etcdServer starts the server on first use.
+var etcdServer = sync.OnceValue(func() *server { return timed("etcd", startEtcd) })
 
 // etcd returns the package's etcd server, started on first use.
 func etcd(t testing.TB) *server {
 	t.Helper()
-	etcdOnce.Do(func() { etcdServer = timed("etcd", startEtcd) })
-	return etcdServer.need(t)
+	return etcdServer().need(t)
 }
 
 // startEtcd starts Debian's etcd (etcd-server) as a one-member cluster

@@ -20,16 +20,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var (
-	memcachedOnce   sync.Once
-	memcachedServer *server
-)
+// memcachedServer starts the server on first use.
+var memcachedServer = sync.OnceValue(func() *server { return timed("memcached", startMemcached) })
 
 // memcached returns the package's memcached, started on first use.
 func memcached(t testing.TB) *server {
 	t.Helper()
-	memcachedOnce.Do(func() { memcachedServer = timed("memcached", startMemcached) })
-	return memcachedServer.need(t)
+	return memcachedServer().need(t)
 }
 
 // startMemcached starts Debian's memcached on 127.0.0.1, TCP only, with

@@ -19,18 +19,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var (
-	mariaOnce   sync.Once
-	mariaServer *server
-)
+// mariaServer starts the server on first use.
+var mariaServer = sync.OnceValue(func() *server { return timed("MariaDB", startMariaDB) })
 
 // mariadb returns the package's MariaDB server, started on first use:
 // mariadb-install-db in a temporary folder, with root@127.0.0.1 and no
 // password, then mariadbd on 127.0.0.1 only.
 func mariadb(t testing.TB) *server {
 	t.Helper()
-	mariaOnce.Do(func() { mariaServer = timed("MariaDB", startMariaDB) })
-	return mariaServer.need(t)
+	return mariaServer().need(t)
 }
 
 func startMariaDB() *server {

@@ -19,10 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var (
-	natsOnce      sync.Once
-	natsSrvResult *natsServer
-)
+// startedNATS starts the server on first use.
+var startedNATS = sync.OnceValue(func() *natsServer { return timed("nats-server", startNATS) })
 
 // natsServer is a nats-server with its monitoring endpoint, which lists
 // each client's address as the server sees it.
@@ -35,9 +33,8 @@ type natsServer struct {
 // 127.0.0.1 with a monitoring port.
 func natsSrv(t testing.TB) *natsServer {
 	t.Helper()
-	natsOnce.Do(func() { natsSrvResult = timed("nats-server", startNATS) })
-	natsSrvResult.need(t)
-	return natsSrvResult
+	startedNATS().need(t)
+	return startedNATS()
 }
 
 func startNATS() *natsServer {

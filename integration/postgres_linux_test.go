@@ -25,18 +25,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var (
-	pgOnce   sync.Once
-	pgServer *server
-)
+// pgServer starts the server on first use.
+var pgServer = sync.OnceValue(func() *server { return timed("PostgreSQL", startPostgres) })
 
 // postgres returns the package's PostgreSQL server, started on first use:
 // initdb in a temporary folder, then postgres listening on 127.0.0.1 only,
 // with its Unix socket in that folder.
 func postgres(t testing.TB) *server {
 	t.Helper()
-	pgOnce.Do(func() { pgServer = timed("PostgreSQL", startPostgres) })
-	return pgServer.need(t)
+	return pgServer().need(t)
 }
 
 // pgDSN returns the keyword/value connection string for s.

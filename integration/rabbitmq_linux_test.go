@@ -18,16 +18,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var (
-	rabbitOnce   sync.Once
-	rabbitServer *server
-)
+// rabbitServer starts the server on first use.
+var rabbitServer = sync.OnceValue(func() *server { return timed("rabbitmq-server", startRabbitMQ) })
 
 // rabbitmq returns the package's RabbitMQ broker, started on first use.
 func rabbitmq(t testing.TB) *server {
 	t.Helper()
-	rabbitOnce.Do(func() { rabbitServer = timed("rabbitmq-server", startRabbitMQ) })
-	return rabbitServer.need(t)
+	return rabbitServer().need(t)
 }
 
 // amqpURL returns the URL of the broker's default user, which may log in

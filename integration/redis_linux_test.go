@@ -20,26 +20,26 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var (
-	redisOnce, redisTLSOnce     sync.Once
-	redisServer, redisTLSServer *server
-)
+// redisServer starts the server without TLS on first use.
+var redisServer = sync.OnceValue(func() *server { return timed("Redis", func() *server { return startRedis(nil) }) })
+
+// redisTLSServer starts the TLS server on first use, with the test
+// certificate.
+var redisTLSServer = sync.OnceValue(func() *server { return timed("Redis (TLS)", func() *server { return startRedis(testCertificate()) }) })
 
 // redisPlain returns the package's Redis server without TLS, started on
 // first use.
 func redisPlain(t testing.TB) *server {
 	t.Helper()
-	redisOnce.Do(func() { redisServer = timed("Redis", func() *server { return startRedis(nil) }) })
-	return redisServer.need(t)
+	return redisServer().need(t)
 }
 
 // redisTLS returns the package's Redis server that speaks only TLS, with the
 // test certificate, started on first use.
 func redisTLS(t testing.TB) *server {
 	t.Helper()
-	c := certificate(t)
-	redisTLSOnce.Do(func() { redisTLSServer = timed("Redis (TLS)", func() *server { return startRedis(c) }) })
-	return redisTLSServer.need(t)
+	certificate(t)
+	return redisTLSServer().need(t)
 }
 
 // startRedis starts redis-server on 127.0.0.1 with no persistence; with a

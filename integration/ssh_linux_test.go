@@ -24,10 +24,8 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-var (
-	sshOnce      sync.Once
-	sshSrvResult *sshServer
-)
+// startedSSHD starts the server on first use.
+var startedSSHD = sync.OnceValue(func() *sshServer { return timed("sshd", startSSHD) })
 
 // sshServer is an OpenSSH sshd with a host key and one authorized key made
 // for the test.
@@ -51,9 +49,8 @@ func (s *sshServer) clientConfig() *ssh.ClientConfig {
 // sshd returns the package's sshd, started on first use.
 func sshd(t testing.TB) *sshServer {
 	t.Helper()
-	sshOnce.Do(func() { sshSrvResult = timed("sshd", startSSHD) })
-	sshSrvResult.need(t)
-	return sshSrvResult
+	startedSSHD().need(t)
+	return startedSSHD()
 }
 
 // startSSHD starts Debian's sshd (openssh-server) in the foreground with a
