@@ -153,11 +153,39 @@ func TestAuditProgress(t *testing.T) {
 	}
 }
 
+// wantMetrics returns the lines, each with its newline before and after,
+// that the exporter and audit -prom print with -per-connection for a pair
+// of this process's from auditPair with c, selected by its port and judged
+// at an idle timeout of 350s that c does not survive.
+func wantMetrics(t *testing.T, c keepalive.Config, dialed, accepted net.Conn) []string {
+	t.Helper()
+	comm, err := os.ReadFile("/proc/self/comm")
+	require.NoError(t, err)
+	command := strings.TrimSpace(string(comm))
+	labels := func(c net.Conn) string {
+		return fmt.Sprintf(`{command=%q,local="%v",pid="%d",remote="%v"}`, command, c.LocalAddr(), os.Getpid(), c.RemoteAddr())
+	}
+	return []string{
+		fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"at-risk\"} 1\n", command),
+		fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"off\"} 1\n", command),
+		fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"ok\"} 0\n", command),
+		"\nkeepalive_scrape_errors_total 0\n",
+		fmt.Sprintf("\nkeepalive_idle_seconds%s %g\n", labels(dialed), c.Idle.Seconds()),
+		fmt.Sprintf("\nkeepalive_interval_seconds%s %g\n", labels(dialed), c.Interval.Seconds()),
+		fmt.Sprintf("\nkeepalive_probes%s %d\n", labels(dialed), c.Count),
+		fmt.Sprintf("\nkeepalive_user_timeout_seconds%s %g\n", labels(dialed), c.UserTimeout.Seconds()),
+		"\nkeepalive_enabled" + labels(dialed) + " 1\n",
+		"\nkeepalive_enabled" + labels(accepted) + " 0\n",
+		"\n# TYPE keepalive_scrape_duration_seconds gauge\n",
+	}
+}
+
 // TestAuditProm checks audit -prom: the file holds the metrics of the
 // connections, is readable by all, and no temporary file is left beside
 // it.
 func TestAuditProm(t *testing.T) {
-	dialed, accepted := auditPair(t, keepalive.Config{Idle: 400 * time.Second, Interval: 5 * time.Second, Count: 3, UserTimeout: 40 * time.Second})
+	c := keepalive.Config{Idle: 400 * time.Second, Interval: 5 * time.Second, Count: 3, UserTimeout: 40 * time.Second}
+	dialed, accepted := auditPair(t, c)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "keepalive.prom")
 	require.NoError(t, os.WriteFile(file, []byte("old\n"), 0o600))
@@ -169,27 +197,9 @@ func TestAuditProm(t *testing.T) {
 	require.NoError(t, err)
 	text := string(b)
 	t.Logf("%s", text)
-	comm, err := os.ReadFile("/proc/self/comm")
-	require.NoError(t, err)
-	command := strings.TrimSpace(string(comm))
-	labels := func(c net.Conn) string {
-		return fmt.Sprintf(`{command=%q,local="%v",pid="%d",remote="%v"}`, command, c.LocalAddr(), os.Getpid(), c.RemoteAddr())
+	for _, w := range wantMetrics(t, c, dialed, accepted) {
+		assert.Contains(t, "\n"+text, w)
 	}
-	for _, w := range []string{
-		fmt.Sprintf("keepalive_connections{command=%q,verdict=\"at-risk\"} 1\n", command),
-		fmt.Sprintf("keepalive_connections{command=%q,verdict=\"off\"} 1\n", command),
-		fmt.Sprintf("keepalive_connections{command=%q,verdict=\"ok\"} 0\n", command),
-		"keepalive_scrape_errors_total 0\n",
-		"keepalive_idle_seconds" + labels(dialed) + " 400\n",
-		"keepalive_interval_seconds" + labels(dialed) + " 5\n",
-		"keepalive_probes" + labels(dialed) + " 3\n",
-		"keepalive_user_timeout_seconds" + labels(dialed) + " 40\n",
-		"keepalive_enabled" + labels(dialed) + " 1\n",
-		"keepalive_enabled" + labels(accepted) + " 0\n",
-	} {
-		assert.Contains(t, text, w)
-	}
-	assert.Contains(t, text, "# TYPE keepalive_scrape_duration_seconds gauge\n")
 	fi, err := os.Stat(file)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o644), fi.Mode().Perm(), "readable by node_exporter's user")

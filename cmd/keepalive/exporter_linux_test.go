@@ -118,33 +118,17 @@ func get(t *testing.T, client *http.Client, url string, auth ...string) (int, st
 // connections with known values, the landing page, and that it stops when
 // interrupted.
 func TestExporter(t *testing.T) {
-	dialed, accepted := auditPair(t, keepalive.Config{Idle: 400 * time.Second, Interval: 6 * time.Second, Count: 3, UserTimeout: 30 * time.Second})
+	c := keepalive.Config{Idle: 400 * time.Second, Interval: 6 * time.Second, Count: 3, UserTimeout: 30 * time.Second}
+	dialed, accepted := auditPair(t, c)
 	x := startExporter(t, "-pid", fmt.Sprint(os.Getpid()), "-port", fmt.Sprint(portOf(dialed)), "-idle-timeout", "350s", "-detect", "1m", "-per-connection")
 	status, body := get(t, http.DefaultClient, "http://"+x.addr+"/metrics")
 	require.Equal(t, http.StatusOK, status, body)
-	comm, err := os.ReadFile("/proc/self/comm")
-	require.NoError(t, err)
-	command := strings.TrimSpace(string(comm))
-	labels := func(c net.Conn) string {
-		return fmt.Sprintf(`{command=%q,local="%v",pid="%d",remote="%v"}`, command, c.LocalAddr(), os.Getpid(), c.RemoteAddr())
-	}
-	for _, w := range []string{
-		fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"at-risk\"} 1\n", command),
-		fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"off\"} 1\n", command),
-		fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"ok\"} 0\n", command),
-		"\nkeepalive_scrape_errors_total 0\n",
-		"\nkeepalive_idle_seconds" + labels(dialed) + " 400\n",
-		"\nkeepalive_interval_seconds" + labels(dialed) + " 6\n",
-		"\nkeepalive_probes" + labels(dialed) + " 3\n",
-		"\nkeepalive_user_timeout_seconds" + labels(dialed) + " 30\n",
-		"\nkeepalive_enabled" + labels(dialed) + " 1\n",
-		"\nkeepalive_enabled" + labels(accepted) + " 0\n",
-		"\n# TYPE keepalive_scrape_duration_seconds gauge\n",
+	for _, w := range append(wantMetrics(t, c, dialed, accepted),
 		// The exporter's own, as other exporters have.
 		"\n# TYPE go_goroutines gauge\n",
 		"\n# TYPE process_cpu_seconds_total counter\n",
 		"\npromhttp_metric_handler_requests_total{code=\"200\"} 0\n",
-	} {
+	) {
 		assert.Contains(t, body, w)
 	}
 	assert.Equal(t, 2, strings.Count(body, "\nkeepalive_enabled{"), "one series per connection the flags select")
