@@ -1,6 +1,8 @@
 package integration_test
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
@@ -173,6 +175,18 @@ func goCall(call func() error) <-chan outcome {
 	return done
 }
 
+// callAndCut starts call, the application's blocking call, on conn;
+// waits until the peer has acknowledged what it sent, so that the call is
+// waiting on the peer; and then cuts the flow (cutFlow). It returns how the
+// call will end, and when the flow last carried a segment.
+func callAndCut(t testing.TB, conn net.Conn, call func() error) (done <-chan outcome, last time.Time) {
+	t.Helper()
+	acked := bytesAcked(t, conn)
+	done = goCall(call)
+	waitSent(t, tcpOf(t, conn), acked)
+	return done, cutFlow(t, conn)
+}
+
 // await returns how the call behind done ended, failing the test if it has
 // not within awaitTimeout. The subtest may run long after the flow died
 // (it waits for a parallel slot), so the time is the one goCall took when
@@ -295,6 +309,25 @@ func TestDeadPeerIdle(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.client, tt.run)
 	}
+}
+
+// sqlIdleDeath is idleDeath for a database/sql pool of one connection:
+// the query after the cut fails on the dead connection, and database/sql
+// dials again for the next.
+func sqlIdleDeath(t *testing.T, client string, rec *recorder, db *sql.DB) {
+	t.Helper()
+	db.SetMaxOpenConns(1)
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		_, err := db.ExecContext(ctx, "SELECT 1")
+		return err
+	}
+	err := idleDeath(t, client, rec, call, func(err error) string {
+		return fmt.Sprintf("next query: %v; database/sql dialed again", err)
+	})
+	assert.NoError(t, err, "the next query")
+	assert.Len(t, rec.Dials(t), 2, "dials")
 }
 
 // idleDeath makes one call, so that the client keeps a connection from rec

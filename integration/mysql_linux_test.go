@@ -193,13 +193,10 @@ func deadPeerMySQL(t *testing.T) {
 	require.NoError(t, db.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id))
 	t.Cleanup(func() { mysqlKill(t, my, id) })
 	d := rec.only(t)
-	acked := bytesAcked(t, d.Conn)
-	done := goCall(func() error {
+	done, last := callAndCut(t, d.Conn, func() error {
 		_, err := db.ExecContext(context.Background(), "SELECT SLEEP(60)")
 		return err
 	})
-	waitSent(t, tcpOf(t, d.Conn), acked)
-	last := cutFlow(t, d.Conn)
 	t.Parallel()
 
 	o := await(t, done)
@@ -242,16 +239,5 @@ func idleMySQL(t *testing.T) {
 	require.NoError(t, err)
 	db := sql.OpenDB(c)
 	t.Cleanup(func() { db.Close() })
-	db.SetMaxOpenConns(1)
-	call := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
-		defer cancel()
-		_, err := db.ExecContext(ctx, "SELECT 1")
-		return err
-	}
-	err = idleDeath(t, "go-sql-driver/mysql", rec, call, func(err error) string {
-		return fmt.Sprintf("next query: %v; database/sql dialed again", err)
-	})
-	assert.NoError(t, err, "the next query")
-	assert.Len(t, rec.Dials(t), 2, "dials")
+	sqlIdleDeath(t, "go-sql-driver/mysql", rec, db)
 }

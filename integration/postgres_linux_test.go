@@ -326,13 +326,10 @@ func deadPeerPgx(t *testing.T) {
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	d := rec.only(t)
 	pgTerminate(t, pg, localPort(t, d.Conn))
-	acked := bytesAcked(t, d.Conn)
-	done := goCall(func() error {
+	done, last := callAndCut(t, d.Conn, func() error {
 		_, err := conn.Exec(context.Background(), pgSleep)
 		return err
 	})
-	waitSent(t, tcpOf(t, d.Conn), acked)
-	last := cutFlow(t, d.Conn)
 	t.Parallel()
 
 	o := await(t, done)
@@ -358,13 +355,10 @@ func deadPeerLibPQ(t *testing.T) {
 	require.NoError(t, db.PingContext(ctx))
 	d := rec.only(t)
 	pgTerminate(t, pg, localPort(t, d.Conn))
-	acked := bytesAcked(t, d.Conn)
-	done := goCall(func() error {
+	done, last := callAndCut(t, d.Conn, func() error {
 		_, err := db.ExecContext(context.Background(), pgSleep)
 		return err
 	})
-	waitSent(t, tcpOf(t, d.Conn), acked)
-	last := cutFlow(t, d.Conn)
 	t.Parallel()
 
 	o := await(t, done)
@@ -437,16 +431,5 @@ func idleLibPQ(t *testing.T) {
 	connector.Dialer(rec)
 	db := sql.OpenDB(connector)
 	t.Cleanup(func() { db.Close() })
-	db.SetMaxOpenConns(1)
-	call := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
-		defer cancel()
-		_, err := db.ExecContext(ctx, "SELECT 1")
-		return err
-	}
-	err = idleDeath(t, "lib/pq", rec, call, func(err error) string {
-		return fmt.Sprintf("next query: %v; database/sql dialed again", err)
-	})
-	assert.NoError(t, err, "the next query")
-	assert.Len(t, rec.Dials(t), 2, "dials")
+	sqlIdleDeath(t, "lib/pq", rec, db)
 }

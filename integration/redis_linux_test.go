@@ -194,15 +194,12 @@ func deadPeerRedis(t *testing.T) {
 			require.NoError(t, rdb.Ping(ctx).Err())
 			d := rec.only(t)
 			key := "keepalive-deadpeer-" + strconv.Itoa(localPort(t, d.Conn))
-			acked := bytesAcked(t, d.Conn)
 			var popped []string
-			done := goCall(func() error {
+			done, last := callAndCut(t, d.Conn, func() error {
 				var err error
 				popped, err = rdb.BLPop(context.Background(), 0, key).Result()
 				return err
 			})
-			waitSent(t, tcpOf(t, d.Conn), acked)
-			last := cutFlow(t, d.Conn)
 			t.Parallel()
 
 			if tt.maxRetries < 0 {

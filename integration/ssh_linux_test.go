@@ -200,10 +200,7 @@ func deadPeerSSH(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { session.Close() })
 	d := rec.only(t)
-	acked := bytesAcked(t, d.Conn)
-	done := goCall(func() error { return session.Run("sleep 60") })
-	waitSent(t, tcpOf(t, d.Conn), acked)
-	last := cutFlow(t, d.Conn)
+	done, last := callAndCut(t, d.Conn, func() error { return session.Run("sleep 60") })
 	t.Parallel()
 
 	o := await(t, done)
