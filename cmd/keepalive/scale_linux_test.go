@@ -1,15 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,18 +11,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/internal/testproc"
 	"github.com/keepalive-go/keepalive/ops/audit"
 	"github.com/keepalive-go/keepalive/ops/metrics"
 )
 
-// A host with 100,000 connections: 50,000 pairs on loopback, both ends
-// held by helpers the test starts, at most pairsPerHelper each, since one
-// process may hold at most RLIMIT_NOFILE descriptors.
-const (
-	scalePairs     = 50000
-	pairsPerHelper = 6250
-	scaleEnv       = "KEEPALIVE_SCALE_PAIRS" // overrides scalePairs
-)
+// scaleEnv overrides the number of pairs of the host with 100,000
+// connections (testproc.ScalePairs).
+const scaleEnv = "KEEPALIVE_SCALE_PAIRS"
 
 // scaleConfig is the Config of the dialed ends; the accepted ends have
 // keepalive off. Its Idle outlasts any run: sockets opened within seconds
@@ -36,47 +26,19 @@ const (
 // burst that overflows loopback's backlog and aborts connections.
 var scaleConfig = keepalive.Config{Idle: time.Hour, Interval: 10 * time.Second, Count: 5}
 
-// startScale starts helpers holding pairs connections in all, and returns
-// their pids.
-func startScale(t testing.TB, pairs int) map[int]bool {
+// startScale starts helpers holding the pairs scaleEnv asks for
+// (testproc.StartScale), and returns their pids.
+func startScale(t testing.TB) map[int]bool {
 	t.Helper()
-	var lim unix.Rlimit
-	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &lim))
-	per := min(pairsPerHelper, int(lim.Max-64)/2)
-	require.Positive(t, per, "RLIMIT_NOFILE %d", lim.Max)
-	n := (pairs + per - 1) / per
+	pairs, err := testproc.Pairs(scaleEnv)
+	require.NoError(t, err)
+	held, err := testproc.StartScale(t, []string{helperEnv + "=hold"}, "ka-scale", pairs, scaleConfig.String())
+	require.NoError(t, err)
 	pids := map[int]bool{}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	start := time.Now()
-	for i := range n {
-		k := min(per, pairs-i*per)
-		wg.Go(func() {
-			h, err := tryStartHold(t, "ka-scale", strconv.Itoa(k), scaleConfig.String())
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-			}
-			pids[h.PID] = true
-		})
+	for _, h := range held {
+		pids[h.PID] = true
 	}
-	wg.Wait()
-	require.Empty(t, errs)
-	t.Logf("%d helpers hold %d connections (%d pairs); set up in %v", n, 2*pairs, pairs, time.Since(start).Round(time.Millisecond))
 	return pids
-}
-
-func scaleFromEnv(t testing.TB) int {
-	t.Helper()
-	pairs := scalePairs
-	if s := os.Getenv(scaleEnv); s != "" {
-		var err error
-		pairs, err = strconv.Atoi(s)
-		require.NoError(t, err, scaleEnv)
-	}
-	return pairs
 }
 
 // prometheusAccept is what Prometheus 2.42 asks a target for.
@@ -103,26 +65,9 @@ func scrape(t testing.TB, h http.Handler) int {
 //
 //	go test -run XXX -bench BenchmarkScrape -benchtime 5x .
 func BenchmarkScrape(b *testing.B) {
-	startScale(b, scaleFromEnv(b))
+	startScale(b)
 
-	b.Run("ss -tnoip", func(b *testing.B) {
-		if _, err := exec.LookPath("ss"); err != nil {
-			b.Skip("ss (Debian package iproute2) is not installed")
-		}
-		var cpu time.Duration
-		var lines int
-		for b.Loop() {
-			var out bytes.Buffer
-			cmd := exec.Command("ss", "-tnoip")
-			cmd.Stdout = &out
-			require.NoError(b, cmd.Run())
-			ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-			cpu += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-			lines = bytes.Count(out.Bytes(), []byte("\n")) / 2 // -i writes a second line per socket
-		}
-		b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
-		b.ReportMetric(float64(lines), "conns/op")
-	})
+	b.Run("ss -tnoip", testproc.BenchmarkSS)
 	for _, bm := range []struct {
 		name          string
 		perConnection bool

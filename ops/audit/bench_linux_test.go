@@ -1,17 +1,14 @@
 package audit_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/keepalive-go/keepalive/internal/testproc"
 	"github.com/keepalive-go/keepalive/ops/audit"
 )
 
@@ -20,27 +17,9 @@ import (
 // host in the same run. Each reports its CPU time (user + system) per run
 // as cpu-ms/op, and the connections it listed as conns/op.
 func BenchmarkAudit(b *testing.B) {
-	pairs := scaleFromEnv(b)
-	startScale(b, pairs)
+	startScale(b)
 
-	b.Run("ss -tnoip", func(b *testing.B) {
-		if _, err := exec.LookPath("ss"); err != nil {
-			b.Skip("ss (Debian package iproute2) is not installed")
-		}
-		var cpu time.Duration
-		var lines int
-		for b.Loop() {
-			var out bytes.Buffer
-			cmd := exec.Command("ss", "-tnoip")
-			cmd.Stdout = &out
-			require.NoError(b, cmd.Run())
-			ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-			cpu += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-			lines = countLines(&out) / 2 // -i writes a second line per socket
-		}
-		b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
-		b.ReportMetric(float64(lines), "conns/op")
-	})
+	b.Run("ss -tnoip", testproc.BenchmarkSS)
 	for _, bm := range []struct {
 		name string
 		o    audit.Options
@@ -64,13 +43,4 @@ func BenchmarkAudit(b *testing.B) {
 			b.ReportMetric(float64(conns), "conns/op")
 		})
 	}
-}
-
-func countLines(b *bytes.Buffer) int {
-	n := 0
-	sc := bufio.NewScanner(b)
-	for sc.Scan() {
-		n++
-	}
-	return n
 }

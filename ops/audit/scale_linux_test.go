@@ -2,30 +2,20 @@ package audit_test
 
 import (
 	"context"
-	"os"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/internal/testproc"
 	"github.com/keepalive-go/keepalive/ops/audit"
 )
 
-// A host with 100,000 connections: 50,000 pairs on loopback, both ends
-// held by processes the test starts. One process may hold fewer
-// descriptors than that (RLIMIT_NOFILE, which only CAP_SYS_RESOURCE
-// raises past its hard limit), so the pairs are spread over helpers of
-// at most pairsPerHelper each.
-const (
-	scalePairs     = 50000
-	pairsPerHelper = 6250
-	scaleEnv       = "AUDIT_SCALE_PAIRS" // overrides scalePairs
-)
+// scaleEnv overrides the number of pairs of the host with 100,000
+// connections (testproc.ScalePairs).
+const scaleEnv = "AUDIT_SCALE_PAIRS"
 
 // scaleConfig is the Config of the dialed ends; the accepted ends have
 // keepalive off. Its Idle outlasts the test: 50,000 sockets opened within
@@ -38,46 +28,20 @@ var scaleConfig = keepalive.Config{Idle: 300 * time.Second, Interval: 10 * time.
 // audit of such a host must finish for the exporter to answer.
 const scrapeTimeout = 10 * time.Second
 
-// startScale starts helpers holding pairs connections in all.
-func startScale(t testing.TB, pairs int) []*helper {
+// startScale starts helpers holding the pairs scaleEnv asks for
+// (testproc.StartScale), and returns the number of pairs and the helpers'
+// pids.
+func startScale(t testing.TB) (pairs int, pids map[int]bool) {
 	t.Helper()
-	var lim unix.Rlimit
-	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &lim))
-	per := min(pairsPerHelper, int(lim.Max-64)/2)
-	require.Positive(t, per, "RLIMIT_NOFILE %d", lim.Max)
-	n := (pairs + per - 1) / per
-	hs := make([]*helper, n)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []string
-	start := time.Now()
-	for i := range n {
-		k := min(per, pairs-i*per)
-		wg.Go(func() {
-			h, err := tryStartHold(t, k, scaleConfig.String(), false, nil)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err.Error())
-			}
-			hs[i] = h
-		})
+	pairs, err := testproc.Pairs(scaleEnv)
+	require.NoError(t, err)
+	held, err := testproc.StartScale(t, []string{helperEnv + "=hold"}, "", pairs, scaleConfig.String())
+	require.NoError(t, err)
+	pids = map[int]bool{}
+	for _, h := range held {
+		pids[h.PID] = true
 	}
-	wg.Wait()
-	require.Empty(t, errs)
-	t.Logf("%d helpers hold %d connections (%d pairs); set up in %v", n, 2*pairs, pairs, time.Since(start).Round(time.Millisecond))
-	return hs
-}
-
-func scaleFromEnv(t testing.TB) int {
-	t.Helper()
-	pairs := scalePairs
-	if s := os.Getenv(scaleEnv); s != "" {
-		var err error
-		pairs, err = strconv.Atoi(s)
-		require.NoError(t, err, scaleEnv)
-	}
-	return pairs
+	return pairs, pids
 }
 
 // TestAuditScale audits a host with 100,000 connections: every one the
@@ -88,12 +52,7 @@ func TestAuditScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 100,000 connections")
 	}
-	pairs := scaleFromEnv(t)
-	hs := startScale(t, pairs)
-	helpers := map[int]bool{}
-	for _, h := range hs {
-		helpers[h.PID] = true
-	}
+	pairs, helpers := startScale(t)
 	for _, tt := range []struct {
 		name       string
 		kernelOnly bool
