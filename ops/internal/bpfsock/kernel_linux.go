@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 )
 
@@ -28,6 +30,10 @@ type Kernel struct {
 
 	// struct cgroup and what it points to.
 	cgroupKN, cgroupParent, cssCgroup, kernfsID field
+
+	// tcpIter reports whether the kernel has TCP iterators (its BTF has
+	// their target, bpf_iter_tcp).
+	tcpIter bool
 }
 
 // field is a field's offset and size in bytes.
@@ -40,11 +46,16 @@ type field struct {
 var errNoBTF = errors.New("the kernel has no BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)")
 
 // LoadKernel reads the offsets the programs need from the running kernel's
-// BTF. Its error names the structure or field the kernel lacks.
-func LoadKernel() (*Kernel, error) {
+// BTF, once per process. Its error names the structure or field the kernel
+// lacks.
+func LoadKernel() (*Kernel, error) { return loadKernelOnce() }
+
+var loadKernelOnce = sync.OnceValues(loadKernel)
+
+func loadKernel() (*Kernel, error) {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, ebpf.ErrNotSupported) {
 			return nil, fmt.Errorf("bpfsock: %w", errNoBTF)
 		}
 		return nil, fmt.Errorf("bpfsock: reading the kernel's BTF: %w", err)
@@ -71,6 +82,8 @@ func LoadKernel() (*Kernel, error) {
 		cssCgroup:    r.field("cgroup_subsys_state", "cgroup"),
 		kernfsID:     r.field("kernfs_node", "id"),
 	}
+	var iter *btf.Func
+	k.tcpIter = spec.TypeByName("bpf_iter_tcp", &iter) == nil
 	// A tcp_sock starts with its sock: the programs read both through one
 	// pointer.
 	if sk := r.field("tcp_sock", "inet_conn", "icsk_inet", "sk"); r.err == nil && sk.off != 0 {

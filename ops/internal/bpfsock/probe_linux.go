@@ -10,7 +10,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 )
@@ -50,7 +49,7 @@ func MissingCapabilities(otherNetns bool) ([]string, error) {
 		}
 	}
 	if len(missing) > 0 {
-		missing[len(missing)-1] += " (or CAP_SYS_ADMIN for all)"
+		missing[len(missing)-1] += " (or CAP_SYS_ADMIN, which stands for CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
 	}
 	if otherNetns {
 		missing = append(missing, "CAP_SYS_ADMIN (to enter the network namespaces of the cgroup's processes)")
@@ -116,7 +115,7 @@ func (k *Kernel) Probe() error {
 		// features cannot probe tracing programs, which need a target:
 		// the iterator's target is looked up in the kernel's BTF, and its
 		// load says the rest.
-		{haveTCPIter, "TCP iterators (Linux 5.9)"},
+		{k.haveTCPIter, "TCP iterators (Linux 5.9)"},
 	} {
 		err := c.probe()
 		switch {
@@ -132,18 +131,11 @@ func (k *Kernel) Probe() error {
 	return nil
 }
 
-// haveTCPIter looks for the TCP iterator's target in the kernel's BTF.
-func haveTCPIter() error {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return err
-	}
-	var fn *btf.Func
-	if err := spec.TypeByName("bpf_iter_tcp", &fn); err != nil {
-		if errors.Is(err, btf.ErrNotFound) {
-			return ebpf.ErrNotSupported
-		}
-		return err
+// haveTCPIter says whether the kernel's BTF has the TCP iterator's
+// target.
+func (k *Kernel) haveTCPIter() error {
+	if !k.tcpIter {
+		return ebpf.ErrNotSupported
 	}
 	return nil
 }
