@@ -243,7 +243,7 @@ func remove(ctx context.Context, bpffs, cgroup string) (*Policy, error) {
 	if err := checkCapabilities(false); err != nil {
 		return nil, err
 	}
-	none := fmt.Errorf("enforce: no policy is in force on %s: %w", abs, os.ErrNotExist)
+	none := noPolicyError{abs}
 	root, err := bpfsock.Root(bpffs, false)
 	if errors.Is(err, bpfsock.ErrNoBPFFS) {
 		return nil, none
@@ -286,6 +286,13 @@ func remove(ctx context.Context, bpffs, cgroup string) (*Policy, error) {
 	}
 	return nil, none
 }
+
+// noPolicyError is Remove's error for a cgroup without a policy.
+type noPolicyError struct{ cgroup string }
+
+func (e noPolicyError) Error() string { return "enforce: no policy is in force on " + e.cgroup }
+
+func (e noPolicyError) Is(target error) bool { return target == os.ErrNotExist }
 
 func loadedObjects() (Objects, error) {
 	o, err := bpfsock.ListObjects()
