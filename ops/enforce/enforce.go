@@ -289,6 +289,10 @@ type Policy struct {
 	Wins   Wins
 	// Since is when the policy was put in force.
 	Since time.Time
+	// ID tells this policy from the others put on the same cgroup before
+	// and after it: its programs write it, with CgroupID, in the record
+	// they keep for each socket they set.
+	ID uint64
 	// Counts is what the policy's programs have done since.
 	Counts Counts
 	// Attached is false when the cgroup has been removed since: the

@@ -186,6 +186,7 @@ func readPolicy(pp bpfsock.PolicyPins) (*Policy, error) {
 		Filter:   Filter{Remote: d.Remote, Ports: d.Ports},
 		Wins:     w,
 		Since:    d.Since,
+		ID:       d.ID,
 		Counts: Counts{
 			Dialled:  n[bpfsock.CountDialled],
 			Accepted: n[bpfsock.CountAccepted],

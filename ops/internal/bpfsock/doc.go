@@ -23,6 +23,11 @@
 //   - [Dir] is the bpffs directory of the project, with one directory per
 //     policy ([PolicyPins]), the shared maps, and a lock ([Dir.Lock]) that
 //     serialises the programs that change them.
+//   - [Kernel.DumpIter] builds a TCP iterator that changes nothing and
+//     reports every TCP socket with the values in force (bpf_getsockopt),
+//     its owner, inode and cgroup, and its Record; [RunDump] decodes it
+//     into [Socket]s. Nothing is ptraced: it reads any process's sockets,
+//     in any namespace the caller may enter.
 //   - [Namespaces] finds the network namespaces of the processes of a
 //     cgroup tree, and [RunIter] runs a TCP iterator in each: a TCP
 //     iterator walks the sockets of the namespace it is opened in.

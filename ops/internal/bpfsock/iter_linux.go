@@ -219,3 +219,4 @@ func inNetns(ns *Netns, f func() error) error {
 
 func nativeUint16(b []byte) uint16 { return binary.NativeEndian.Uint16(b) }
 func nativeUint32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }
+func nativeUint64(b []byte) uint64 { return binary.NativeEndian.Uint64(b) }

@@ -31,6 +31,10 @@ type Kernel struct {
 	// struct cgroup and what it points to.
 	cgroupKN, cgroupParent, cssCgroup, kernfsID field
 
+	// From a socket to its inode number, as /proc/PID/fd shows it:
+	// sock.sk_socket, socket.file, file.f_inode, inode.i_ino.
+	skSocket, socketFile, fileInode, inodeIno field
+
 	// tcpIter reports whether the kernel has TCP iterators (its BTF has
 	// their target, bpf_iter_tcp).
 	tcpIter bool
@@ -81,6 +85,10 @@ func loadKernel() (*Kernel, error) {
 		cgroupParent: r.field("cgroup", "self", "parent"),
 		cssCgroup:    r.field("cgroup_subsys_state", "cgroup"),
 		kernfsID:     r.field("kernfs_node", "id"),
+		skSocket:     r.field("sock", "sk_socket"),
+		socketFile:   r.field("socket", "file"),
+		fileInode:    r.field("file", "f_inode"),
+		inodeIno:     r.field("inode", "i_ino"),
 	}
 	var iter *btf.Func
 	k.tcpIter = spec.TypeByName("bpf_iter_tcp", &iter) == nil

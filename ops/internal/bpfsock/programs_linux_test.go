@@ -24,6 +24,9 @@ func TestProgramsLoad(t *testing.T) {
 	require.NoError(t, err)
 	defer counts.Close()
 	m := &Maps{Shared: shared, Counts: counts}
+	dump, err := k.DumpIter(shared)
+	require.NoError(t, err)
+	dump.Close()
 	for _, tc := range []struct {
 		name string
 		p    Policy

@@ -144,6 +144,7 @@ const (
 	sockOpsName    = prefix + "ops"
 	setsockoptName = prefix + "sso"
 	iterName       = prefix + "iter"
+	dumpName       = prefix + "dump"
 )
 
 // maxPolicies bounds the policies in force on a host at once.
