@@ -67,7 +67,9 @@ func TestSubCgroups(t *testing.T) {
 }
 
 // Policies on a cgroup that is then removed: the kernel detaches the
-// programs; List says so, and Remove, given the path, cleans up.
+// programs; List says so, and Remove, given the path, cleans up. A cgroup
+// made again at that path is another cgroup: its own policy is removed
+// first.
 func TestCgroupRemoved(t *testing.T) {
 	l := newLab(t)
 	gone := cgrouptest.Sub(t, l.cgroup, "gone")
@@ -77,9 +79,19 @@ func TestCgroupRemoved(t *testing.T) {
 		ps := l.list()
 		return len(ps) == 1 && !ps[0].Attached
 	}, 10*time.Second, 10*time.Millisecond, "the policy's links detached once the cgroup is gone")
+
+	again := cgrouptest.Sub(t, l.cgroup, "gone")
+	l.enforce(enforce.Options{Cgroup: again, Config: keepalive.Config{Idle: time.Minute}})
+	ps := l.list()
+	require.Len(t, ps, 2)
 	p, err := enforce.Remove(context.Background(), l.bpffs, gone)
 	require.NoError(t, err)
-	assert.Equal(t, gone, p.Cgroup)
+	assert.True(t, p.Attached, "the policy of the cgroup there now")
+	assert.Equal(t, keepalive.Config{Idle: time.Minute}, p.Config)
+	p, err = enforce.Remove(context.Background(), l.bpffs, gone)
+	require.NoError(t, err)
+	assert.False(t, p.Attached, "then the one left by the cgroup removed")
+	assert.Equal(t, policy, p.Config)
 	l.assertNothingLeft()
 }
 

@@ -272,18 +272,25 @@ func remove(ctx context.Context, bpffs, cgroup string) (*Policy, error) {
 		id = cg.id
 		cg.close()
 	}
-	for _, pp := range pps {
-		p, err := readPolicy(pp)
-		if err != nil {
-			return nil, fmt.Errorf("enforce: %w", err)
+	// The policy on the cgroup there now first; then one left on a cgroup
+	// of that path that was removed since (and perhaps made again).
+	for _, byPath := range []bool{false, true} {
+		for _, pp := range pps {
+			if !byPath && (id == 0 || pp.Cgroup != id) {
+				continue
+			}
+			p, err := readPolicy(pp)
+			if err != nil {
+				return nil, fmt.Errorf("enforce: %w", err)
+			}
+			if byPath && (p.Cgroup != abs || p.Attached) {
+				continue
+			}
+			if err := d.Remove(pp); err != nil {
+				return p, fmt.Errorf("enforce: removing the policy on %s: %w", abs, err)
+			}
+			return p, nil
 		}
-		if pp.Cgroup != id && p.Cgroup != abs {
-			continue
-		}
-		if err := d.Remove(pp); err != nil {
-			return p, fmt.Errorf("enforce: removing the policy on %s: %w", abs, err)
-		}
-		return p, nil
 	}
 	return nil, none
 }
