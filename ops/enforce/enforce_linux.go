@@ -71,7 +71,7 @@ func enforce(ctx context.Context, o Options) (*Result, error) {
 	if old, err := readPolicy(pp); err == nil {
 		res.Replaced = old
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("enforce: reading the policy in force on %s: %w", cg.path, err)
+		return nil, errors.Join(fmt.Errorf("enforce: reading the policy in force on %s: %w", cg.path, err), d.Tidy())
 	}
 	since := time.Now()
 	p := &bpfsock.Policy{
@@ -95,7 +95,7 @@ func enforce(ctx context.Context, o Options) (*Result, error) {
 		ID:       p.ID,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("enforce: %w", err)
+		return nil, errors.Join(fmt.Errorf("enforce: %w", err), d.Tidy())
 	}
 	progs, _, err := k.Put(d, cg.fd, p, desc)
 	if err != nil {
