@@ -2,6 +2,7 @@ package enforce_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -57,6 +58,32 @@ func TestExistingConnections(t *testing.T) {
 	}
 	assert.Equal(t, uint64(6), res.Policy.Counts.Existing)
 	assert.GreaterOrEqual(t, res.Namespaces, 1)
+}
+
+// Thousands of existing connections: the iterator's output fills the
+// kernel's buffer many times over, and the kernel then runs the program
+// again on the connection whose report did not fit; every connection is
+// set and reported once, and counted once.
+func TestExistingMany(t *testing.T) {
+	l := newLab(t)
+	c := startConns(t, l.cgroup, connSpec{Listen: []string{"127.0.0.1:0"}}, 0)
+	const n = 2000
+	pairs := c.dial(0, n)
+	res := l.enforce(enforce.Options{Config: policy})
+	assert.Equal(t, 2*n, len(res.Existing), "connection ends reported")
+	assert.Equal(t, uint64(2*n), res.Policy.Counts.Existing)
+	seen := map[string]bool{}
+	for _, e := range res.Existing {
+		seen[e.Local.String()+" "+e.Remote.String()] = true
+	}
+	want := with(bare(t), policy)
+	for i, p := range pairs {
+		assert.True(t, seen[p.Dialled.Local+" "+p.Dialled.Remote], "pair %d's dialled end reported", i)
+		assert.True(t, seen[p.Accepted.Local+" "+p.Accepted.Remote], "pair %d's accepted end reported", i)
+		if i%100 == 0 {
+			c.assertPairs(pairs[i:i+1], want, fmt.Sprintf("pair %d", i))
+		}
+	}
 }
 
 func TestReplace(t *testing.T) {

@@ -350,11 +350,12 @@ func (b *builder) storage(create bool) {
 }
 
 // decide settles, for a socket of the policy's flows whose Record is in R8
-// (or zero), what the policy sets: it jumps to out when the socket was
-// already set by this very policy, or by the policy of a cgroup nearer to
-// the socket that is still in force; otherwise it leaves the options to set
-// in stApply and those left to the process in stOwn.
-func (b *builder) decide(out string) {
+// (or zero), what the policy sets: it jumps to again when the socket was
+// already set by this very policy, to out when it was set by the policy of
+// a cgroup nearer to the socket that is still in force; otherwise it
+// leaves the options to set in stApply and those left to the process in
+// stOwn.
+func (b *builder) decide(again, out string) {
 	p := b.p
 	fresh, ours, notOurs := b.label("fresh"), b.label("ours"), b.label("not_ours")
 	nearer, own := b.label("nearer"), b.label("own")
@@ -384,7 +385,7 @@ func (b *builder) decide(out string) {
 	b.emit(
 		asm.LoadMem(asm.R3, asm.R8, recPolicy, asm.DWord),
 		asm.LoadImm(asm.R2, int64(p.ID), asm.DWord),
-		asm.JEq.Reg(asm.R3, asm.R2, out),
+		asm.JEq.Reg(asm.R3, asm.R2, again),
 	)
 	b.mark(fresh)
 	if !p.ProgramWins {
@@ -491,6 +492,8 @@ func (b *builder) record(how How) {
 		asm.StoreMem(asm.R8, recPolicy, asm.R1, asm.DWord),
 		asm.LoadMem(asm.R1, asm.R10, stSet, asm.Word),
 		asm.StoreMem(asm.R8, recSet, asm.R1, asm.Word),
+		asm.LoadMem(asm.R1, asm.R10, stOwn, asm.Word),
+		asm.StoreMem(asm.R8, recLeft, asm.R1, asm.Word),
 		asm.StoreImm(asm.R8, recHow, int64(how), asm.Word),
 	)
 	b.mark(none)

@@ -199,6 +199,7 @@ func parseSocket(b []byte) Socket {
 			Set:    Options(nativeUint32(r[recSet:])),
 			Own:    Options(nativeUint32(r[recOwn:])),
 			How:    How(nativeUint32(r[recHow:])),
+			Left:   Options(nativeUint32(r[recLeft:])),
 		}
 	}
 	return s

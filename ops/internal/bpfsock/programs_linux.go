@@ -110,7 +110,7 @@ func (k *Kernel) SockOps(p *Policy, m *Maps) (*ebpf.Program, error) {
 		asm.Mov.Reg(asm.R7, asm.R0),
 	)
 	b.storage(true)
-	b.decide(out)
+	b.decide(out, out)
 	b.set(asm.R6)
 	b.emit(
 		asm.LoadMem(asm.R1, asm.R6, opsOp, asm.Word),
@@ -225,9 +225,25 @@ func (k *Kernel) ApplyIter(p *Policy, m *Maps) (*ebpf.Program, error) {
 	b.walk(match, "", out)
 	b.mark(match)
 	b.storage(true)
-	b.decide(out)
+	again, report := b.label("again"), b.label("report")
+	b.decide(again, out)
 	b.set(asm.R7)
 	b.record(Existing)
+	b.emit(asm.Ja.Label(report))
+	// Set by this policy already: by its sock_ops program, which is not
+	// reported, or by this iterator, whose report overflowed the output
+	// buffer, after which the kernel runs the program on the socket again
+	// (bpf_seq_write returns -EOVERFLOW): report it from its Record.
+	b.mark(again)
+	b.emit(
+		asm.LoadMem(asm.R1, asm.R8, recHow, asm.Word),
+		asm.JNE.Imm(asm.R1, int32(Existing), out),
+		asm.LoadMem(asm.R1, asm.R8, recSet, asm.Word),
+		asm.StoreMem(asm.R10, stSet, asm.R1, asm.Word),
+		asm.LoadMem(asm.R1, asm.R8, recLeft, asm.Word),
+		asm.StoreMem(asm.R10, stOwn, asm.R1, asm.Word),
+	)
+	b.mark(report)
 	b.emit(
 		asm.LoadMem(asm.R1, asm.R10, stSet, asm.Word),
 		asm.StoreMem(asm.R10, stRecSet, asm.R1, asm.Word),
@@ -285,12 +301,14 @@ type IterRecord struct {
 	How           How
 }
 
-// parseIterRecords decodes the apply iterator's output.
+// parseIterRecords decodes the apply iterator's output, each connection
+// once, also one the kernel showed the program twice.
 func parseIterRecords(b []byte) ([]IterRecord, error) {
 	if len(b)%recLen != 0 {
 		return nil, fmt.Errorf("bpfsock: the iterator wrote %d bytes, not a whole number of %d-byte records", len(b), recLen)
 	}
 	var rs []IterRecord
+	seen := map[[2]netip.AddrPort]bool{}
 	for ; len(b) > 0; b = b[recLen:] {
 		r := IterRecord{
 			Local:  netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[0:16])).Unmap(), nativeUint16(b[32:])),
@@ -299,7 +317,10 @@ func parseIterRecords(b []byte) ([]IterRecord, error) {
 			Own:    Options(nativeUint32(b[40:])),
 			How:    How(nativeUint32(b[44:])),
 		}
-		rs = append(rs, r)
+		if k := [2]netip.AddrPort{r.Local, r.Remote}; !seen[k] {
+			seen[k] = true
+			rs = append(rs, r)
+		}
 	}
 	return rs, nil
 }

@@ -80,7 +80,9 @@ type Record struct {
 	Own Options
 	// How is how the policy reached the socket.
 	How How
-	_   uint32
+	// Left is the options the policy would have set but left to the
+	// process's own values (a policy where the program wins).
+	Left Options
 }
 
 // Offsets of Record's fields, for the programs.
@@ -90,6 +92,7 @@ const (
 	recSet    = 16
 	recOwn    = 20
 	recHow    = 24
+	recLeft   = 28
 	recordLen = 32
 )
 
@@ -107,7 +110,7 @@ func recordBTF() (key, value btf.Type) {
 			{Name: "set", Type: u32, Offset: recSet * 8},
 			{Name: "own", Type: u32, Offset: recOwn * 8},
 			{Name: "how", Type: u32, Offset: recHow * 8},
-			{Name: "pad", Type: u32, Offset: (recHow + 4) * 8},
+			{Name: "left", Type: u32, Offset: recLeft * 8},
 		},
 	}
 }
