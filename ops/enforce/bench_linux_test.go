@@ -63,9 +63,10 @@ func BenchmarkEnforce(b *testing.B) {
 		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) {
 			l := newLab(b)
 			holdPairs(b, l, pairs)
-			first := time.Now()
+			// The first run attaches; the others replace.
+			start := time.Now()
 			l.enforce(enforce.Options{Config: policy})
-			b.ReportMetric(float64(time.Since(first).Microseconds())/1000, "first-ms")
+			first := time.Since(start)
 			b.ResetTimer()
 			for i := range b.N {
 				res := l.enforce(enforce.Options{Config: keepalive.Config{Idle: time.Duration(10+i%100) * time.Second}})
@@ -73,6 +74,7 @@ func BenchmarkEnforce(b *testing.B) {
 					b.Fatalf("set %d connection ends; want %d", len(res.Existing), 2*pairs)
 				}
 			}
+			b.ReportMetric(float64(first.Microseconds())/1000, "first-ms")
 		})
 	}
 }
