@@ -158,14 +158,7 @@ func portNumber(t *testing.T, addr string) uint16 {
 // getsockopt, on a duplicate made with pidfd_getfd.
 func valuesOf(t *testing.T, e end) sockopts.Values {
 	t.Helper()
-	pidfd, err := unix.PidfdOpen(e.pid, 0)
-	require.NoError(t, err)
-	defer unix.Close(pidfd)
-	d, err := unix.PidfdGetfd(pidfd, e.fd, 0)
-	require.NoError(t, err)
-	f := os.NewFile(uintptr(d), "dup")
-	defer f.Close()
-	v, err := sockopts.Read(f)
+	v, err := sockopts.ReadFrom(e.pid, e.fd)
 	require.NoError(t, err)
 	return v
 }

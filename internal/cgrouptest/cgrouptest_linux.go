@@ -21,43 +21,38 @@ import (
 // /sys/fs/cgroup/unified on a hybrid one. It fails on a host with cgroup
 // v1 only.
 func Mount() (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
+	dir, ok, err := mountOf("cgroup2")
+	if err == nil && !ok {
+		err = errors.New("no cgroup v2 hierarchy is mounted (/proc/self/mountinfo has no cgroup2)")
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		for i, fl := range fields {
-			if fl == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
-				return fields[4], nil
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return "", err
-	}
-	return "", errors.New("no cgroup v2 hierarchy is mounted (/proc/self/mountinfo has no cgroup2)")
+	return dir, err
 }
 
 // V1 returns a directory of a cgroup v1 hierarchy, if one is mounted.
 func V1() (string, bool) {
+	dir, ok, _ := mountOf("cgroup")
+	return dir, ok
+}
+
+// mountOf returns where the first filesystem of type fstype is mounted,
+// from /proc/self/mountinfo.
+func mountOf(fstype string) (string, bool, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return "", false
+		return "", false, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
+		// 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 		fields := strings.Fields(sc.Text())
 		for i, fl := range fields {
-			if fl == "-" && i+1 < len(fields) && fields[i+1] == "cgroup" && len(fields) > 4 {
-				return fields[4], true
+			if fl == "-" && i+1 < len(fields) && fields[i+1] == fstype && len(fields) > 4 {
+				return fields[4], true, nil
 			}
 		}
 	}
-	return "", false
+	return "", false, sc.Err()
 }
 
 var seq atomic.Int64

@@ -201,27 +201,39 @@ func readPolicy(pp bpfsock.PolicyPins) (*Policy, error) {
 	}, nil
 }
 
-func list(ctx context.Context, bpffs string) ([]Policy, error) {
+// lockPolicies locks the project's directory in the bpffs at bpffs, shared
+// or exclusive, without making it, and lists the policies in it; ok is
+// false, with no error, when there is no bpffs or no directory, so no
+// policy.
+func lockPolicies(ctx context.Context, bpffs string, exclusive bool) (d bpfsock.Dir, pps []bpfsock.PolicyPins, unlock func(), ok bool, err error) {
 	root, err := bpfsock.Root(bpffs, false)
 	if errors.Is(err, bpfsock.ErrNoBPFFS) {
-		return nil, nil
+		return "", nil, nil, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("enforce: %w", err)
+		return "", nil, nil, false, fmt.Errorf("enforce: %w", err)
 	}
-	d := bpfsock.ProjectIn(root)
-	unlock, err := d.Lock(ctx, false, false)
+	d = bpfsock.ProjectIn(root)
+	unlock, err = d.Lock(ctx, exclusive, false)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return "", nil, nil, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("enforce: %w", err)
+		return "", nil, nil, false, fmt.Errorf("enforce: %w", err)
+	}
+	if pps, err = d.Policies(); err != nil {
+		unlock()
+		return "", nil, nil, false, fmt.Errorf("enforce: %w", err)
+	}
+	return d, pps, unlock, true, nil
+}
+
+func list(ctx context.Context, bpffs string) ([]Policy, error) {
+	_, pps, unlock, ok, err := lockPolicies(ctx, bpffs, false)
+	if !ok {
+		return nil, err
 	}
 	defer unlock()
-	pps, err := d.Policies()
-	if err != nil {
-		return nil, fmt.Errorf("enforce: %w", err)
-	}
 	var ps []Policy
 	for _, pp := range pps {
 		p, err := readPolicy(pp)
@@ -244,27 +256,14 @@ func remove(ctx context.Context, bpffs, cgroup string) (*Policy, error) {
 	if err := checkCapabilities(false); err != nil {
 		return nil, err
 	}
-	none := noPolicyError{abs}
-	root, err := bpfsock.Root(bpffs, false)
-	if errors.Is(err, bpfsock.ErrNoBPFFS) {
-		return nil, none
-	}
-	if err != nil {
-		return nil, fmt.Errorf("enforce: %w", err)
-	}
-	d := bpfsock.ProjectIn(root)
-	unlock, err := d.Lock(ctx, true, false)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, none
-	}
-	if err != nil {
-		return nil, fmt.Errorf("enforce: %w", err)
+	d, pps, unlock, ok, err := lockPolicies(ctx, bpffs, true)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, noPolicyError{abs}
 	}
 	defer unlock()
-	pps, err := d.Policies()
-	if err != nil {
-		return nil, fmt.Errorf("enforce: %w", err)
-	}
 	// The cgroup as it is now, if it is still there; else the path the
 	// policy was given.
 	var id uint64
@@ -292,7 +291,7 @@ func remove(ctx context.Context, bpffs, cgroup string) (*Policy, error) {
 			return p, nil
 		}
 	}
-	return nil, none
+	return nil, noPolicyError{abs}
 }
 
 // noPolicyError is Remove's error for a cgroup without a policy.

@@ -245,14 +245,7 @@ func (c *conns) values(s sock) sockopts.Values {
 // readFrom reads the options of process pid's descriptor fd.
 func readFrom(t testing.TB, pid, fd int) sockopts.Values {
 	t.Helper()
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	require.NoError(t, err)
-	defer unix.Close(pidfd)
-	d, err := unix.PidfdGetfd(pidfd, fd, 0)
-	require.NoError(t, err)
-	f := os.NewFile(uintptr(d), "dup")
-	defer f.Close()
-	v, err := sockopts.Read(f)
+	v, err := sockopts.ReadFrom(pid, fd)
 	require.NoError(t, err)
 	return v
 }

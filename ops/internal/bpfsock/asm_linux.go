@@ -134,6 +134,21 @@ func (b *builder) program(spec ebpf.ProgramSpec) (*ebpf.Program, error) {
 	return prog, nil
 }
 
+// iterSocket starts a TCP iterator program: the context in R6, the socket
+// as a struct tcp_sock in R7, and a jump to out for what is not a full TCP
+// socket (a request or TIME_WAIT socket), and for the call that ends the
+// walk, which has none.
+func (b *builder) iterSocket(out string) {
+	b.emit(
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.LoadMem(asm.R1, asm.R6, iterSk, asm.DWord),
+		asm.JEq.Imm(asm.R1, 0, out),
+		asm.FnSkcToTcpSock.Call(),
+		asm.JEq.Imm(asm.R0, 0, out),
+		asm.Mov.Reg(asm.R7, asm.R0),
+	)
+}
+
 // count adds one to the policy's counter c.
 func (b *builder) count(c Counter) {
 	b.emit(

@@ -47,15 +47,8 @@ const (
 func (k *Kernel) DumpIter(shared *Shared) (*ebpf.Program, error) {
 	b := &builder{k: k, p: &Policy{}, m: &Maps{Shared: shared}}
 	out := b.label("out")
-	b.emit(
-		asm.Mov.Reg(asm.R6, asm.R1),
-		asm.LoadMem(asm.R1, asm.R6, iterSk, asm.DWord),
-		asm.JEq.Imm(asm.R1, 0, out),
-		asm.FnSkcToTcpSock.Call(),
-		asm.JEq.Imm(asm.R0, 0, out),
-		asm.Mov.Reg(asm.R7, asm.R0),
-		asm.Mov.Imm(asm.R1, 0),
-	)
+	b.iterSocket(out)
+	b.emit(asm.Mov.Imm(asm.R1, 0))
 	for off := int16(0); off < dumpRestLen; off += 8 {
 		b.emit(asm.StoreMem(asm.R10, stDump+off, asm.R1, asm.DWord))
 	}

@@ -207,13 +207,8 @@ const tcpStatesSet = 1<<1 | 1<<4 | 1<<5 | 1<<8 | 1<<9 | 1<<11
 func (k *Kernel) ApplyIter(p *Policy, m *Maps) (*ebpf.Program, error) {
 	b := &builder{k: k, p: p, m: m}
 	out, match := b.label("out"), b.label("match")
+	b.iterSocket(out)
 	b.emit(
-		asm.Mov.Reg(asm.R6, asm.R1),
-		asm.LoadMem(asm.R1, asm.R6, iterSk, asm.DWord),
-		asm.JEq.Imm(asm.R1, 0, out),
-		asm.FnSkcToTcpSock.Call(),
-		asm.JEq.Imm(asm.R0, 0, out),
-		asm.Mov.Reg(asm.R7, asm.R0),
 		b.load(asm.R2, asm.R7, k.state),
 		asm.Mov.Imm(asm.R1, 1),
 		asm.LSh.Reg(asm.R1, asm.R2),
