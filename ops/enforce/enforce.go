@@ -283,7 +283,8 @@ type Policy struct {
 	Cgroup string
 	// CgroupID is the cgroup's id (its inode number in cgroupfs).
 	CgroupID uint64
-	// Config, Filter and Wins are the policy's.
+	// Config, Filter and Wins are the policy's, as Enforce was given
+	// them (the Filter's prefixes masked, duplicates removed).
 	Config keepalive.Config
 	Filter Filter
 	Wins   Wins
@@ -343,6 +344,7 @@ type Result struct {
 
 // Conn is a connection that the iterator set.
 type Conn struct {
+	// Local and Remote are its addresses, IPv4-mapped ones unmapped.
 	Local, Remote netip.AddrPort
 	// Netns is the inode number of the connection's network namespace.
 	Netns uint64
@@ -355,6 +357,8 @@ type Conn struct {
 // programs and maps named keepalive_..., and the links of those programs.
 // A host with no policy has none.
 type Objects struct {
+	// Programs, Maps and Links hold the ids, as bpftool shows them; empty
+	// when there are none.
 	Programs, Maps, Links []uint32
 }
 
