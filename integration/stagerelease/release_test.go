@@ -36,7 +36,15 @@ func TestRelease(t *testing.T) {
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
-		require.NoError(t, err, "go %s in %s:\n%s%s", strings.Join(args, " "), dir, out, stderr.Bytes())
+		if err != nil {
+			var msg strings.Builder
+			for line := range strings.Lines(string(out) + stderr.String()) {
+				if !strings.HasPrefix(line, "go: downloading ") {
+					msg.WriteString(line)
+				}
+			}
+			t.Fatalf("go %s in %s: %v\n%s", strings.Join(args, " "), dir, err, msg.String())
+		}
 		return string(out)
 	}
 
