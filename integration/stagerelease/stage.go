@@ -154,11 +154,13 @@ func readGoMod(repo string, m releasedModule) (*modfile.File, error) {
 	// go install refuses a module whose go.mod has either; and an importer
 	// ignores them, so the released module would be built from something
 	// its own tests never saw. go.work joins the modules in a clone.
-	for _, r := range f.Replace {
+	if len(f.Replace) > 0 {
+		r := f.Replace[0]
 		return nil, fmt.Errorf("%s:%d: replace %s => %s: a released go.mod carries no replace directives (go install refuses the module); go.work joins the modules in a clone",
 			name, r.Syntax.Start.Line, r.Old.Path, r.New.Path)
 	}
-	for _, x := range f.Exclude {
+	if len(f.Exclude) > 0 {
+		x := f.Exclude[0]
 		return nil, fmt.Errorf("%s:%d: exclude %s %s: a released go.mod carries no exclude directives (go install refuses the module)",
 			name, x.Syntax.Start.Line, x.Mod.Path, x.Mod.Version)
 	}
@@ -199,12 +201,13 @@ func releaseVersion(mods []*modfile.File) (string, error) {
 	return v, nil
 }
 
-// checkWork checks that the go.work file of the repository at repo replaces the version v
-// of each module that another requires with the module's directory, and
-// replaces no other version of them. A module in the workspace stands in
-// only for itself, not for a version of it that another requires: without
-// the replacement the go command would fetch that version's go.mod from
-// the proxy, which has none before the tag.
+// checkWork checks that the go.work file of the repository at repo
+// replaces version v of each module that another requires (all but the
+// last) with the module's directory, and no other version of them. A
+// module in the workspace stands in only for itself, not for a version of
+// it that another requires: without the replacement the go command would
+// fetch that version's go.mod from the proxy, which has none before the
+// tag.
 func checkWork(repo, v string) error {
 	const name = "go.work"
 	data, err := os.ReadFile(filepath.Join(repo, name))
@@ -328,7 +331,7 @@ func addSums(name, rel string, lines []string) error {
 	// By module version (ending in /go.mod for a go.mod file's hash), the
 	// hashes go.sum holds.
 	hashes := map[module.Version][]string{}
-	add := func(line string, new bool) error {
+	add := func(line string, fromRelease bool) error {
 		f := strings.Fields(line)
 		if len(f) == 0 {
 			return nil
@@ -337,7 +340,7 @@ func addSums(name, rel string, lines []string) error {
 			return fmt.Errorf("%s: malformed line %q", rel, line)
 		}
 		m := module.Version{Path: f[0], Version: f[1]}
-		if have := hashes[m]; new && len(have) > 0 && !slices.Contains(have, f[2]) {
+		if have := hashes[m]; fromRelease && len(have) > 0 && !slices.Contains(have, f[2]) {
 			return fmt.Errorf("%s: %s %s %s, but this tree's is %s: that version was tagged from other content; require the next version (RELEASING.md)",
 				rel, m.Path, m.Version, strings.Join(have, " "), f[2])
 		}
