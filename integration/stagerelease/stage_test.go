@@ -102,3 +102,28 @@ func editMod(edit func(*modfile.File) error) func(*testing.T, []byte) []byte {
 		return out
 	}
 }
+
+// TestRunIn runs go mod tidy in ops through stagerelease -in, in a copy of
+// this tree: the go command adds the lines of the staged library to
+// ops/go.sum, and runIn takes them out again, so that a tidy module comes
+// out unchanged.
+func TestRunIn(t *testing.T) {
+	repo := t.TempDir()
+	require.NoError(t, os.Remove(repo))
+	require.NoError(t, copyTree(filepath.Join("..", ".."), repo))
+	read := func(name string) string {
+		data, err := os.ReadFile(filepath.Join(repo, name))
+		require.NoError(t, err)
+		return string(data)
+	}
+	mod, sum := read("ops/go.mod"), read("ops/go.sum")
+	t.Chdir(filepath.Join(repo, "integration"))
+
+	require.NoError(t, runIn("ops", []string{"go", "mod", "tidy"}))
+	assert.Equal(t, mod, read("ops/go.mod"))
+	assert.Equal(t, sum, read("ops/go.sum"))
+
+	err := runIn("integration", []string{"go", "mod", "tidy"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "-in integration: want ops or cmd/keepalive")
+}
