@@ -3,6 +3,7 @@ package integration_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -23,13 +24,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The Go the README presents to paste: every ```go block, and the code in
-// the "one line" column of the drop-in table. TestREADMESnippets turns each
-// into the body of a function, declaring the variables it uses with the
-// types the README implies and importing the packages it names, and builds
-// them as one package of this module, so that a client's API
-// change breaks the build and not a reader. A compile error names the
-// README's line (each snippet carries a //line directive).
+// The Go the README presents to paste: every ```go block, the code in the
+// "one line" column of the drop-in table, and inline Go in its prose that
+// does something (a call, an assignment, a composite literal).
+// TestREADMESnippets turns each into the body of a function, declaring the
+// variables it uses with the types the README implies and importing the
+// packages it names, and builds them as one package of this module, so
+// that a client's API change breaks the build and not a reader. A compile
+// error names the README's line (each snippet carries a //line directive).
 //
 // The README may change at will: whatever Go it holds when the test runs
 // is what is built. A snippet the test cannot wrap (not Go statements, an
@@ -61,6 +63,10 @@ var readmePackages = map[string]string{
 	"amqp":        "github.com/rabbitmq/amqp091-go",
 	"clientv3":    "go.etcd.io/etcd/client/v3",
 	"memcache":    "github.com/bradfitz/gomemcache/memcache",
+	"errors":      "errors",
+	"syscall":     "syscall",
+	"flag":        "flag",
+	"idletimeout": "github.com/keepalive-go/keepalive/idletimeout",
 }
 
 // readmeVars gives the type of each variable snippets use without
@@ -85,6 +91,11 @@ var readmeVars = map[string]string{
 	"poolCfg":      "*pgxpool.Config",
 	"pgconnCfg":    "*pgconn.Config",
 	"mc":           "*memcache.Client",
+	"conn":         "net.Conn",
+	"err":          "error",
+	"sys":          "kalib.Config", // keepalive.SystemDefaults()
+	"idleTimeout":  "time.Duration",
+	"detect":       "time.Duration",
 }
 
 // readmeRows holds what a row of the drop-in table implies beyond the
@@ -110,6 +121,7 @@ var readmeTypeImports = map[string]string{
 	"pgconn":   "github.com/jackc/pgx/v5/pgconn",
 	"memcache": "github.com/bradfitz/gomemcache/memcache",
 	"ssh":      "golang.org/x/crypto/ssh",
+	"time":     "time",
 }
 
 // readmeSnippet is a piece of Go the README presents to paste.
@@ -184,7 +196,65 @@ func readmeSnippets(readme string) (snippets []readmeSnippet, names []readmeSnip
 	if rows == 0 {
 		return nil, nil, fmt.Errorf("README.md:%d: the drop-in table has no rows", i+1)
 	}
+
+	// Inline Go in prose (paragraphs and lists, not tables): a span that
+	// parses as Go and does something (a call, an assignment, a composite
+	// literal) is code to paste; a name (`keepalive.Config`, `Get`) is
+	// not, and neither is a span that is not Go at all (a command line,
+	// a Config's text form).
+	fenced := false
+	for i, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "```") {
+			fenced = !fenced
+			continue
+		}
+		if fenced || strings.HasPrefix(l, "|") {
+			continue
+		}
+		for _, m := range codeSpan.FindAllStringSubmatch(l, -1) {
+			s := readmeSnippet{line: i + 1, code: m[1]}
+			switch proseKind(s.code) {
+			case "code":
+				snippets = append(snippets, s)
+			case "name":
+				names = append(names, s)
+			}
+		}
+	}
 	return snippets, names, nil
+}
+
+// looksLikeCall matches a call, whether it parses or not.
+var looksLikeCall = regexp.MustCompile(`^[\pL_][\pL\pN_]*(\.[\pL_][\pL\pN_]*)*\(.*\)$`)
+
+// proseKind says what an inline span of prose is: "code" (Go that does
+// something), "name" (a Go name or type), or "" (not Go).
+func proseKind(code string) string {
+	stmts, ok := parseStmts(code)
+	if !ok && looksLikeCall.MatchString(code) {
+		return "code" // `f("tcp", ...)`: Go with a part left out, which wrapSnippet refuses
+	}
+	if !ok || len(stmts) == 0 || slices.ContainsFunc(stmts, func(s ast.Stmt) bool { _, label := s.(*ast.LabeledStmt); return label }) {
+		return ""
+	}
+	// wal_level=logical, keepalives=0: a setting; Go spaces its =.
+	if _, assign := stmts[0].(*ast.AssignStmt); assign && !strings.Contains(code, " = ") && !strings.Contains(code, " := ") {
+		return ""
+	}
+	does := false
+	for _, s := range stmts {
+		ast.Inspect(s, func(n ast.Node) bool {
+			switch n.(type) {
+			case *ast.CallExpr, *ast.CompositeLit, *ast.AssignStmt, *ast.IncDecStmt, *ast.SendStmt:
+				does = true
+			}
+			return !does
+		})
+	}
+	if does {
+		return "code"
+	}
+	return "name"
 }
 
 // tableCells splits a Markdown table row into its trimmed cells; a | inside
@@ -389,22 +459,33 @@ func buildSnippets(t *testing.T, readme string) ([]readmeSnippet, string, error)
 	if err != nil {
 		return nil, "", err
 	}
+	prose := 0
 	for _, n := range names {
-		t.Logf("%v: a name in prose, not code", n)
+		if n.row == "" {
+			prose++
+			continue
+		}
+		t.Logf("%v, in the drop-in table: a name, not code", n)
 	}
+	t.Logf("%d names in prose (`keepalive.Config`, `Get`, `-detect`) are not code", prose)
 	module, err := os.Getwd()
 	require.NoError(t, err)
 	dir := t.TempDir()
 	pkg := filepath.Join(module, fmt.Sprintf("readmesnippets%d", os.Getpid()))
 	overlay := map[string]string{}
+	var unwrapped []error
 	for i, s := range snippets {
 		src, err := wrapSnippet(s)
 		if err != nil {
-			return nil, "", err
+			unwrapped = append(unwrapped, err)
+			continue
 		}
 		name := fmt.Sprintf("snippet%03d.go", i)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644))
 		overlay[filepath.Join(pkg, name)] = filepath.Join(dir, name)
+	}
+	if len(unwrapped) > 0 {
+		return nil, "", errors.Join(unwrapped...)
 	}
 	b, err := json.Marshal(map[string]any{"Replace": overlay})
 	require.NoError(t, err)
@@ -427,6 +508,7 @@ func buildSnippets(t *testing.T, readme string) ([]readmeSnippet, string, error)
 }
 
 func TestREADMESnippets(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("go"); err != nil {
 		unavailable(t, "the go command, which builds the README's snippets, is not on PATH: "+err.Error())
 	}
@@ -465,15 +547,20 @@ func TestREADMESnippets(t *testing.T) {
 
 	// A snippet the test cannot wrap, or whose names it does not know,
 	// fails the test rather than being skipped.
-	for _, tt := range []struct{ name, row, want string }{
+	for _, tt := range []struct{ name, row, want string }{ // row: a line after the net/http row, or prose after the heading
 		{"not Go", "| new client | `dial it -now` | |", "README.md:%d: `dial it -now`: not Go statements"},
 		{"unknown variable", "| new client | `client.Dial(d.DialContext)` | |", "README.md:%d: `client.Dial(d.DialContext)`: client is neither a variable nor a package"},
 		{"fields without a type", "| new client | `Dial: d.DialContext` | |", "README.md:%d: `Dial: d.DialContext`: composite-literal fields, and the row's first column names no type"},
+		{"a call with a part left out, in prose", "Then `client.Dial(addr, ...)` dials.", "README.md:%d: `client.Dial(addr, ...)`: not Go statements"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			lines := strings.Split(readme, "\n")
-			i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "| net/http |") })
-			require.GreaterOrEqual(t, i, 0, "no net/http row in the drop-in table")
+			at := "| net/http |"
+			if !strings.HasPrefix(tt.row, "|") {
+				at = "## Drop-in"
+			}
+			i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, at) })
+			require.GreaterOrEqual(t, i, 0, "no line %q", at)
 			lines = slices.Insert(lines, i+1, tt.row)
 			snippets, _, err := readmeSnippets(strings.Join(lines, "\n"))
 			require.NoError(t, err)
