@@ -487,8 +487,9 @@ func ownHolder(first, e replicate.Event) bool {
 //   - when the first stops, the second starts within a few looks and
 //     delivers what follows (for PostgreSQL, exactly the rows the first
 //     did not: the first reported its position as it stopped);
-//   - a third that asks to take over ends the second once; the second
-//     reports the third as Busy and waits, and the third delivers.
+//   - a third that asks to take over ends the second (once, unless the
+//     second reconnects before the third starts); the second reports the
+//     third as Busy and waits, and the third delivers.
 func twoInstances(t *testing.T, lab *netlab.Lab, db replDB) {
 	cfg, _, err := keepalive.ParsePostgres(replKeepalive)
 	require.NoError(t, err)
@@ -604,8 +605,10 @@ func twoInstances(t *testing.T, lab *netlab.Lab, db replDB) {
 	time.Sleep(3 * busyLooks)
 	ended := db.starts() - before
 	t.Logf("take-over: %d server processes ended or dumps started in %v", ended, time.Since(tookOver.Time).Round(time.Millisecond))
-	assert.Equal(t, 1, ended, "streams ended by another, in the server's log")
-	assert.Len(t, c.h.events(replicate.TookOver), 1, "the third stream's take-overs")
+	// Once, unless the second reconnected and took the slot before the
+	// third started; each is the third's.
+	assert.Equal(t, len(c.h.events(replicate.TookOver)), ended, "streams ended by another, in the server's log, against the third stream's take-overs")
+	assert.GreaterOrEqual(t, ended, 1, "streams ended by another, in the server's log")
 	assert.Empty(t, b.h.events(replicate.TookOver), "the second stream took the stream back")
 	assert.Len(t, b.h.events(replicate.Connected), 1, "the second stream's connections")
 	assert.Len(t, c.h.events(replicate.Connected), 1, "the third stream's connections")

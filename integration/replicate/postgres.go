@@ -51,8 +51,10 @@ type Postgres struct {
 	// TakeOver, when Run starts, ends the server process that holds the
 	// slot, whatever it streams to, with pg_terminate_backend: a forced
 	// hand-over, for a holder known to be gone (its host is down) or to be
-	// replaced. It applies until Run's first stream starts; a Run whose
-	// stream was taken over by another waits and does not take it back.
+	// replaced. It applies until Run's first stream starts (should the
+	// consumer ended reconnect first and take the slot again, it is ended
+	// again); a Run whose stream was taken over waits and does not take it
+	// back.
 	//
 	// If false, Run ends only the server processes of its own earlier
 	// connections, which it has closed (after a connection dies without a
@@ -254,14 +256,14 @@ WHERE s.slot_name = '`+p.Slot+"'")
 			if time.Now().After(endBy) {
 				return fmt.Errorf("slot %s: %v was told to end %v ago and still holds it", p.Slot, h, releaseTimeout)
 			}
-			delay = feedbackDelay / 4
+			delay = releasePoll
 		case slices.Contains(earlier, holder) || p.TakeOver && !s.started:
 			if _, err := query(ctx, conn, "SELECT pg_terminate_backend("+strconv.Itoa(h.PID)+")"); err != nil {
 				return fmt.Errorf("ending %v, which holds slot %s: %w", h, p.Slot, err)
 			}
 			p.event(Event{Kind: TookOver, PID: h.PID, Holder: h})
 			ended, endBy = holder, time.Now().Add(releaseTimeout)
-			delay = feedbackDelay / 4
+			delay = releasePoll
 		default:
 			if holder != s.busy {
 				s.busy = holder

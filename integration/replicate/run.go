@@ -56,8 +56,11 @@ const (
 	// looks again.
 	busyPoll = time.Second
 	// releaseTimeout bounds the wait for a server process that was told
-	// to end to let go of the slot.
+	// to end to let go of the slot, and releasePoll is how often Run looks
+	// meanwhile: much sooner than the ended stream reconnects (minBackoff),
+	// so that the slot goes to the Run that took it over.
 	releaseTimeout = 5 * time.Second
+	releasePoll    = 10 * time.Millisecond
 )
 
 // Txn is a committed transaction.

@@ -21,7 +21,7 @@
 // dead connection (or, for MariaDB, a stream of this command whose process
 // on this host has exited); any other holder is named on standard error
 // and waited for, so a second instance started by mistake is a standby
-// and not a rival. -take-over ends the holder once, at start.
+// and not a rival. -take-over ends the holder when the stream starts.
 //
 // Each line on standard output is a transaction: {"Commit":...,"End":...,
 // "Time":...,"Changes":[{"Op":"insert","Table":"public.t","Row":{...}}]}.

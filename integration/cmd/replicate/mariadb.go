@@ -63,7 +63,7 @@ registered with -server-id (SHOW REPLICA HOSTS: the user needs REPLICATION
 MASTER ADMIN) and, unless it is its own earlier stream or a stream of this
 command whose process on this host has exited, says who it is and waits
 until it is gone: a second instance is a standby. -take-over streams at
-start regardless, ending the other's stream once; a stream taken over waits.
+start regardless, ending the other's stream; a stream taken over waits.
 
 Flags:
 `

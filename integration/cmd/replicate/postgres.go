@@ -60,7 +60,7 @@ stream ends the server process the server still keeps for it. A slot held by
 any other process is left alone: the stream says who holds it and waits
 until it is free (the server ends a holder whose client is gone after its
 wal_sender_timeout, 60s by default), so a second instance is a standby.
--take-over ends the holder once, at start; a stream taken over waits.
+-take-over ends the holder when the stream starts; a stream taken over waits.
 
 Flags:
 `
