@@ -48,8 +48,9 @@
 // pidfd_getfd and getsockopt; Linux), judged against -idle-timeout (will a
 // middlebox with that idle timeout forget the flow?) and -detect (is a
 // vanished peer noticed in time?): a table grouped by process, or -json.
-// apply sets a Config on a running process's connections without
-// restarting it, and reads each back. exporter serves the audit as
+// apply changes the fields given on a running process's connections
+// without restarting it, leaving every other field as each socket has it,
+// and reads each back. exporter serves the audit as
 // Prometheus metrics; audit -prom writes them for node_exporter's textfile
 // collector.
 //

@@ -55,7 +55,7 @@ func probe() int {
 	defer cancel()
 	r := probeResult{UID: os.Getuid()}
 
-	_, err := audit.Apply(ctx, target, audit.Filter{Port: uint16(targetPort)}, keepalive.Config{Idle: 7 * time.Second})
+	_, err := audit.Apply(ctx, target, audit.Filter{Port: uint16(targetPort)}, audit.Change{Config: keepalive.Config{Idle: 7 * time.Second}, Fields: audit.FieldIdle})
 	if err != nil {
 		r.ApplyErr = err.Error()
 		r.ApplyIsPerm = errors.Is(err, os.ErrPermission)
