@@ -44,10 +44,6 @@ It needs ptrace access to the process: the same user (and a process that
 has not changed its user), or root (CAP_SYS_PTRACE); without it, it says
 what is missing and changes nothing.
 
-The exit status is 1 when the process holds no connection the flags
-select, or when a socket could not be changed (the others are changed all
-the same).
-
 ` + criteriaHelp,
 	examples: []example{
 		{"keepalive apply -pid 1234 -port 5432 -config idle=60s,interval=10s,count=5", "on process 1234's connections to or from port 5432, turn keepalive on\n" +

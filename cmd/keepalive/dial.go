@@ -24,8 +24,7 @@ With -watch it then holds the connection idle, sending nothing, and reports
 when and how it ends: the kernel declaring the peer dead (ETIMEDOUT) after
 its keepalive probes go unanswered, or the peer closing (FIN) or resetting
 (RST) it. On a terminal it shows how long the connection has been silent.
-Interrupt to stop watching. A connection the peer closes, or a watch
-interrupted, ends with status 0; one that times out or is reset with 1.
+Interrupt to stop watching.
 
 ` + configHelp,
 	examples: []example{
