@@ -215,6 +215,12 @@ func TestAuditProm(t *testing.T) {
 	b, err = os.ReadFile(file)
 	require.NoError(t, err)
 	assert.Equal(t, "old\n", string(b))
+
+	// A file that cannot be written is named as given, with what is wrong.
+	r = runArgs(context.Background(), "audit", "-pid", fmt.Sprint(os.Getpid()), "-prom", "/no/such/dir/k.prom")
+	assert.Equal(t, exitFail, r.code)
+	assert.Empty(t, r.stdout)
+	assert.Equal(t, "keepalive audit: cannot write /no/such/dir/k.prom: the folder /no/such/dir does not exist (no such file or directory)\n", r.stderr)
 }
 
 // TestApplyCmd sets a Config on this test's own connection through the

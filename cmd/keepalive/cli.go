@@ -344,11 +344,11 @@ func badConfig(err error) error {
 }
 
 // message is err's text without the prefix of the library ("keepalive: ")
-// or of its operations package ("audit: "), which the command's own name
-// replaces.
+// or of its operations packages ("audit: ", "metrics: "), which the
+// command's own name replaces.
 func message(err error) string {
 	s := err.Error()
-	for _, prefix := range []string{"keepalive: ", "audit: "} {
+	for _, prefix := range []string{"keepalive: ", "audit: ", "metrics: "} {
 		if rest, ok := strings.CutPrefix(s, prefix); ok {
 			return rest
 		}

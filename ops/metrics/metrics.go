@@ -54,11 +54,17 @@ package metrics
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -270,11 +276,53 @@ func (r reportCollector) Collect(ch chan<- prometheus.Metric) {
 // The file is replaced atomically: the metrics are written to a new file
 // in the same folder, whose name does not end in .prom so that the
 // collector never reads it half written, which is then made readable by
-// all (mode 0644) and renamed to path.
+// all (mode 0644) and renamed to path. An error names path and says what
+// is wrong, such as a folder that does not exist, and wraps the system's
+// error; the file at path is then as it was.
 func WriteTextfile(path string, rep *audit.Report, took time.Duration, perConnection bool) error {
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(reportCollector{rep, took, perConnection}); err != nil {
 		return err
 	}
-	return prometheus.WriteToTextfile(path, reg)
+	if err := prometheus.WriteToTextfile(path, reg); err != nil {
+		return textfileError(path, err)
+	}
+	return nil
+}
+
+// textfileError says why path could not be written, from the error of
+// prometheus.WriteToTextfile, which names the temporary file beside path.
+func textfileError(path string, err error) error {
+	var pathErr *fs.PathError
+	var linkErr *os.LinkError
+	switch {
+	case errors.As(err, &linkErr):
+		err = linkErr.Err
+	case errors.As(err, &pathErr):
+		err = pathErr.Err
+	default:
+		return fmt.Errorf("metrics: cannot write %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	why := ""
+	fi, serr := os.Stat(dir)
+	switch {
+	case errors.Is(serr, fs.ErrNotExist):
+		why = "the folder " + dir + " does not exist"
+	case errors.Is(serr, syscall.ENOTDIR), serr == nil && !fi.IsDir():
+		why = dir + " is not a folder"
+	case isDir(path):
+		why = "it is a folder"
+	case errors.Is(err, fs.ErrPermission):
+		why = "no permission to create a file in " + dir
+	}
+	if why == "" {
+		return fmt.Errorf("metrics: cannot write %s: %w", path, err)
+	}
+	return fmt.Errorf("metrics: cannot write %s: %s (%w)", path, why, err)
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }

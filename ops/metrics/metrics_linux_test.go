@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,9 +218,41 @@ func TestWriteTextfile(t *testing.T) {
 		"keepalive_interval_seconds", "keepalive_probes", "keepalive_user_timeout_seconds"),
 		"the file and a scrape differ")
 
-	// A folder that is not there: an error, and no file.
-	err = metrics.WriteTextfile(filepath.Join(dir, "missing", "keepalive.prom"), rep, time.Second, false)
-	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// TestWriteTextfileErrors checks that a file that cannot be written is
+// named as given, with what is wrong, and never by the temporary file
+// written beside it; that the error wraps the system's; and that nothing
+// is left behind.
+func TestWriteTextfileErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	folder := filepath.Join(dir, "k.prom")
+	require.NoError(t, os.Mkdir(folder, 0o755))
+	rep := &audit.Report{}
+	for _, tt := range []struct {
+		path, msg string
+		is        error
+	}{
+		{filepath.Join(dir, "missing", "k.prom"), "metrics: cannot write DIR/missing/k.prom: the folder DIR/missing does not exist (no such file or directory)", os.ErrNotExist},
+		{filepath.Join(file, "k.prom"), "metrics: cannot write DIR/file/k.prom: DIR/file is not a folder (not a directory)", syscall.ENOTDIR},
+		{folder, "metrics: cannot write DIR/k.prom: it is a folder (file exists)", syscall.EEXIST},
+		// sysfs refuses new files, to root too.
+		{"/sys/keepalive-test.prom", "metrics: cannot write /sys/keepalive-test.prom: no permission to create a file in /sys (permission denied)", os.ErrPermission},
+	} {
+		err := metrics.WriteTextfile(tt.path, rep, time.Second, false)
+		require.Error(t, err, tt.path)
+		assert.Equal(t, strings.ReplaceAll(tt.msg, "DIR", dir), err.Error())
+		assert.ErrorIs(t, err, tt.is)
+	}
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	assert.ElementsMatch(t, []string{"file", "k.prom"}, names, "no temporary file left")
 }
 
 // TestCollectorOrder checks that the per-connection series of each metric
