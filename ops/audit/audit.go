@@ -201,10 +201,13 @@ type Report struct {
 	// by addresses.
 	Conns []Conn
 
-	// Unreadable is how many processes' descriptors the caller had no
-	// permission to list. The connections they hold are reported with PID
-	// zero. Zero means every process could be searched.
-	Unreadable int
+	// Unreadable lists the processes whose descriptors the caller had no
+	// permission to list, in pid order, each with its pid, command and
+	// why: the connections they hold are reported with PID zero. It is
+	// empty when every connection's owner was found (the processes not
+	// searched hold none of them), and leaves out kernel threads, which
+	// hold no descriptors.
+	Unreadable []*PermissionError
 }
 
 // Audit lists the TCP connections that o.Filter selects, with the process

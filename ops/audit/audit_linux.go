@@ -31,22 +31,22 @@ func audit(ctx context.Context, o Options) (*Report, error) {
 
 // collect lists the connections f selects with their owners, in Report
 // order, without reading their values.
-func collect(ctx context.Context, f Filter, progress func(Progress)) (conns []Conn, denied int, err error) {
+func collect(ctx context.Context, f Filter, progress func(Progress)) (conns []Conn, denied []*PermissionError, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	report(progress, Progress{Stage: Listing})
 	h, err := diagHandle(f.PID)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	conns, err = listConns(ctx, h, f, progress)
 	h.Close()
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if denied, err = findOwners(ctx, conns, f.PID, progress); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if f.PID != 0 {
 		conns = slices.DeleteFunc(conns, func(c Conn) bool { return c.PID != f.PID })
