@@ -38,6 +38,14 @@
 // on ([audit.SourceKernel] or [audit.SourceSocket]); the four values only
 // when they were read from the socket ([audit.SourceSocket]).
 //
+// # The scrape's own connection
+//
+// A scrape arrives on a TCP connection that exists only for it; on a host
+// where the scraper runs too, both its ends would be counted. An exporter
+// answers each scrape with [Collector.Scrape], which leaves out both ends
+// of that connection, matched exactly by their addresses, and nothing
+// else.
+//
 // # Cost in series
 //
 // The aggregates cost 5 series per distinct command that holds a TCP
@@ -58,6 +66,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -150,6 +159,65 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // the metrics. When the audit fails, it counts and logs the error, and
 // sends only the duration and the count of errors.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.collect(ch, nil)
+}
+
+// Scrape returns the Collector for one collection made to answer a scrape
+// that arrived on the TCP connection from remote to local, which the
+// exporter holds in its own network namespace: it sends what c sends,
+// without that connection and its other end, the scraper's, which exist
+// only for the scrape. They are recognised by their addresses, which no
+// other connection in the namespace has, and left out only when the audit
+// lists the exporter's namespace (Options.Audit.Filter.PID zero, or a
+// process in the same namespace), so that a connection elsewhere with the
+// same addresses is never hidden. Every other connection to the exporter,
+// a scraper's idle one included, is counted.
+func (c *Collector) Scrape(local, remote netip.AddrPort) prometheus.Collector {
+	return scrapeCollector{c, local, remote}
+}
+
+// scrapeCollector is a Collector that leaves out a scrape's connection.
+type scrapeCollector struct {
+	c             *Collector
+	local, remote netip.AddrPort
+}
+
+func (s scrapeCollector) Describe(ch chan<- *prometheus.Desc) { s.c.Describe(ch) }
+
+func (s scrapeCollector) Collect(ch chan<- prometheus.Metric) {
+	if !sameNetNS(s.c.o.Audit.Filter.PID) {
+		s.c.collect(ch, nil)
+		return
+	}
+	local, remote := unzoned(s.local), unzoned(s.remote)
+	s.c.collect(ch, func(conn *audit.Conn) bool {
+		return conn.Local == local && conn.Remote == remote || conn.Local == remote && conn.Remote == local
+	})
+}
+
+// unzoned is a as audit reports addresses: IPv4-mapped IPv6 unmapped, with
+// no zone.
+func unzoned(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())
+}
+
+// sameNetNS reports whether an audit of process pid's connections, or of
+// this process's when pid is zero, lists this process's network namespace.
+func sameNetNS(pid int) bool {
+	if pid == 0 {
+		return true
+	}
+	ours, err := os.Stat("/proc/self/ns/net")
+	if err != nil {
+		return false
+	}
+	theirs, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid))
+	return err == nil && os.SameFile(ours, theirs)
+}
+
+// collect audits the host and sends the metrics of the connections for
+// which skip, if not nil, is false.
+func (c *Collector) collect(ch chan<- prometheus.Metric, skip func(*audit.Conn) bool) {
 	ctx := context.Background()
 	if c.o.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -165,6 +233,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			c.o.ErrorLog.Error("audit failed", "err", err, "took", took)
 		}
 		rep = nil
+	}
+	if rep != nil && skip != nil {
+		rep.Conns = slices.DeleteFunc(rep.Conns, func(conn audit.Conn) bool { return skip(&conn) })
 	}
 	send(ch, rep, took, c.errors.Load(), c.o.PerConnection)
 }
