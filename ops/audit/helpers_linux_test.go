@@ -43,6 +43,7 @@ type helper struct {
 	testproc.Holding
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
+	proc  *testproc.Helper
 }
 
 // startHold starts a hold helper with pairs connections whose dialed ends
@@ -63,7 +64,7 @@ func tryStartHold(t testing.TB, pairs int, config string, extras bool, cred *sys
 	if err != nil {
 		return nil, err
 	}
-	return &helper{Holding: held, cmd: p.Cmd, stdin: p.Stdin}, nil
+	return &helper{Holding: held, cmd: p.Cmd, stdin: p.Stdin, proc: p}, nil
 }
 
 // dupFrom duplicates descriptor fd of process pid into the test with
