@@ -75,7 +75,7 @@ attached or pinned.
 		fs.Var(&remotesValue{&f.Remote}, "remote", "only flows whose remote address is this `address` or within this prefix, such as 10.0.0.0/8; may be given again")
 		fs.Var(&portsValue{&f.Ports}, "port", "only flows whose local or remote port is this `number`; may be given again")
 		wins := enforce.PolicyWins
-		fs.Var(&winsValue{&wins}, "wins", "who wins when the program sets keepalive itself: policy or program")
+		fs.Var(&winsValue{&wins}, "wins", "who wins when the program sets keepalive itself: the `side`, policy or program")
 		fs.Lookup("wins").DefValue = "policy"
 		list := boolFlag(fs, "list", "show the policies in force")
 		remove := boolFlag(fs, "remove", "end the policy on -cgroup")

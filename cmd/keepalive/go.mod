@@ -3,8 +3,8 @@ module github.com/keepalive-go/keepalive/cmd/keepalive
 go 1.26.0
 
 require (
-	github.com/keepalive-go/keepalive v0.0.0-00010101000000-000000000000
-	github.com/keepalive-go/keepalive/ops v0.0.0-00010101000000-000000000000
+	github.com/keepalive-go/keepalive v0.1.0
+	github.com/keepalive-go/keepalive/ops v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/exporter-toolkit v0.20.0
 	github.com/stretchr/testify v1.12.1
@@ -38,9 +38,4 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 	golang.org/x/time v0.15.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
-)
-
-replace (
-	github.com/keepalive-go/keepalive => ../..
-	github.com/keepalive-go/keepalive/ops => ../../ops
 )
