@@ -54,6 +54,10 @@ func init() {
 		{exporterCommand, exits{
 			done: "interrupted (SIGINT or SIGTERM): it stopped serving",
 			fail: "it could not listen on -listen, or serving failed"}},
+		{enforceCommand, exits{
+			done:  "the policy is in force and every connection it could reach was set; listed; removed",
+			fail:  "the policy could not be put in force, for want of capabilities or of what the kernel lacks (nothing is left attached or pinned), or is in force but not every existing connection was reached; -remove: no policy on -cgroup",
+			usage: "a bad command line or Config, or a -cgroup that is not a cgroup v2 directory: nothing is done"}},
 		{helpCommand, exits{
 			usage: "an unknown command, or more than one"}},
 	} {
@@ -344,11 +348,11 @@ func badConfig(err error) error {
 }
 
 // message is err's text without the prefix of the library ("keepalive: ")
-// or of its operations packages ("audit: ", "metrics: "), which the
-// command's own name replaces.
+// or of its operations packages ("audit: ", "metrics: ", "enforce: "),
+// which the command's own name replaces.
 func message(err error) string {
 	s := err.Error()
-	for _, prefix := range []string{"keepalive: ", "audit: ", "metrics: "} {
+	for _, prefix := range []string{"keepalive: ", "audit: ", "metrics: ", "enforce: "} {
 		if rest, ok := strings.CutPrefix(s, prefix); ok {
 			return rest
 		}

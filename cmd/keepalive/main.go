@@ -14,6 +14,8 @@
 //	keepalive apply -pid P [flags]
 //	                             change keepalive on a running process
 //	keepalive exporter [flags]   serve the audit as Prometheus metrics
+//	keepalive enforce -cgroup PATH [flags] | -list | -remove -cgroup PATH
+//	                             put a keepalive policy on a cgroup
 //	keepalive help [COMMAND]     show the help of a command
 //
 // Run with no arguments, it dials a loopback listener with a sample Config,
@@ -53,6 +55,11 @@
 // and reads each back. exporter serves the audit as
 // Prometheus metrics; audit -prom writes them for node_exporter's textfile
 // collector.
+//
+// enforce puts a policy on a cgroup v2 directory with BPF programs (Linux):
+// every TCP connection its processes establish from then on, and those they
+// hold already, get the Config, without a restart; -list shows the
+// policies in force and -remove ends one.
 //
 // "keepalive COMMAND -h" shows a command's flags and examples, and what
 // its exit statuses mean: 0 done, 1 its work failed (for dial, the

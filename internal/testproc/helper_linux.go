@@ -36,6 +36,15 @@ type Opts struct {
 	// Stderr is where the helper's standard error goes; nil means this
 	// process's.
 	Stderr io.Writer
+
+	// Cgroup, if not empty, is the cgroup v2 directory the helper starts
+	// in (clone3 with CLONE_INTO_CGROUP), so that every socket it makes
+	// is the cgroup's.
+	Cgroup string
+
+	// Cloneflags are added to the helper's clone flags, such as
+	// CLONE_NEWNET for a network namespace of its own.
+	Cloneflags uintptr
 }
 
 // Helper is a running helper process.
@@ -61,7 +70,15 @@ func Start(t testing.TB, o Opts) (*Helper, error) {
 	if o.Stderr != nil {
 		cmd.Stderr = o.Stderr
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: o.Cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: o.Cred, Cloneflags: o.Cloneflags}
+	if o.Cgroup != "" {
+		fd, err := unix.Open(o.Cgroup, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("the helper's cgroup: %w", &os.PathError{Op: "open", Path: o.Cgroup, Err: err})
+		}
+		defer unix.Close(fd)
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	}
 	start := Spawn
 	if o.In != nil {
 		cmd.SysProcAttr.Pdeathsig = 0
