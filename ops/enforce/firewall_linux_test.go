@@ -53,6 +53,10 @@ const labConntrack = 5 * time.Second
 // no user timeout, so that the bound is Idle + Interval × Count alone.
 var labPolicy = keepalive.Config{Idle: 2 * time.Second, Interval: time.Second, Count: 2}
 
+// mptcpCloseTimeout is net.mptcp.close_timeout in the lab's client
+// namespace.
+const mptcpCloseTimeout = 3 * time.Second
+
 // labProgram is a client program the lab runs: it connects to one of the
 // lab's servers and sends what the test writes to its standard input.
 type labProgram struct {
@@ -66,6 +70,10 @@ type labProgram struct {
 	// keepAlive: it turns SO_KEEPALIVE on itself, keeping the system's
 	// values, as libpq does by default.
 	keepAlive bool
+	// mptcp: it dials Multipath TCP, and the echo server, a Go listener,
+	// accepts Multipath TCP (Go's default): the connection is MPTCP end
+	// to end, and the policy sets its subflow (see TestMPTCP).
+	mptcp bool
 }
 
 // pythonClient is a line client in Python, whose sockets leave keepalive
@@ -92,6 +100,9 @@ var labPrograms = []labProgram{
 	{name: "go", cmd: func(t *testing.T, echo, _ netip.AddrPort) *exec.Cmd {
 		// Statically linked, keepalive off: net.Dialer{KeepAlive: -1}.
 		return exec.Command(goBinary(t), "-keepalive", "-1s", "-connect", echo.String())
+	}},
+	{name: "go-mptcp", mptcp: true, cmd: func(t *testing.T, echo, _ netip.AddrPort) *exec.Cmd {
+		return exec.Command(goBinary(t), "-keepalive", "-1s", "-mptcp", "-connect", echo.String())
 	}},
 	{name: "python3", pkg: "python3", cmd: func(_ *testing.T, echo, _ netip.AddrPort) *exec.Cmd {
 		return exec.Command("python3", "-u", "-c", pythonClient, echo.Addr().String(), strconv.Itoa(int(echo.Port())))
@@ -136,9 +147,13 @@ func TestFirewall(t *testing.T) {
 			return err
 		}
 		var st unix.Stat_t
-		err = unix.Stat("/proc/thread-self/ns/net", &st)
+		if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+			return err
+		}
 		clientNetns = st.Ino
-		return err
+		// How long a Multipath TCP connection outlives its last subflow:
+		// 60 s by default, shortened here.
+		return os.WriteFile("/proc/sys/net/mptcp/close_timeout", []byte(strconv.Itoa(int(mptcpCloseTimeout/time.Second))), 0)
 	}))
 	echo := startEcho(t, lab)
 	pg := startLabPostgres(t, lab)
@@ -185,6 +200,12 @@ func TestFirewall(t *testing.T) {
 			}
 			v, err := sockopts.Read(c.sock)
 			require.NoError(t, err)
+			if c.prog.mptcp {
+				// The process's own MPTCP socket keeps its own values;
+				// the subflow under it carries the policy's.
+				assert.Equal(t, sockopts.Values{Idle: sys.Idle, Interval: sys.Interval, Count: sys.Count, MPTCP: true}, v, "%s: its MPTCP socket %s -> %s, read back", c, c.local, c.remote)
+				v = subflowOf(t, l, c.local, c.remote)
+			}
 			assert.Equal(t, want, v, "%s: its socket %s -> %s, read back", c, c.local, c.remote)
 		}
 		ps := l.list()
@@ -196,21 +217,32 @@ func TestFirewall(t *testing.T) {
 	})
 
 	// Every flow silent past the firewall's timeout, then asked for an
-	// answer; the clients wait at the same time.
+	// answer; the clients wait and ask at the same time, each on a
+	// goroutine of its own, so that no client waits for another.
 	silence := labConntrack + 3*time.Second
 	until := time.Now().Add(silence)
 	dropped := lab.Dropped()
 	t.Logf("every flow silent for %v; the firewall forgets a flow after %v", silence, labConntrack)
+	answered := make([]chan bool, len(clients))
+	for i, c := range clients {
+		answered[i] = make(chan bool, 1)
+		go func() {
+			time.Sleep(time.Until(until))
+			wait := 5 * time.Second
+			if c.where == outside {
+				wait = 3 * time.Second
+			}
+			answered[i] <- c.tryRoundTrip("still there?", wait)
+		}()
+	}
 	t.Run("silent", func(t *testing.T) {
-		for _, c := range clients {
+		for i, c := range clients {
 			t.Run(c.String(), func(t *testing.T) {
-				t.Parallel()
-				time.Sleep(time.Until(until))
 				if c.where == outside {
-					assert.False(t, c.tryRoundTrip("still there?", 3*time.Second), "the flow of a client outside the policy should be forgotten by the firewall")
-					return
+					assert.False(t, <-answered[i], "the flow of a client outside the policy should be forgotten by the firewall")
+				} else {
+					assert.True(t, <-answered[i], "no answer within 5s; its standard error: %s", c.stderr)
 				}
-				c.roundTrip(t, "still there?", 5*time.Second)
 			})
 		}
 	})
@@ -220,49 +252,73 @@ func TestFirewall(t *testing.T) {
 	// policy is declared dead (TCP_INFO's state goes to CLOSE) no sooner
 	// than the bound after the last packet it received, and no later than
 	// the bound × 1.15 + 200 ms, as TestFirewallCutFlows asks of the
-	// library.
+	// library. The last packet is the one TCP_INFO names once the socket
+	// is closed: an answer to a probe may still be on its way through the
+	// lab when the firewall forgets the flow. Each socket is watched from
+	// the cut on by a goroutine of its own.
 	bound := labPolicy.DetectionTime(keepalive.Config{})
 	limit := bound*115/100 + 200*time.Millisecond
+	type death struct {
+		silence time.Duration // from the last packet received to CLOSE
+		at      time.Time     // when CLOSE was seen
+		closed  bool
+		seen    []string
+	}
+	deaths := make([]chan death, len(clients))
 	lab.CutFlows()
-	last := map[*labClient]time.Time{}
-	for _, c := range clients {
+	cut := time.Now()
+	for i, c := range clients {
 		if c.where == outside {
 			continue
 		}
-		info := tcpInfo(t, c.sock)
-		// Both counters are milliseconds since, kept in jiffies.
-		last[c] = time.Now().Add(-time.Duration(min(info.Last_ack_recv, info.Last_data_recv)) * time.Millisecond)
+		deaths[i] = make(chan death, 1)
+		go func() {
+			var d death
+			d.silence, d.closed, d.seen = c.waitClosed(cut.Add(3 * bound))
+			d.at = time.Now()
+			deaths[i] <- d
+		}()
 	}
 	t.Run("cut", func(t *testing.T) {
-		for _, c := range clients {
+		for i, c := range clients {
 			if c.where == outside {
 				continue
 			}
 			t.Run(c.String(), func(t *testing.T) {
-				t.Parallel()
-				closed, ok := c.waitClosed(last[c].Add(3 * bound))
-				measured := closed.Sub(last[c])
-				require.True(t, ok, "still %s %v after the last packet it received; the bound is %v", tcpStates[tcpInfo(t, c.sock).State], time.Since(last[c]), bound)
-				t.Logf("detect: config=%s side=dialed bound=%v measured=%.3fs ratio=%.3f (%s)", labPolicy, bound, measured.Seconds(), float64(measured)/float64(bound), c)
+				d := <-deaths[i]
+				if !d.closed || d.silence > limit {
+					t.Logf("its socket, from the cut on:\n%s", strings.Join(d.seen, "\n"))
+				}
+				require.True(t, d.closed, "still %s %v after the cut; the bound is %v", tcpStates[tcpInfo(t, c.sock).State], d.at.Sub(cut), bound)
+				t.Logf("detect: config=%s side=dialed bound=%v measured=%.3fs ratio=%.3f (%s)", labPolicy, bound, d.silence.Seconds(), float64(d.silence)/float64(bound), c)
 				// TCP_INFO counts in jiffies: the last packet's time is
 				// known to within one.
-				assert.GreaterOrEqual(t, measured, bound-20*time.Millisecond, "declared dead %v before the bound %v", bound-measured, bound)
-				assert.LessOrEqual(t, measured, limit, "declared dead %v after the limit %v (bound %v)", measured-limit, limit, bound)
-				if c.prog.postgres {
-					// psql reads nothing while it waits for a query; the
-					// next one meets the error.
+				assert.GreaterOrEqual(t, d.silence, bound-20*time.Millisecond, "declared dead %v before the bound %v", bound-d.silence, bound)
+				assert.LessOrEqual(t, d.silence, limit, "declared dead %v after the limit %v (bound %v)", d.silence-limit, limit, bound)
+
+				// The client's own report. libpq reads nothing while psql
+				// waits for a query; the next one meets the error, which
+				// it reports only as a lost connection. A Multipath TCP
+				// connection outlives its last subflow for
+				// net.mptcp.close_timeout, and is then closed: the read
+				// fails with ENOTCONN.
+				report, after, within := "connection timed out", time.Duration(0), 10*time.Second
+				switch {
+				case c.prog.postgres:
 					io.WriteString(c.stdin, "SELECT 'after';\n")
+					report = "connection to server was lost"
+				case c.prog.mptcp:
+					report, after, within = "transport endpoint is not connected", mptcpCloseTimeout-200*time.Millisecond, mptcpCloseTimeout+5*time.Second
 				}
 				select {
 				case <-c.exited:
-				case <-time.After(10 * time.Second):
-					t.Errorf("the client is still running 10s after its connection was declared dead")
-				}
-				// Its own report: libpq says only that the connection was
-				// lost; the others name the error, ETIMEDOUT.
-				report := "connection timed out"
-				if c.prog.postgres {
-					report = "connection to server was lost"
+					ended := c.exitedAt.Sub(d.at)
+					t.Logf("%s ended %v after its socket was seen declared dead: %s", c, ended.Round(time.Millisecond), strings.TrimSpace(c.stderr.String()))
+					if after > 0 {
+						assert.GreaterOrEqual(t, ended, after, "the client ended before net.mptcp.close_timeout (%v) had passed", mptcpCloseTimeout)
+					}
+				case <-time.After(time.Until(d.at.Add(within))):
+					t.Errorf("the client is still running %v after its connection was declared dead", within)
 				}
 				assert.Contains(t, strings.ToLower(c.stderr.String()), report, "the client's own report")
 			})
@@ -397,9 +453,10 @@ type labClient struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	lines chan string
-	// exited is closed once the program has ended.
-	exited chan struct{}
-	stderr *syncBuffer
+	// exited is closed once the program has ended, at exitedAt.
+	exited   chan struct{}
+	exitedAt time.Time
+	stderr   *syncBuffer
 	// sock is a duplicate of its socket, made with pidfd_getfd: the same
 	// socket, which the test reads.
 	sock          *os.File
@@ -435,6 +492,7 @@ func startLabClient(t *testing.T, start func(func() error) error, cg string, p l
 			c.lines <- sc.Text()
 		}
 		c.cmd.Wait()
+		c.exitedAt = time.Now()
 		close(c.exited)
 	}()
 	t.Cleanup(func() {
@@ -477,17 +535,35 @@ func (c *labClient) tryRoundTrip(word string, d time.Duration) bool {
 }
 
 // waitClosed polls the client's socket until the kernel has closed it
-// (TCP_INFO's state CLOSE: declared dead) or until deadline, and returns
-// when it saw it closed.
-func (c *labClient) waitClosed(deadline time.Time) (time.Time, bool) {
+// (TCP_INFO's state CLOSE: declared dead) or until deadline. It returns
+// how long before it saw it closed the socket had received its last
+// packet, as TCP_INFO counts it, which is how the kernel counts the
+// silence that keepalive ends, and what it saw on the way: each change of
+// the state, of the count of unanswered probes, or of the last packet's
+// time.
+func (c *labClient) waitClosed(deadline time.Time) (silence time.Duration, closed bool, seen []string) {
+	var prev unix.TCPInfo
+	var prevLast time.Time
+	start := time.Now()
 	for {
 		info, err := unix.GetsockoptTCPInfo(int(c.sock.Fd()), unix.IPPROTO_TCP, unix.TCP_INFO)
 		now := time.Now()
-		if err == nil && info.State == tcpClose {
-			return now, true
+		if err != nil {
+			seen = append(seen, err.Error())
+		} else {
+			// Both counters are milliseconds since, kept in jiffies.
+			silence = time.Duration(min(info.Last_ack_recv, info.Last_data_recv)) * time.Millisecond
+			last := now.Add(-silence)
+			if len(seen) == 0 || info.State != prev.State || info.Probes != prev.Probes || last.Sub(prevLast).Abs() > 20*time.Millisecond {
+				seen = append(seen, fmt.Sprintf("+%v %s, %d probes unanswered, last packet %v before", now.Sub(start).Round(time.Millisecond), tcpStates[info.State], info.Probes, silence))
+				prev, prevLast = *info, last
+			}
+			if info.State == tcpClose {
+				return silence, true, seen
+			}
 		}
 		if now.After(deadline) {
-			return now, false
+			return silence, false, seen
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -549,9 +625,12 @@ func sockaddrPort(sa unix.Sockaddr) netip.AddrPort {
 }
 
 // The TCP states TCP_INFO reports (include/net/tcp_states.h).
-const tcpClose = 7
+const (
+	tcpEstablished = 1
+	tcpClose       = 7
+)
 
-var tcpStates = map[uint8]string{1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT", tcpClose: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING"}
+var tcpStates = map[uint8]string{tcpEstablished: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT", tcpClose: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING"}
 
 // tcpInfo reads the socket's TCP_INFO.
 func tcpInfo(t *testing.T, f *os.File) *unix.TCPInfo {

@@ -68,6 +68,9 @@ type connSpec struct {
 	// MPTCP makes the listeners Multipath TCP ones, as Go's are by default
 	// since Go 1.24 where the kernel has it; false makes them plain TCP.
 	MPTCP bool
+	// DialMPTCP makes the sockets it dials Multipath TCP ones, which Go's
+	// net.Dialer makes only when asked; false makes them plain TCP.
+	DialMPTCP bool
 }
 
 // sock is one end of a connection in a conns helper.
@@ -137,6 +140,7 @@ func runConns() int {
 	out := json.NewEncoder(os.Stdout)
 	out.Encode(addrs)
 	d := net.Dialer{KeepAlive: -1, Control: control(spec.Dial)}
+	d.SetMultipathTCP(spec.DialMPTCP)
 	var keep []net.Conn
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {

@@ -7,6 +7,8 @@
 // dials its listener, accepts, and prints the descriptors of the dialled
 // and the accepted connection.
 //
+// With -mptcp it dials Multipath TCP.
+//
 // With -connect ADDR it is a line client instead, as socat STDIO TCP:ADDR
 // is: it dials ADDR, sends each line of its standard input and prints each
 // line it receives; when the connection fails it prints the error on its
@@ -26,8 +28,10 @@ import (
 func main() {
 	ka := flag.Duration("keepalive", 0, "net.Dialer and net.ListenConfig KeepAlive: 0 for Go's default (15s, 15s, 9), negative for off")
 	connect := flag.String("connect", "", "dial this `address` and be a line client")
+	mptcp := flag.Bool("mptcp", false, "dial Multipath TCP (Go's listeners use it by default where the kernel has it)")
 	flag.Parse()
 	d := &net.Dialer{KeepAlive: *ka, Timeout: 10 * time.Second}
+	d.SetMultipathTCP(*mptcp)
 	if *connect != "" {
 		lineClient(d, *connect)
 		return
