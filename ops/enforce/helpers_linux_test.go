@@ -32,7 +32,7 @@ import (
 
 // The test binary doubles as a helper process that holds connections in a
 // cgroup, so that the policies act only on processes the tests started.
-const helperEnv = "ENFORCE_TEST_HELPER" // "conns" (runConns) or "enforce" (runEnforce)
+const helperEnv = "ENFORCE_TEST_HELPER" // "conns" (runConns), "enforce" (runEnforce) or "mountns" (runMountns)
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
@@ -47,6 +47,8 @@ func TestMain(m *testing.M) {
 		os.Exit(runConns())
 	case "enforce":
 		os.Exit(runEnforce())
+	case "mountns":
+		os.Exit(runMountns())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)
