@@ -331,6 +331,20 @@ func TestFirewall(t *testing.T) {
 			assert.Equal(t, "ESTABLISHED", tcpStates[tcpInfo(t, c.sock).State], "%s", c)
 		}
 	}
+
+	// The policy ends: nothing of the project is left in the kernel or in
+	// bpffs, and a client started in the cgroup then is bare.
+	_, err := enforce.Remove(context.Background(), l.bpffs, l.cgroup)
+	require.NoError(t, err)
+	l.assertNothingLeft()
+	for _, p := range labPrograms {
+		c := startLabClient(t, start, l.cgroup, p, after, echo, pg)
+		want := base
+		want.KeepAlive, want.MPTCP = p.keepAlive, p.mptcp
+		v, err := sockopts.Read(c.sock)
+		require.NoError(t, err)
+		assert.Equal(t, want, v, "%s, started once the policy had ended", p.name)
+	}
 }
 
 // needProgram skips (in CI fails) a test whose program is not installed.
