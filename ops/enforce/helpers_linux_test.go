@@ -365,34 +365,90 @@ func (l *lab) list() []enforce.Policy {
 const objectsFreed = 20 * time.Second
 
 // assertNothingLeft checks that the project has no BPF object left that
-// it did not have when the lab was made, and nothing in its bpffs. An
-// object that was there before and has gone since is not the test's: on a
-// shared machine, a policy put in force by hand outside the tests' lock
-// may end meanwhile.
+// it did not have when the lab was made, and nothing in its bpffs. On a
+// shared machine a policy put in force by hand, outside the tests' lock,
+// may end or be replaced meanwhile: an object that was there before and
+// has gone since is not the test's, and neither is one that the pins of
+// another bpffs hold.
 func (l *lab) assertNothingLeft() {
 	l.t.Helper()
-	var now enforce.Objects
+	var now, others enforce.Objects
 	ok := assert.Eventually(l.t, func() bool {
 		var err error
 		now, err = enforce.LoadedObjects()
-		return err == nil && subset(now.Programs, l.before.Programs) && subset(now.Maps, l.before.Maps) && subset(now.Links, l.before.Links)
+		if err != nil {
+			return false
+		}
+		others = l.pinnedElsewhere()
+		return subset(now.Programs, l.before.Programs, others.Programs) && subset(now.Maps, l.before.Maps, others.Maps) && subset(now.Links, l.before.Links, others.Links)
 	}, objectsFreed, 10*time.Millisecond)
 	if !ok {
-		l.t.Errorf("the project's BPF objects: before %v; now %v", l.before, now)
+		l.t.Errorf("the project's BPF objects: before %v; now %v, of which held by other bpffs mounts %v", l.before, now, others)
 	}
 	// A fresh bpffs holds the kernel's own maps.debug and progs.debug.
 	_, err := os.Stat(filepath.Join(l.bpffs, "keepalive"))
 	assert.ErrorIs(l.t, err, os.ErrNotExist, "the project's directory is left in bpffs")
 }
 
-// subset reports whether every id in ids is in of.
-func subset(ids, of []uint32) bool {
+// subset reports whether every id in ids is in one of of.
+func subset(ids []uint32, of ...[]uint32) bool {
 	for _, id := range ids {
-		if !slices.Contains(of, id) {
+		if !slices.ContainsFunc(of, func(ids []uint32) bool { return slices.Contains(ids, id) }) {
 			return false
 		}
 	}
 	return true
+}
+
+// pinnedElsewhere returns the project's objects that the pins in the
+// project's directory of each bpffs mounted here, other than the lab's,
+// hold: the links, their programs and the programs' maps, and the maps
+// pinned. Pins that go while it looks are passed over.
+func (l *lab) pinnedElsewhere() enforce.Objects {
+	var o enforce.Objects
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return o
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(line)
+		i := slices.Index(f, "-")
+		if i < 0 || i+1 >= len(f) || f[i+1] != "bpf" || len(f) < 5 || f[4] == l.bpffs {
+			continue
+		}
+		filepath.WalkDir(filepath.Join(f[4], "keepalive"), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			if lk, err := link.LoadPinnedLink(path, nil); err == nil {
+				if info, err := lk.Info(); err == nil {
+					o.Links = append(o.Links, uint32(info.ID))
+					if p, err := ebpf.NewProgramFromID(info.Program); err == nil {
+						o.Programs = append(o.Programs, uint32(info.Program))
+						if pi, err := p.Info(); err == nil {
+							maps, _ := pi.MapIDs()
+							for _, m := range maps {
+								o.Maps = append(o.Maps, uint32(m))
+							}
+						}
+						p.Close()
+					}
+				}
+				lk.Close()
+				return nil
+			}
+			if m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true}); err == nil {
+				if info, err := m.Info(); err == nil {
+					if id, ok := info.ID(); ok {
+						o.Maps = append(o.Maps, uint32(id))
+					}
+				}
+				m.Close()
+			}
+			return nil
+		})
+	}
+	return o
 }
 
 // attached returns the ids of the programs attached to the cgroup at
