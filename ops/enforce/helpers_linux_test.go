@@ -29,6 +29,7 @@ import (
 	"github.com/keepalive-go/keepalive/internal/sockopts"
 	"github.com/keepalive-go/keepalive/internal/testproc"
 	"github.com/keepalive-go/keepalive/ops/enforce"
+	"github.com/keepalive-go/keepalive/ops/internal/bpfsock"
 )
 
 // The test binary doubles as a helper process that holds connections in a
@@ -388,6 +389,35 @@ func (l *lab) assertNothingLeft() {
 	// A fresh bpffs holds the kernel's own maps.debug and progs.debug.
 	_, err := os.Stat(filepath.Join(l.bpffs, "keepalive"))
 	assert.ErrorIs(l.t, err, os.ErrNotExist, "the project's directory is left in bpffs")
+}
+
+// dump reads every socket of the network namespaces of the lab's cgroup
+// with bpfsock's dump iterator, which needs a policy in force: the
+// sockets of each namespace, the caller's first.
+func (l *lab) dump() [][]bpfsock.Socket {
+	l.t.Helper()
+	k, err := bpfsock.LoadKernel()
+	require.NoError(l.t, err)
+	shared, err := bpfsock.ProjectIn(l.bpffs).OpenShared()
+	require.NoError(l.t, err)
+	defer shared.Close()
+	prog, err := k.DumpIter(shared)
+	require.NoError(l.t, err)
+	defer prog.Close()
+	nss, err := bpfsock.Namespaces(l.cgroup)
+	require.NoError(l.t, err)
+	defer func() {
+		for _, ns := range nss {
+			ns.Close()
+		}
+	}()
+	socks, err := bpfsock.RunDump(context.Background(), prog, nss)
+	require.NoError(l.t, err)
+	out := make([][]bpfsock.Socket, len(nss))
+	for i, ns := range nss {
+		out[i] = socks[ns]
+	}
+	return out
 }
 
 // subset reports whether every id in ids is in one of of.

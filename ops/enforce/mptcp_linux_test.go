@@ -1,7 +1,6 @@
 package enforce_test
 
 import (
-	"context"
 	"net/netip"
 	"testing"
 
@@ -89,28 +88,11 @@ func TestMPTCPProgramSets(t *testing.T) {
 
 // subflows reads every TCP socket in the network namespaces of the lab's
 // cgroup with bpfsock's dump iterator, which needs a policy in force, and
-// returns them by their local and remote addresses.
+// returns the established ones by their local and remote addresses.
 func subflows(t *testing.T, l *lab) map[[2]string]bpfsock.Socket {
 	t.Helper()
-	k, err := bpfsock.LoadKernel()
-	require.NoError(t, err)
-	shared, err := bpfsock.ProjectIn(l.bpffs).OpenShared()
-	require.NoError(t, err)
-	defer shared.Close()
-	prog, err := k.DumpIter(shared)
-	require.NoError(t, err)
-	defer prog.Close()
-	nss, err := bpfsock.Namespaces(l.cgroup)
-	require.NoError(t, err)
-	defer func() {
-		for _, ns := range nss {
-			ns.Close()
-		}
-	}()
-	socks, err := bpfsock.RunDump(context.Background(), prog, nss)
-	require.NoError(t, err)
 	out := map[[2]string]bpfsock.Socket{}
-	for _, ss := range socks {
+	for _, ss := range l.dump() {
 		for _, s := range ss {
 			if s.State == tcpEstablished {
 				out[[2]string{s.Local.String(), s.Remote.String()}] = s
