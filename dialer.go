@@ -181,6 +181,8 @@ func chainControlContext(control func(string, string, syscall.RawConn) error, co
 		if !isTCP(network) {
 			return hook(ctx, network, address, rc)
 		}
+		// The new socket's values are the system defaults: those a zero
+		// field of c puts back over what the hook sets.
 		var before Config
 		var rerr error
 		if err := rc.Control(func(fd uintptr) { before, rerr = read(fd) }); err != nil {
@@ -189,22 +191,18 @@ func chainControlContext(control func(string, string, syscall.RawConn) error, co
 		if err := hook(ctx, network, address, rc); err != nil {
 			return err
 		}
-		if rerr != nil {
-			// The values cannot be read back here: set the non-zero
-			// fields.
-			return controlNew(rc, c, network+" "+address)
-		}
-		var serr error
+		var aerr error
 		err := rc.Control(func(fd uintptr) {
-			have, err := read(fd)
-			if err != nil {
-				serr = err
+			if rerr != nil {
+				// The values cannot be read back here: set the
+				// non-zero fields.
+				aerr = apply(fd, c, nil)
 				return
 			}
-			serr = write(fd, have, c, before, true, true)
+			aerr = apply(fd, c, &before)
 		})
 		if err == nil {
-			err = serr
+			err = aerr
 		}
 		if err != nil {
 			return fmt.Errorf("keepalive: set %s %s: %w", network, address, err)

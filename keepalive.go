@@ -365,26 +365,26 @@ func (c Config) Validate() error {
 	return &ValidationError{Errors: errs}
 }
 
-// check validates c's value of o against the platform's support for it.
+// check validates c's value of o against the platform's table.
 func (c Config) check(o option) *FieldError {
-	s := support(o)
+	so := &options()[o]
 	v := c.get(o)
 	if o == optKeepAlive {
-		if !s.Set {
-			return &FieldError{Field: optionField[o], Value: formatValue(o, v, 0), Err: s.errSet(optionField[o])}
+		if so.noSet != "" {
+			return &FieldError{Field: optionField[o], Value: formatValue(o, v, 0), Err: so.errSet(o)}
 		}
 		return nil
 	}
 	if v == 0 {
 		return nil
 	}
-	if !s.Set {
-		return &FieldError{Field: optionField[o], Value: formatValue(o, v, s.Unit), Err: s.errSet(optionField[o])}
+	if so.noSet != "" {
+		return &FieldError{Field: optionField[o], Value: formatValue(o, v, so.unit), Err: so.errSet(o)}
 	}
-	u := unitOf(o, s)
+	u := so.valueUnit()
 	var reason error
 	switch {
-	case v < s.Min*u || v > s.Max*u:
+	case v < so.min*u || v > so.max*u:
 		reason = ErrOutOfRange
 	case v%u != 0:
 		reason = ErrNotWhole
@@ -393,11 +393,11 @@ func (c Config) check(o option) *FieldError {
 	}
 	return &FieldError{
 		Field: optionField[o],
-		Value: formatValue(o, v, s.Unit),
-		Min:   formatValue(o, s.Min*u, s.Unit),
-		Max:   formatValue(o, s.Max*u, s.Unit),
+		Value: formatValue(o, v, so.unit),
+		Min:   formatValue(o, so.min*u, so.unit),
+		Max:   formatValue(o, so.max*u, so.unit),
 		Err:   reason,
-		unit:  s.Unit,
+		unit:  so.unit,
 	}
 }
 
@@ -454,15 +454,6 @@ func span(c Config) (time.Duration, bool) {
 		return 0, false
 	}
 	return c.Idle + c.Interval*time.Duration(c.Count), true
-}
-
-// unitOf returns the unit of option o's values in get's terms: s.Unit for a
-// duration, 1 for a count.
-func unitOf(o option, s Support) int64 {
-	if o == optCount || s.Unit == 0 {
-		return 1
-	}
-	return int64(s.Unit)
 }
 
 // Control sets c on the new socket behind rc. It has the signature of

@@ -16,7 +16,7 @@ import (
 )
 
 // These tests run on illumos and Oracle Solaris, where Interval and Count
-// stand for one keepalive abort threshold (threshold.go).
+// stand for one keepalive abort threshold (abortthreshold.go).
 
 func TestSunSystemDefaults(t *testing.T) {
 	sys, err := keepalive.SystemDefaults()

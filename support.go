@@ -26,17 +26,6 @@ type Support struct {
 	// Min and Max bound a valid non-zero value, in Units (for Count, in
 	// probes). Both are zero for Off and where Set is false.
 	Min, Max int64
-
-	// whySet and whyGet say why Set or Get is false.
-	whySet, whyGet string
-}
-
-// errSet returns the error for setting field, which s cannot do.
-func (s Support) errSet(field string) error {
-	if field == optionField[optKeepAlive] {
-		field = "turning keepalive on and off"
-	}
-	return unsupported(field, s.whySet)
 }
 
 // Capabilities describes what this platform does with a Config.

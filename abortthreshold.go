@@ -7,6 +7,11 @@ import (
 	"time"
 )
 
+// The model of Interval and Count on illumos and Oracle Solaris, which
+// sockopt_solaris.go applies. It has no build constraint so that its
+// arithmetic compiles, and its tests (abortthreshold_test.go) run, on every
+// platform, Linux included.
+//
 // illumos and Oracle Solaris keep no probe count of their own. An idle
 // connection whose probes go unanswered is dropped once its keepalive abort
 // threshold (TCP_KEEPALIVE_ABORT_THRESHOLD, in milliseconds) has passed
