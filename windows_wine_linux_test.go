@@ -77,6 +77,7 @@ func TestWindowsUnderWine(t *testing.T) {
 		"TestWindowsDialAndAccept", "TestWindowsControl", "TestWindowsValidate", "TestWindowsSystemDefaults",
 		"TestPlatform", "TestConfigValidate", "TestFromKeepAliveConfig", "TestSet", "TestSetGetRoundTrip", "TestGetNew",
 		"TestDisable", "TestDialAndAcceptValues", "TestListenConfigPerAccept", "TestConfigControl", "TestParsePostgres",
+		"TestWinsockNumbers", "TestWinsockSet",
 	} {
 		assert.Equal(t, "PASS", tests[name], "%s:\n%s", name, out)
 	}
