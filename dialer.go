@@ -96,15 +96,24 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 
 // setOrClose applies the validated c to a new TCP connection, closing it if
 // that fails.
+//
+// It costs no allocation: SyscallConn and Control are called here on the
+// *net.TCPConn itself, so that the compiler inlines SyscallConn, calls
+// Control on the concrete type, and keeps the RawConn and the closure on
+// the stack (a RawConn passed on as an interface escapes to the heap).
 func setOrClose(conn net.Conn, c Config) (net.Conn, error) {
 	tc := conn.(*net.TCPConn)
 	rc, err := tc.SyscallConn()
 	if err == nil {
-		err = controlNew(rc, c, tc)
+		var aerr error
+		err = rc.Control(func(fd uintptr) { aerr = apply(fd, c, nil) })
+		if err == nil {
+			err = aerr
+		}
 	}
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return nil, fmt.Errorf("keepalive: set %s: %w", describe(tc), err)
 	}
 	return conn, nil
 }

@@ -433,9 +433,11 @@ func controlNew(rc syscall.RawConn, c Config, what any) error {
 	return nil
 }
 
-// newSetter carries apply into RawConn.Control. A closure would cost three
-// allocations on every dial and accept; a newSetter, with its method value
-// bound once, is reused through newSetters.
+// newSetter carries apply into the Control method of a RawConn that comes
+// as an interface (a Control hook's): a closure passed to it escapes, and
+// would cost allocations on every dial and accept; a newSetter, with its
+// method value bound once, is reused through newSetters. (setOrClose, which
+// has the *net.TCPConn, needs none.)
 type newSetter struct {
 	c   Config
 	err error
