@@ -444,11 +444,11 @@ func pgMax(o pgOption) (int64, string) {
 func pgSettable(o pgOption) bool {
 	switch o {
 	case pgIdle:
-		return support(optIdle).Set
+		return support(optIdle).Settable
 	case pgInterval:
-		return support(optInterval).Set
+		return support(optInterval).Settable
 	}
-	return support(optCount).Set
+	return support(optCount).Settable
 }
 
 // pgConfig turns the values of the keepalive options (nil where absent) into

@@ -104,9 +104,9 @@ type sockopt struct {
 }
 
 // support returns what the platform does with the option, for Platform.
-func (so *sockopt) support() Support {
-	s := Support{Option: so.name, Set: so.noSet == "", Get: so.noGet == ""}
-	if s.Set {
+func (so *sockopt) support() FieldSupport {
+	s := FieldSupport{Option: so.name, Settable: so.noSet == "", Readable: so.noGet == ""}
+	if s.Settable {
 		s.Unit, s.Min, s.Max = so.unit, so.min, so.max
 	}
 	return s
@@ -129,7 +129,7 @@ func (so *sockopt) errSet(o option) error {
 }
 
 // support returns what the platform does with option o.
-func support(o option) Support { return options()[o].support() }
+func support(o option) FieldSupport { return options()[o].support() }
 
 // apply is the one write path: Set, Disable, Config.Control, and the
 // Dialer's and ListenConfig's hooks all write through it. It writes c to the

@@ -281,7 +281,7 @@ func backoffLimit(idle time.Duration) (time.Duration, bool) {
 		return err
 	})
 	if err != nil {
-		return Never, true
+		return never, true
 	}
 	return backoffDetection(idle, time.Duration(abort), time.Duration(rto)), true
 }

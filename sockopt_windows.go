@@ -177,7 +177,7 @@ func setKeepAliveVals(fd uintptr, c Config) error {
 		if err != nil {
 			return err
 		}
-		c = c.orDefaults(d)
+		c = c.WithDefaults(d)
 	}
 	return do(fd, keepAliveValsCall(c))
 }
