@@ -9,8 +9,20 @@ import (
 )
 
 // Dialer dials TCP connections that carry a Config, in the manner of
-// [crypto/tls.Dialer]. Its methods have the signatures database and network
-// clients take as a dialer hook (pgx, go-redis, lib/pq, net/http, gRPC).
+// [crypto/tls.Dialer]. DialContext is the dialer: the others adapt it to the
+// shapes clients take as a dialer hook, one each, since a method value
+// passes where a closure would otherwise have to be written at every call
+// site:
+//
+//   - DialContext: net/http's Transport, pgx, go-redis, gorilla/websocket,
+//     gomemcache, franz-go, go-mysql's replication.
+//   - Dial: nats.go's CustomDialer and amqp091-go's Config.Dial, which take
+//     no context.
+//   - DialTimeout: with Dial, lib/pq's Dialer interface.
+//   - DialAddress: grpc.WithContextDialer and mysql.RegisterDialContext,
+//     which pass an address without a network.
+//   - ConfiguredNetDialer: APIs that take only a [*net.Dialer], such as
+//     [crypto/tls.Dialer].
 //
 // A Dialer may be used by many goroutines at once. The zero Dialer dials as
 // the zero [net.Dialer] does, with keepalive on at the system's values.
@@ -118,8 +130,9 @@ func setOrClose(conn net.Conn, c Config) (net.Conn, error) {
 	return conn, nil
 }
 
-// DialAddress dials address on "tcp". Its signature is the address-only
-// dialer that grpc.WithContextDialer and mysql.RegisterDialContext take.
+// DialAddress dials address on "tcp", as DialContext does. Its signature is
+// the address-only dialer that grpc.WithContextDialer and
+// mysql.RegisterDialContext take.
 func (d *Dialer) DialAddress(ctx context.Context, address string) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", address)
 }
