@@ -1,10 +1,12 @@
 package keepalive_test
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -633,13 +635,22 @@ func TestNotTCP(t *testing.T) {
 	t.Cleanup(func() { p2.Close() })
 	tests := []struct {
 		name string
-		conn net.Conn
+		conn any
 		want string
 	}{
 		{"net.Pipe", p1, "keepalive: not a TCP socket: *net.pipe"},
 		{"wrapping net.Pipe", netConner{p2}, "keepalive: not a TCP socket: *net.pipe inside keepalive_test.netConner"},
 		{"wrapping nil", netConner{}, "keepalive: not a TCP socket: nil inside keepalive_test.netConner"},
 		{"nil", nil, "keepalive: not a TCP socket: nil"},
+
+		// A typed nil is no socket either: the standard library's methods
+		// would panic on it.
+		{"nil *net.TCPConn", (*net.TCPConn)(nil), "keepalive: not a TCP socket: nil *net.TCPConn"},
+		{"nil *net.TCPListener", (*net.TCPListener)(nil), "keepalive: not a TCP socket: nil *net.TCPListener"},
+		{"nil *net.UDPConn", (*net.UDPConn)(nil), "keepalive: not a TCP socket: nil *net.UDPConn"},
+		{"nil *tls.Conn", (*tls.Conn)(nil), "keepalive: not a TCP socket: nil *tls.Conn"},
+		{"nil *os.File", (*os.File)(nil), "keepalive: not a TCP socket: nil *os.File"},
+		{"wrapping a nil *net.TCPConn", netConner{(*net.TCPConn)(nil)}, "keepalive: not a TCP socket: nil *net.TCPConn inside keepalive_test.netConner"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"sync"
 	"syscall"
 	"time"
@@ -260,17 +261,20 @@ type socket struct {
 }
 
 // socketOf finds the socket in s: a net.Conn that is or wraps (through
-// NetConn methods) a *net.TCPConn, a syscall.Conn, or a syscall.RawConn.
+// NetConn methods) a *net.TCPConn, a syscall.Conn, or a syscall.RawConn. A
+// nil one, typed or not, is not a TCP socket: the standard library's
+// methods would panic on it.
 func socketOf(s any) (socket, error) {
 	orig := s
 	for {
+		if isNil(s) {
+			return socket{}, notTCP(orig, s, "")
+		}
 		nc, ok := s.(interface{ NetConn() net.Conn })
 		if !ok {
 			break
 		}
-		if s = nc.NetConn(); s == nil {
-			return socket{}, notTCP(orig, nil, "")
-		}
+		s = nc.NetConn()
 	}
 	var sk socket
 	var err error
@@ -303,12 +307,29 @@ func socketOf(s any) (socket, error) {
 	return sk, nil
 }
 
+// isNil reports whether v is nil or holds a nil pointer, map, slice,
+// function, channel or interface.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
+}
+
 // notTCP returns the ErrNotTCP error for orig, whose innermost connection is
-// inner, with the reason why if known.
+// inner, with the reason why if known: "nil", "nil *net.TCPConn",
+// "*net.UDPConn inside *tls.Conn (socket protocol 17)".
 func notTCP(orig, inner any, why string) error {
 	s := fmt.Sprintf("%T", inner)
-	if inner == nil {
+	switch {
+	case inner == nil:
 		s = "nil"
+	case isNil(inner):
+		s = "nil " + s
 	}
 	if orig != inner {
 		s += fmt.Sprintf(" inside %T", orig)
