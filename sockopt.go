@@ -145,64 +145,67 @@ func support(o option) FieldSupport { return options()[o].support() }
 // (zeroIsDefault), else sys's value, and where that is zero too (the
 // defaults are not known) the option is left as it is. Then, where the
 // platform reads the values back, apply reads them first, writes only the
-// options whose value changes, and if a write fails it restores the values
-// the socket had and returns the error.
+// options whose value changes, and if a write fails it writes back the
+// values the socket had in the options it changed, and returns the error.
 func apply(fd uintptr, c Config, sys *Config) error {
 	table := options()
-	// write writes want over have (nil: not known) and reports the
-	// first failure.
-	write := func(want Config, have *Config) error {
-		for o := range numOptions {
-			so := &table[o]
-			if so.noSet != "" {
-				continue // Validate has refused any other value
-			}
-			v := want.get(o)
-			if v == 0 && o != optKeepAlive && (sys == nil || !so.zeroIsDefault) {
-				continue
-			}
-			// SO_KEEPALIVE on is written even where it reads on: a
-			// system that probes every connection
-			// (net.inet.tcp.always_keepalive on FreeBSD and DragonFly)
-			// reports it on whatever the socket holds, and the socket
-			// must hold it for when the sysctl is turned off.
-			if have != nil && have.get(o) == v && (o != optKeepAlive || v == 0) {
-				continue
-			}
-			if err := setOption(fd, o, want); err != nil {
-				return optionError(o, want, err)
-			}
-		}
-		return nil
-	}
-	if sys == nil {
-		return write(c, nil)
-	}
 	want := c
-	for o := range optKeepAlive {
-		if want.get(o) == 0 && !table[o].zeroIsDefault {
-			want = want.with(o, sys.get(o))
+	if sys != nil {
+		for o := range optKeepAlive {
+			if want.get(o) == 0 && !table[o].zeroIsDefault {
+				want = want.with(o, sys.get(o))
+			}
 		}
 	}
-	have, err := read(fd)
-	switch {
-	case errors.Is(err, errors.ErrUnsupported):
-		// The values cannot be read: write them all.
-		return write(want, nil)
-	case err != nil:
+	var have Config
+	known := false
+	if sys != nil {
+		var err error
+		have, err = read(fd)
+		switch {
+		case err == nil:
+			known = true
+		case !errors.Is(err, errors.ErrUnsupported):
+			return err
+		} // else the values cannot be read: write them all
+	}
+	var changed [numOptions]bool
+	for o := range numOptions {
+		so := &table[o]
+		if so.noSet != "" {
+			continue // Validate has refused any other value
+		}
+		v := want.get(o)
+		if v == 0 && o != optKeepAlive && (sys == nil || !so.zeroIsDefault) {
+			continue
+		}
+		// SO_KEEPALIVE on is written even where it reads on: a system
+		// that probes every connection (net.inet.tcp.always_keepalive on
+		// FreeBSD and DragonFly) reports it on whatever the socket holds,
+		// and the socket must hold it for when the sysctl is turned off.
+		if known && have.get(o) == v && (o != optKeepAlive || v == 0) {
+			continue
+		}
+		err := setOption(fd, o, want)
+		if err == nil {
+			changed[o] = true
+			continue
+		}
+		err = optionError(o, want, err)
+		if !known {
+			return err
+		}
+		for r := range o {
+			if !changed[r] {
+				continue
+			}
+			if rerr := setOption(fd, r, have); rerr != nil {
+				return fmt.Errorf("%w; restoring the values the socket had failed too: %v", err, optionError(r, have, rerr))
+			}
+		}
 		return err
 	}
-	if err = write(want, &have); err == nil {
-		return nil
-	}
-	now, rerr := read(fd)
-	if rerr == nil {
-		rerr = write(have, &now)
-	}
-	if rerr != nil {
-		return fmt.Errorf("%w; restoring the values the socket had failed too: %v", err, rerr)
-	}
-	return err
+	return nil
 }
 
 // needsDefaults reports whether applying c to a socket that may hold other
