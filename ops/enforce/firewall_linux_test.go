@@ -256,7 +256,8 @@ func TestFirewall(t *testing.T) {
 	// is closed: an answer to a probe may still be on its way through the
 	// lab when the firewall forgets the flow. Each socket is watched from
 	// the cut on by a goroutine of its own.
-	bound := labPolicy.DetectionTime(keepalive.Config{})
+	bound, err := labPolicy.DetectionTime()
+	require.NoError(t, err)
 	limit := bound*115/100 + 200*time.Millisecond
 	type death struct {
 		silence time.Duration // from the last packet received to CLOSE
@@ -334,7 +335,7 @@ func TestFirewall(t *testing.T) {
 
 	// The policy ends: nothing of the project is left in the kernel or in
 	// bpffs, and a client started in the cgroup then is bare.
-	_, err := enforce.Remove(context.Background(), l.bpffs, l.cgroup)
+	_, err = enforce.Remove(context.Background(), l.bpffs, l.cgroup)
 	require.NoError(t, err)
 	l.assertNothingLeft()
 	for _, p := range labPrograms {
