@@ -70,7 +70,7 @@ func run(ctx context.Context, s settings, start time.Time) (Result, error) {
 		}
 		select {
 		case ev := <-d.events:
-			if d.accept(&ev) {
+			for _, ev := range d.accept(ev) {
 				e.handle(ev)
 			}
 		case <-timerC:
@@ -189,24 +189,28 @@ func (d *netDriver) describe(err error) error {
 	}
 }
 
-// accept does the driver's part of an event and reports whether the
-// engine must see it: events of flows closed meanwhile are dropped.
-func (d *netDriver) accept(ev *event) bool {
+// accept does the driver's part of an event and returns the events the
+// engine must see: none for a flow closed meanwhile; for the end of a flow
+// whose probe is out, the answer first if one came before the end.
+func (d *netDriver) accept(ev event) []event {
 	nf := d.flows[ev.id]
 	if nf == nil {
-		return false
+		return nil
 	}
 	if nf.closed {
 		if ev.conn != nil {
 			ev.conn.Close()
 		}
-		return false
+		return nil
 	}
 	switch ev.kind {
 	case evOpened:
 		nf.cancel = nil
 		nf.conn = ev.conn
 		nf.tcp = tcpConn(ev.conn)
+		if ti, err := tcpInfo(nf.tcp); err == nil && ti.Total_retrans > 0 {
+			ev.resent = true
+		}
 		nf.quiet()
 		d.wg.Add(1)
 		go d.read(ev.id, ev.conn)
@@ -215,10 +219,16 @@ func (d *netDriver) accept(ev *event) bool {
 	case evDialFailed:
 		nf.closed = true
 	case evEnded:
+		// TCP_INFO still answers for a connection that has ended, until
+		// it is closed.
+		answer, ok := d.answer(ev.id)
 		delete(d.firing, ev.id)
 		nf.close()
+		if ok {
+			return []event{answer, ev}
+		}
 	}
-	return true
+	return []event{ev}
 }
 
 // read reads conn until it ends, reporting data and the end.
@@ -253,19 +263,26 @@ func endOf(err error) endKind {
 	}
 }
 
-func (d *netDriver) fire(id flowID, idle time.Duration) fireResult {
+func (d *netDriver) heard(id flowID) heardKind {
 	nf := d.flows[id]
-	if ti, err := tcpInfo(nf.tcp); err == nil && ti.Segs_in != nf.segs {
-		if ti.Data_segs_in != nf.dataSegs {
-			return fireData
-		}
-		return fireHeard
+	ti, err := tcpInfo(nf.tcp)
+	switch {
+	case err != nil || ti.Segs_in == nf.segs:
+		// An error means the connection has just ended: its reader
+		// says how.
+		return heardNothing
+	case ti.Data_segs_in != nf.dataSegs:
+		return heardData
 	}
+	return heardSegments
+}
+
+func (d *netDriver) fire(id flowID, idle time.Duration) {
+	nf := d.flows[id]
 	// An error means the connection has just ended: its reader says how.
 	_ = keepalive.Set(nf.conn, keepalive.Config{Idle: idle, Interval: d.s.interval, Count: d.s.count})
 	nf.firedAt = time.Now()
 	d.firing[id] = nf
-	return fired
 }
 
 func (d *netDriver) park(id flowID) {
@@ -283,22 +300,34 @@ func (d *netDriver) close(id flowID) {
 }
 
 // poll asks the kernel, for each flow whose probe is out, whether an
-// answer has arrived since it was fired: no probe outstanding, and an ACK
-// more recent than the firing.
+// answer has arrived since it was fired.
 func (d *netDriver) poll(e *engine) {
-	for id, nf := range d.firing {
-		ti, err := tcpInfo(nf.tcp)
-		if err != nil {
-			continue
+	for id := range d.firing {
+		if ev, ok := d.answer(id); ok {
+			delete(d.firing, id)
+			e.handle(ev)
 		}
-		ackAge := time.Duration(ti.Last_ack_recv) * time.Millisecond
-		if ti.Probes != 0 || ackAge >= time.Since(nf.firedAt)+answeredSlack {
-			continue
-		}
-		delete(d.firing, id)
-		now := d.now()
-		e.handle(event{kind: evAnswered, id: id, at: now, ackAt: now - ackAge})
 	}
+}
+
+// answer returns the evAnswered of a flow whose probe is out, if an answer
+// has arrived since it was fired: no probe outstanding, and an ACK more
+// recent than the firing.
+func (d *netDriver) answer(id flowID) (event, bool) {
+	nf, out := d.firing[id]
+	if !out {
+		return event{}, false
+	}
+	ti, err := tcpInfo(nf.tcp)
+	if err != nil {
+		return event{}, false
+	}
+	ackAge := time.Duration(ti.Last_ack_recv) * time.Millisecond
+	if ti.Probes != 0 || ackAge >= time.Since(nf.firedAt)+answeredSlack {
+		return event{}, false
+	}
+	now := d.now()
+	return event{kind: evAnswered, id: id, at: now, ackAt: now - ackAge}, true
 }
 
 // tcpInfo returns what TCP_INFO reports for the connection: the keepalive

@@ -34,6 +34,19 @@ const (
 	// dialConcurrency is the most connects a search has in flight at once.
 	dialConcurrency = 16
 
+	// dialGap is the least time between the starts of two connects: 200
+	// a second. A server takes its connections from the kernel's accept
+	// queue one at a time, and one that forks for each (socat, sshd,
+	// PostgreSQL) takes a millisecond or more; the queue holds as many as
+	// its listen backlog (5 for socat), and the kernel drops the SYNs that
+	// come while it is full. At this pace such a server keeps up.
+	dialGap = 5 * time.Millisecond
+
+	// maxDialGap bounds the pace: each connect whose SYN had to be sent
+	// again (the server's queue was full, or a packet was lost) doubles
+	// the gap, up to this.
+	maxDialGap = 80 * time.Millisecond
+
 	// park is the Idle of a flow that waits for its test: the longest the
 	// kernel takes (MAX_TCP_KEEPIDLE), so that it sends no probe of its
 	// own during a search.
@@ -43,6 +56,31 @@ const (
 	// take to re-test points whose flows were lost to something other than
 	// the path (a connection the server reset by itself).
 	extraPasses = 2
+
+	// refuseWithin: a connection the server ends sooner than this after
+	// it opened, before any of its tests, was refused rather than left
+	// idle too long: the server limits connections.
+	refuseWithin = time.Second
+
+	// listenSlack is added to the silence x within which a flow was heard
+	// from before it is asked whether it was heard from again: a server
+	// that sends keepalive probes every x or sooner has sent one by then.
+	listenSlack = 500 * time.Millisecond
+
+	// minWitnessGap is the least time between a flow's last data and the
+	// answer to its probe for the flow to tell which clock ends
+	// connections: one counted from the last data (the server's) or from
+	// the last packet (a middlebox's).
+	minWitnessGap = 500 * time.Millisecond
+
+	// maxTries is how many times a point's test is given to another flow
+	// after its flow was lost to something other than the path, in one
+	// pass.
+	maxTries = 2
+
+	// probeEarly is how much earlier than the search's reckoning the
+	// kernel's keepalive timer may send a probe: it counts in jiffies.
+	probeEarly = 20 * time.Millisecond
 )
 
 // flowID indexes the flows of a search, in the order they were made.
@@ -70,13 +108,14 @@ const (
 
 // event is something that happened to a flow.
 type event struct {
-	kind  eventKind
-	id    flowID
-	at    time.Duration // when, since the search started
-	ackAt time.Duration // evAnswered: when the answer arrived
-	end   endKind       // evEnded
-	err   error         // evDialFailed, evEnded
-	conn  net.Conn      // evOpened from the network driver; the engine ignores it
+	kind   eventKind
+	id     flowID
+	at     time.Duration // when, since the search started
+	ackAt  time.Duration // evAnswered: when the answer arrived
+	end    endKind       // evEnded
+	err    error         // evDialFailed, evEnded
+	resent bool          // evOpened: its SYN had to be sent again
+	conn   net.Conn      // evOpened from the network driver; the engine ignores it
 }
 
 // driver carries out the engine's requests. The results come back as
@@ -84,33 +123,37 @@ type event struct {
 type driver interface {
 	// dial starts to connect the flow; evOpened or evDialFailed follows.
 	dial(id flowID)
+	// heard reports whether the flow has received segments since its
+	// silence began (it connected, or was parked): heardData when some
+	// carried data (whose event is on its way), heardSegments when none
+	// did (keepalive probes of the server's, which keep the path's
+	// middleboxes from counting the silence, or a segment of the
+	// handshake sent again).
+	heard(id flowID) heardKind
 	// fire sets the flow's Idle to idle, so that the kernel sends a probe
 	// once the flow has been silent that long, or at once if it already
-	// has; evAnswered or evEnded follows. It does not when the flow has
-	// received segments since its last data: fireHeard when they carried
-	// none (keepalive probes of the server's, which keep the path's
-	// middleboxes from counting the silence), fireData when they carried
-	// data, whose event is on its way.
-	fire(id flowID, idle time.Duration) fireResult
-	// park sets the flow's Idle back to park.
+	// has; evAnswered or evEnded follows.
+	fire(id flowID, idle time.Duration)
+	// park sets the flow's Idle back to park, and starts its silence
+	// afresh for heard.
 	park(id flowID)
 	// close closes the flow, or abandons its dial; no event follows.
 	close(id flowID)
 }
 
-type fireResult int
+type heardKind int
 
 const (
-	fired fireResult = iota
-	fireHeard
-	fireData
+	heardNothing heardKind = iota
+	heardSegments
+	heardData
 )
 
 type role int
 
 const (
 	testFlow    role = iota // tests one point of a pass's ladder
-	reserveFlow             // waits to re-test a point whose flow died
+	reserveFlow             // waits to re-test a point
 )
 
 type flowState int
@@ -118,7 +161,7 @@ type flowState int
 const (
 	fsNew     flowState = iota // not dialed yet
 	fsDialing                  // connecting
-	fsParked                   // connected, silent, Idle parked
+	fsParked                   // connected, Idle parked
 	fsFired                    // Idle set to its test's silence
 	fsClosed
 )
@@ -127,13 +170,19 @@ type flow struct {
 	id       flowID
 	role     role
 	state    flowState
+	opened   time.Duration // when it connected
 	last     time.Duration // the last packet received: the kernel counts silence from it
 	lastData time.Duration // connected, or the last data received: a server counts idleness from it
 	// refreshed reports that a probe of the flow has been answered, so
 	// that its silence no longer counts from lastData.
 	refreshed bool
-	point     *point        // the point it tests; nil for an idle reserve
+	spoke     bool          // data arrived after it connected
+	point     *point        // the point it tests; nil when it has none
 	firedAt   time.Duration // fsFired: when the probe was due
+	// listenX, when not zero, is the silence within which the flow was
+	// heard from: at listenAt the search asks whether it was heard from
+	// again. Its silence is then unknown, so it tests nothing more.
+	listenX, listenAt time.Duration
 }
 
 // armAt returns when the flow's Idle must be set for its probe to leave
@@ -142,12 +191,19 @@ func (f *flow) armAt() time.Duration {
 	return f.last + f.point.x - lead
 }
 
+// free reports whether f is connected, silent since a known moment and
+// unassigned: it may re-test a point.
+func (f *flow) free() bool {
+	return f.state == fsParked && f.point == nil && f.listenX == 0
+}
+
 type pointState int
 
 const (
 	psPending  pointState = iota
 	psSurvived            // a probe after x of silence was answered
 	psSuspect             // its flow died; a re-test decides
+	psRetest              // its flow was lost to something else; another flow tests it
 	psDied                // confirmed: the path loses a flow silent for x
 	psVoid                // nothing learned, or no longer needed
 )
@@ -157,13 +213,32 @@ type point struct {
 	x     time.Duration
 	state pointState
 	cause Cause // psSuspect, psDied: how the flow was lost
+	end   End   // psSuspect, psDied: how the flow ended
+	tries int   // times its test was given to another flow
 }
 
-// activeEnd is a connection that ended without having been probed: the
-// server closed it, or something on the path reset it, by itself.
+// activeEnd is a connection that ended, by FIN or reset, before any probe
+// of it was due: the server closed it, or something on the path reset it,
+// by itself.
 type activeEnd struct {
+	silence  time.Duration // since its last data
+	sincePkt time.Duration // since its last packet: the same unless refreshed
+	gap      time.Duration // refreshed: from its last data to the answer to its probe
+	end      End
+	spoke    bool
+}
+
+// serverEnd is an end that more than one connection met after the same
+// silence: its silence S, how, and who ended them.
+type serverEnd struct {
 	silence time.Duration
-	cause   Cause
+	end     End
+	spoke   bool
+	// byPath: a connection whose probe had been answered met the end the
+	// same silence after that answer, not after its last data: a
+	// middlebox, which counts packets, reset the flows; a server counts
+	// only data. Unknown until decided.
+	byPath, decided bool
 }
 
 // settings are validated Options with the defaults filled in.
@@ -189,6 +264,9 @@ type engine struct {
 	opened    int  // flows that connected, in all
 	connected bool // the address has answered once
 
+	gap      time.Duration // between the starts of two connects
+	nextDial time.Duration // the earliest the next connect may start
+
 	pass        int
 	points      []*point      // this pass's, ascending
 	toDial      []*flow       // this pass's test flows not yet dialed, ascending
@@ -196,30 +274,33 @@ type engine struct {
 	testsOut    int           // this pass's test flows not yet connected
 	reserveAt   time.Duration // when this pass's reserves are due; <0 when not
 	reservesOut int           // reserves dialing
-	queue       []*point      // suspects waiting for a reserve
-	active      []activeEnd
+	queue       []*point      // suspects and lost tests waiting for a flow
+	active      []activeEnd   // unrefreshed flows that ended by themselves
+	witnesses   []activeEnd   // refreshed flows that ended by themselves
 
 	survivors []time.Duration
 	died      time.Duration
 	cause     Cause
-	// ceiling is the shortest silence within which a flow was heard
-	// from without data: no silence from it on can be measured. Zero
+	how       End        // how the flow lost after died ended
+	server    *serverEnd // confirmed; nil when none
+	// ceiling is the shortest silence within which flows were heard
+	// from again and again: no silence from it on can be measured. Zero
 	// when none was.
 	ceiling time.Duration
-	// heard holds the silences within which flows were heard from
-	// without data, confirmed or not.
-	heard []time.Duration
+	// recurrent holds the silences within which a flow was heard from
+	// twice running.
+	recurrent []time.Duration
 
-	retests, spurious int
-	err               error
-	done              bool
-	end               time.Duration
+	retests, spurious, unaccepted, refused, resent int
+	err                                            error
+	done                                           bool
+	end                                            time.Duration
 
 	reported Progress
 }
 
 func newEngine(s settings, d driver) *engine {
-	e := &engine{s: s, d: d, full: ladder(s.max), reserveAt: -1}
+	e := &engine{s: s, d: d, full: ladder(s.max), reserveAt: -1, gap: dialGap}
 	e.maxPasses = passes(len(e.full), s.flows-reserves) + extraPasses
 	return e
 }
@@ -235,7 +316,7 @@ func (e *engine) startPass(now time.Duration) {
 	lo, hi := e.survived(), e.died
 	var cands []time.Duration
 	for _, x := range e.full {
-		if x > lo && (hi == 0 || x < hi) {
+		if x > lo && (hi == 0 || x < hi) && (e.ceiling == 0 || x < e.ceiling) {
 			cands = append(cands, x)
 		}
 	}
@@ -252,7 +333,8 @@ func (e *engine) startPass(now time.Duration) {
 	e.reserveAt, e.reservesOut = -1, 0
 	e.queue = e.queue[:0]
 	e.active = e.active[:0]
-	e.dialMore()
+	e.witnesses = e.witnesses[:0]
+	e.dialMore(now)
 }
 
 func (e *engine) newFlow(r role) *flow {
@@ -261,17 +343,23 @@ func (e *engine) newFlow(r role) *flow {
 	return f
 }
 
-// dialMore dials test flows in ascending order of their silence, one
-// until the address has answered, then up to dialConcurrency at once.
-func (e *engine) dialMore() {
-	limit := dialConcurrency
+// dialLimit is the most connects in flight: one until the address has
+// answered, then dialConcurrency.
+func (e *engine) dialLimit() int {
 	if !e.connected {
-		limit = 1
+		return 1
 	}
-	for e.dialing < limit && len(e.toDial) > 0 {
+	return dialConcurrency
+}
+
+// dialMore dials test flows in ascending order of their silence, at most
+// dialLimit at once and one per gap.
+func (e *engine) dialMore(now time.Duration) {
+	for e.dialing < e.dialLimit() && len(e.toDial) > 0 && now >= e.nextDial {
 		f := e.toDial[0]
 		e.toDial = e.toDial[1:]
 		e.dialFlow(f)
+		e.nextDial = now + e.gap
 	}
 }
 
@@ -282,14 +370,19 @@ func (e *engine) dialFlow(f *flow) {
 	e.d.dial(f.id)
 }
 
-// survived returns the longest silence a flow was seen to survive, below
-// the shortest that killed one.
+// survived returns the longest silence the path was seen to keep, below
+// the shortest that lost a flow: a probe answered after it, or, when the
+// server ends idle connections, the silence after which its end crossed
+// the path, in whole seconds.
 func (e *engine) survived() time.Duration {
 	var l time.Duration
 	for _, x := range e.survivors {
 		if x > l && (e.died == 0 || x < e.died) {
 			l = x
 		}
+	}
+	if e.cause == CauseServerClose {
+		l = max(l, e.died.Truncate(time.Second))
 	}
 	return l
 }
@@ -302,13 +395,30 @@ func (e *engine) needed(x time.Duration) bool {
 // next returns when the engine must next be ticked, and false when no
 // timed action is pending.
 func (e *engine) next() (time.Duration, bool) {
-	at, ok := e.reserveAt, e.reserveAt >= 0
-	for _, f := range e.flows {
-		if f.state == fsParked && f.point != nil {
-			if t := f.armAt(); !ok || t < at {
-				at, ok = t, true
-			}
+	var at time.Duration
+	ok := false
+	take := func(t time.Duration) {
+		if !ok || t < at {
+			at, ok = t, true
 		}
+	}
+	if e.reserveAt >= 0 {
+		take(e.reserveAt)
+	}
+	if len(e.toDial) > 0 && e.dialing < e.dialLimit() {
+		take(e.nextDial)
+	}
+	for _, f := range e.flows {
+		switch {
+		case f.state != fsParked:
+		case f.point != nil:
+			take(f.armAt())
+		case f.listenX != 0:
+			take(f.listenAt)
+		}
+	}
+	if t, ok := e.decideAt(); ok {
+		take(t)
 	}
 	return at, ok
 }
@@ -327,34 +437,43 @@ func (e *engine) tick(now time.Duration) {
 			}
 		}
 	}
+	e.dialMore(now)
 	for _, f := range e.flows {
-		if f.state != fsParked || f.point == nil || now < f.armAt() {
+		if f.state != fsParked {
+			continue
+		}
+		if f.listenX != 0 && now >= f.listenAt {
+			// Heard from again within the same silence: the server
+			// sends segments by itself, again and again.
+			if e.d.heard(f.id) != heardNothing {
+				e.recur(f.listenX)
+			}
+			e.closeFlow(f)
+			continue
+		}
+		if f.point == nil || now < f.armAt() {
 			continue
 		}
 		p := f.point
-		if (p.state != psPending && p.state != psSuspect) || !e.needed(p.x) {
+		if (p.state != psPending && p.state != psSuspect && p.state != psRetest) || !e.needed(p.x) {
 			// Learned otherwise meanwhile.
-			if p.state == psPending || p.state == psSuspect {
-				e.discard(p, false)
+			if p.state == psPending || p.state == psSuspect || p.state == psRetest {
+				e.discard(p, false, p.end)
 			}
-			e.release(f)
+			f.point = nil
 			continue
 		}
-		switch e.d.fire(f.id, p.x) {
-		case fireData:
+		switch e.d.heard(f.id) {
+		case heardData:
 			// Its event follows; count the silence from now meanwhile.
 			f.last, f.lastData = now, now
 			continue
-		case fireHeard:
-			// Segments without data crossed the path within p.x of
-			// silence: the server may probe idle connections itself,
-			// and then the path never sees a silence this long.
-			e.heardWithin(p.x)
-			e.discard(p, false)
-			e.release(f)
+		case heardSegments:
+			e.heardFrom(f, now)
 			continue
 		}
-		if f.role == reserveFlow {
+		e.d.fire(f.id, p.x)
+		if p.state == psSuspect {
 			e.retests++
 		}
 		f.state = fsFired
@@ -363,18 +482,44 @@ func (e *engine) tick(now time.Duration) {
 	e.settle(now)
 }
 
-// release ends a flow's assignment: a test flow is closed, a reserve is
-// parked for another re-test.
-func (e *engine) release(f *flow) {
+// heardFrom handles a flow that received segments while silent, before
+// its probe: they may be the server's keepalive probes, which keep the
+// path's middleboxes from counting the silence, or its data, or a segment
+// of the handshake sent again. The flow's test is given to another flow,
+// and the flow is asked again, once as much silence has passed, whether it
+// was heard from again: keepalive probes and messages of the server's
+// come again and again; a handshake is sent again once.
+func (e *engine) heardFrom(f *flow, now time.Duration) {
+	p := f.point
 	f.point = nil
-	if f.role == testFlow {
-		e.closeFlow(f)
-		return
-	}
 	if f.state == fsFired {
 		f.state = fsParked
-		e.d.park(f.id)
 	}
+	e.d.park(f.id)
+	f.listenX, f.listenAt = p.x, now+p.x+listenSlack
+	e.retry(p)
+}
+
+// recur records that a flow was heard from twice running within x of
+// silence. Two such flows set the ceiling: one alone may have heard the
+// handshake sent again, and its answer lost again.
+func (e *engine) recur(x time.Duration) {
+	e.recurrent = append(e.recurrent, x)
+	if len(e.recurrent) >= 2 {
+		e.ceiling = slices.Min(e.recurrent)
+	}
+}
+
+// listening reports whether a flow waits to tell whether it is heard from
+// again within a silence that can still matter: shorter than the shortest
+// that lost a flow, and than the ceiling.
+func (e *engine) listening() bool {
+	for _, f := range e.flows {
+		if f.state == fsParked && f.listenX != 0 && (e.died == 0 || f.listenX < e.died) && (e.ceiling == 0 || f.listenX < e.ceiling) {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *engine) closeFlow(f *flow) {
@@ -391,6 +536,7 @@ func (e *engine) closeFlow(f *flow) {
 		}
 	}
 	f.state = fsClosed
+	f.point = nil
 	e.open--
 	e.d.close(f.id)
 }
@@ -404,7 +550,7 @@ func (e *engine) handle(ev event) {
 	switch ev.kind {
 	case evOpened:
 		if f.state == fsDialing {
-			e.openedFlow(f, ev.at)
+			e.openedFlow(f, ev.at, ev.resent)
 		}
 	case evDialFailed:
 		if f.state == fsDialing {
@@ -412,14 +558,12 @@ func (e *engine) handle(ev event) {
 		}
 	case evData:
 		if f.state == fsParked || f.state == fsFired {
-			f.last, f.lastData = ev.at, ev.at
-			if f.state == fsFired {
-				// The data crossed the path after the probe was due.
-				e.answered(f, ev.at)
-			}
+			e.data(f, ev.at)
 		}
 	case evAnswered:
-		if f.state == fsFired {
+		// An ACK older than the probe answers nothing of it: the FIN
+		// that came just before the probe was due.
+		if f.state == fsFired && ev.ackAt >= f.firedAt-probeEarly {
 			e.answered(f, ev.ackAt)
 		}
 	case evEnded:
@@ -430,12 +574,18 @@ func (e *engine) handle(ev event) {
 	e.settle(ev.at)
 }
 
-func (e *engine) openedFlow(f *flow, at time.Duration) {
+func (e *engine) openedFlow(f *flow, at time.Duration, resent bool) {
 	e.dialing--
 	f.state = fsParked
-	f.last, f.lastData = at, at
+	f.opened, f.last, f.lastData = at, at, at
 	e.opened++
 	e.connected = true
+	if resent {
+		// The server's accept queue was full, or the SYN was lost:
+		// slow down.
+		e.resent++
+		e.gap = min(2*e.gap, maxDialGap)
+	}
 	if f.role == testFlow {
 		e.testsOut--
 		if e.testsOut == 0 && len(e.toDial) == 0 {
@@ -451,7 +601,7 @@ func (e *engine) openedFlow(f *flow, at time.Duration) {
 	} else {
 		e.reservesOut--
 	}
-	e.dialMore()
+	e.dialMore(at)
 }
 
 func (e *engine) dialFailed(f *flow, err error) {
@@ -465,140 +615,276 @@ func (e *engine) dialFailed(f *flow, err error) {
 		len(e.flows), e.s.address, e.open, e.s.flows, err))
 }
 
+// data records data from the server on f at. Data right after the
+// connect is the server speaking first (a greeting); data that breaks a
+// silence of a second or more is the server's own traffic, which keeps
+// the path from seeing a longer silence, and is treated as segments heard.
+func (e *engine) data(f *flow, at time.Duration) {
+	silence := at - f.lastData
+	f.spoke = true
+	switch {
+	case f.listenX != 0:
+		e.recur(f.listenX)
+		e.closeFlow(f)
+		return
+	case f.state == fsFired && at >= f.firedAt-probeEarly:
+		// The data crossed the path after the probe was due: the path
+		// still knew the flow.
+		f.last, f.lastData = at, at
+		e.answered(f, at)
+		return
+	case f.point != nil && silence >= refuseWithin:
+		e.heardFrom(f, at)
+		return
+	}
+	f.last, f.lastData = at, at
+}
+
 // answered records that f's probe, due after its point's silence, was
-// answered, and the answer arrived at ackAt.
+// answered, and the answer arrived at ackAt. The flow stays open, parked:
+// it may re-test a point, and its end, if the server ends it, tells whose
+// clock ends connections.
 func (e *engine) answered(f *flow, ackAt time.Duration) {
 	f.last = ackAt
 	f.refreshed = true
 	if p := f.point; p != nil {
 		e.survive(p)
 	}
-	e.release(f)
+	f.point = nil
+	f.state = fsParked
+	e.d.park(f.id)
 }
 
 func (e *engine) survive(p *point) {
 	if p.state == psSuspect {
-		e.spurious++
+		e.overturned(p.end)
 	}
 	p.state = psSurvived
 	e.survivors = append(e.survivors, p.x)
 }
 
+// overturned counts a death that a flow kept as long or longer showed was
+// not the path's: lost packets, or, for a reset answering a probe, a
+// connection the server had never accepted.
+func (e *engine) overturned(end End) {
+	if end == EndProbeReset {
+		e.unaccepted++
+	} else {
+		e.spurious++
+	}
+}
+
 func (e *engine) ended(f *flow, ev event) {
 	prev := f.state
 	p := f.point
+	listened := f.listenX != 0
 	f.point = nil
+	f.listenX = 0
 	f.state = fsClosed
 	e.open--
 	silence := ev.at - f.lastData
-	if prev == fsFired && p != nil {
+	if !f.refreshed && ev.at-f.opened < refuseWithin && (ev.end == endEOF || ev.end == endReset) {
+		e.refusedFlow(silence, p)
+		return
+	}
+	if prev == fsFired && p != nil && ev.at >= f.firedAt-probeEarly {
+		// Its probe was due: the end answers it.
 		switch ev.end {
 		case endEOF:
 			// The FIN crossed the path after the probe was due: the
 			// flow was still known there.
-			if ev.at-f.last >= p.x {
-				e.survive(p)
-			} else {
-				e.lost(p)
-			}
+			e.survive(p)
 		case endReset:
-			// A reset within half an interval of the first probe
-			// answers it: nothing lost, the path forgot the flow. A
-			// later one answers a later probe, the first having gone
-			// unanswered: it may have been lost, so re-test.
-			e.death(f, p, CauseReset, ev.at-f.firedAt < e.s.interval/2)
+			e.death(f, p, CauseReset, EndProbeReset)
+			return
 		default:
-			e.death(f, p, CauseDrop, false)
+			e.death(f, p, CauseDrop, EndUnanswered)
+			return
 		}
 	} else if p != nil {
-		e.lost(p)
+		e.retry(p)
 	}
-	if !f.refreshed && (ev.end == endEOF || ev.end == endReset) && (prev == fsParked || ev.end == endEOF) {
-		cause := CauseServerClose
-		if ev.end == endReset {
-			cause = CauseReset
-		}
-		e.activeEnd(silence, cause)
+	if listened || (ev.end != endEOF && ev.end != endReset) {
+		return
+	}
+	a := activeEnd{silence: silence, sincePkt: ev.at - f.last, gap: f.last - f.lastData, end: EndFIN, spoke: f.spoke}
+	if ev.end == endReset {
+		a.end = EndReset
+	}
+	if f.refreshed {
+		e.witnesses = append(e.witnesses, a)
+		return
+	}
+	e.activeEnd(a)
+}
+
+// refusedFlow records a connection the server ended within a second of
+// its connect: it limits connections. A search whose every connection so
+// far was refused fails.
+func (e *engine) refusedFlow(after time.Duration, p *point) {
+	e.refused++
+	if p != nil {
+		e.retry(p)
+	}
+	if e.refused >= e.opened {
+		e.fail(fmt.Errorf("keepalive: %s closed or reset a connection %v after it opened, before it was idle for a second: it may limit connections from one client (lower Flows, now %d), or not hold idle connections at all",
+			e.s.address, after.Round(time.Millisecond), e.s.flows))
 	}
 }
 
-// lost records that p's flow ended without telling anything about p.
-func (e *engine) lost(p *point) {
-	switch p.state {
-	case psPending:
-		p.state = psVoid
-	case psSuspect:
-		e.queue = append(e.queue, p)
+// retry gives p's test, or a suspect's re-test, to another flow: its
+// flow was lost to something other than the path. After maxTries, nothing
+// is learned of p in this pass.
+func (e *engine) retry(p *point) {
+	if p.state != psPending && p.state != psRetest && p.state != psSuspect {
+		return
 	}
+	if p.tries == maxTries {
+		p.state = psVoid
+		return
+	}
+	p.tries++
+	if p.state == psPending {
+		p.state = psRetest
+	}
+	e.queue = append(e.queue, p)
 }
 
 // death records that f, testing p, ended with its probes unanswered or
-// reset. confirmed says the way it ended rules out lost packets.
-func (e *engine) death(f *flow, p *point, cause Cause, confirmed bool) {
+// reset. A first death is a suspect until another flow tested after the
+// same silence is lost too: lost packets lose a flow, and a server resets
+// one it never accepted.
+func (e *engine) death(f *flow, p *point, cause Cause, end End) {
 	if !e.needed(p.x) {
-		e.discard(p, true)
+		e.discard(p, true, end)
 		return
 	}
-	if confirmed || f.role == reserveFlow {
-		p.state, p.cause = psDied, cause
+	if p.state == psSuspect {
+		p.state, p.cause, p.end = psDied, cause, end
 		if e.died == 0 || p.x < e.died {
-			e.died, e.cause = p.x, cause
+			e.died, e.cause, e.how = p.x, cause, end
 		}
 		return
 	}
-	p.state, p.cause = psSuspect, cause
+	p.state, p.cause, p.end = psSuspect, cause, end
 	e.queue = append(e.queue, p)
 }
 
 // discard marks p void, no longer needed. A death of it that a flow kept
-// for a longer silence contradicts was lost packets: counted as spurious.
-// died says its flow has just died.
-func (e *engine) discard(p *point, died bool) {
+// for a longer silence contradicts was not the path's: counted as
+// overturned. died says its flow has just died, ending as end.
+func (e *engine) discard(p *point, died bool, end End) {
 	if (died || p.state == psSuspect) && p.x <= e.survived() {
-		e.spurious++
+		e.overturned(end)
 	}
 	p.state = psVoid
 }
 
-// heardWithin records a flow heard from without data within x of silence.
-// One such flow may have heard a segment of its own handshake sent again,
-// on a path that lost one: only a second flow heard within
-// max(1s, 2%) of the first confirms that the server probes idle
-// connections, and sets the ceiling.
-func (e *engine) heardWithin(x time.Duration) {
-	for _, h := range e.heard {
-		if absDiff(h, x) <= tolerance(max(h, x)) {
-			if c := min(h, x); e.ceiling == 0 || c < e.ceiling {
-				e.ceiling = c
-			}
-		}
-	}
-	e.heard = append(e.heard, x)
-}
-
-// activeEnd records a connection that ended, silent and unprobed, after
-// silence. Two such ends within max(1s, 2%) of each other, or one when no
-// other unprobed flow could confirm it, show that the server or the path
-// closes idle connections by itself.
-func (e *engine) activeEnd(silence time.Duration, cause Cause) {
-	if silence < time.Second {
-		e.fail(fmt.Errorf("keepalive: %s closed or reset a connection %v after it opened, before it was idle for a second: it may limit connections from one client (lower Flows, now %d), or not hold idle connections at all",
-			e.s.address, silence.Round(time.Millisecond), e.s.flows))
-		return
-	}
+// activeEnd records a connection that ended by itself, silent and
+// unprobed. Two such ends within max(1s, 2%) of each other, or one when
+// no other unprobed flow could confirm it, show that the server or the
+// path ends idle connections by itself.
+func (e *engine) activeEnd(a activeEnd) {
 	confirmed := false
-	for _, a := range e.active {
-		if a.cause == cause && absDiff(a.silence, silence) <= tolerance(max(a.silence, silence)) {
+	for _, b := range e.active {
+		if b.end == a.end && absDiff(a.silence, b.silence) <= tolerance(max(a.silence, b.silence)) {
 			confirmed = true
-			silence = min(silence, a.silence)
+			a.silence = min(a.silence, b.silence)
+			a.spoke = a.spoke && b.spoke
 		}
 	}
-	e.active = append(e.active, activeEnd{silence, cause})
+	e.active = append(e.active, a)
 	if !confirmed && e.unprobed() > 0 {
 		return
 	}
-	if e.died == 0 || silence < e.died {
-		e.died, e.cause = silence, cause
+	if e.server != nil && e.server.silence <= a.silence {
+		return
+	}
+	e.server = &serverEnd{silence: a.silence, end: a.end, spoke: a.spoke, decided: a.end == EndFIN}
+	e.decide(a.silence)
+}
+
+// decideAt returns when the pending question of who resets the flows is
+// answered if nothing happens before: when the witness flow has outlived
+// the end counted from its last data.
+func (e *engine) decideAt() (time.Duration, bool) {
+	if e.server == nil || e.server.decided {
+		return 0, false
+	}
+	w := e.witness()
+	if w == nil {
+		return 0, false
+	}
+	return w.lastData + e.server.silence + (w.last-w.lastData)/2, true
+}
+
+// witness returns the open flow whose end can tell whose clock ends the
+// connections: refreshed, with a gap between its last data and the
+// answer to its probe of at least minWitnessGap; the smallest gap of at
+// least twice max(1s, 2%) of the end's silence (tight enough to answer
+// soon, wide enough for a server's timers), else the widest.
+func (e *engine) witness() *flow {
+	var best *flow
+	want := 2 * tolerance(e.server.silence)
+	for _, f := range e.flows {
+		if f.state != fsParked || !f.refreshed || f.listenX != 0 {
+			continue
+		}
+		g := f.last - f.lastData
+		if g < minWitnessGap {
+			continue
+		}
+		if best == nil {
+			best = f
+			continue
+		}
+		bg := best.last - best.lastData
+		if (g >= want && (bg < want || g < bg)) || (g < want && bg < want && g > bg) {
+			best = f
+		}
+	}
+	return best
+}
+
+// decide settles who resets the flows, if it can at now: a refreshed flow
+// that met the same end counted from its last data shows the server's
+// clock; counted from the answer to its probe, or outliving the end
+// counted from its last data, a middlebox's. With no such flow at all, the
+// server is taken to have ended them.
+func (e *engine) decide(now time.Duration) {
+	sv := e.server
+	if sv == nil {
+		return
+	}
+	if !sv.decided {
+		for _, w := range e.witnesses {
+			if w.gap < minWitnessGap {
+				continue
+			}
+			dData, dPkt := absDiff(w.silence, sv.silence), absDiff(w.sincePkt, sv.silence)
+			if min(dData, dPkt) <= w.gap/2 {
+				sv.decided, sv.byPath = true, dPkt < dData
+				break
+			}
+		}
+	}
+	if !sv.decided {
+		if at, ok := e.decideAt(); !ok {
+			sv.decided = true
+		} else if now >= at {
+			sv.decided, sv.byPath = true, true
+		}
+	}
+	if !sv.decided {
+		return
+	}
+	cause := CauseServerClose
+	if sv.byPath {
+		cause = CauseReset
+	}
+	if e.died == 0 || sv.silence < e.died || (cause == CauseServerClose && e.died.Truncate(time.Second) >= sv.silence.Truncate(time.Second)) {
+		// A death tested at the server's own timeout is the server's.
+		e.died, e.cause, e.how = sv.silence, cause, sv.end
 	}
 }
 
@@ -610,11 +896,19 @@ func (e *engine) unprobed() int {
 		n += reserves
 	}
 	for _, f := range e.flows {
-		if (f.state == fsParked || f.state == fsFired || f.state == fsDialing) && !f.refreshed {
+		if (f.state == fsParked || f.state == fsFired || f.state == fsDialing) && !f.refreshed && f.listenX == 0 {
 			n++
 		}
 	}
 	return n
+}
+
+// plural writes n and the noun, "1 pass", "3 passes".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func tolerance(d time.Duration) time.Duration { return max(time.Second, d/50) }
@@ -626,24 +920,33 @@ func absDiff(a, b time.Duration) time.Duration {
 	return b - a
 }
 
-// assignRetests gives each suspect still needed the reserve that can test
-// it soonest: the one silent longest, but for less than x − lead, so that
-// its probe leaves after exactly x of silence. When none can and none is
-// coming, it dials one.
+// assignRetests gives each point waiting for a test the free flow that
+// can test it soonest: the one silent longest, but for less than x −
+// lead, so that its probe leaves after exactly x of silence. When none can
+// and none is coming, it dials a reserve.
 func (e *engine) assignRetests(now time.Duration) {
 	slices.SortFunc(e.queue, func(a, b *point) int { return int(a.x - b.x) })
 	kept := e.queue[:0]
 	for _, p := range e.queue {
-		if p.state != psSuspect {
+		if p.state != psSuspect && p.state != psRetest {
 			continue
 		}
 		if !e.needed(p.x) {
-			e.discard(p, false)
+			e.discard(p, false, p.end)
+			continue
+		}
+		assigned := false
+		for _, f := range e.flows {
+			if f.point == p && f.state != fsClosed {
+				assigned = true
+			}
+		}
+		if assigned {
 			continue
 		}
 		var best *flow
 		for _, f := range e.flows {
-			if f.role != reserveFlow || f.state != fsParked || f.point != nil || now-f.last > p.x-lead {
+			if !f.free() || now-f.last > p.x-lead {
 				continue
 			}
 			if best == nil || f.last < best.last {
@@ -657,24 +960,28 @@ func (e *engine) assignRetests(now time.Duration) {
 		best.point = p
 	}
 	e.queue = kept
-	if len(e.queue) == 0 || e.reserveAt >= 0 || e.reservesOut > 0 || e.testsOut > 0 {
+	if len(e.queue) == 0 || e.reserveAt >= 0 || e.reservesOut > 0 || e.testsOut > 0 || len(e.toDial) > 0 {
 		return
 	}
 	// A re-test under way of a shorter silence may settle the rest: if
 	// it confirms the death, the longer ones are not needed.
 	for _, f := range e.flows {
-		if f.role == reserveFlow && f.point != nil && f.point.x < e.queue[0].x && f.state != fsClosed {
+		if f.point != nil && f.point.x < e.queue[0].x && f.point.state == psSuspect && f.state != fsClosed {
 			return
 		}
 	}
 	if e.open >= e.s.flows {
-		// Make room: a reserve silent too long to re-test what is
-		// waiting is of no use.
+		// Make room: a free flow silent too long to test what is
+		// waiting is of no use; the one refreshed last is the least
+		// use as a witness.
+		var victim *flow
 		for _, f := range e.flows {
-			if f.role == reserveFlow && f.state == fsParked && f.point == nil {
-				e.closeFlow(f)
-				break
+			if f.free() && (victim == nil || f.last-f.lastData < victim.last-victim.lastData) {
+				victim = f
 			}
+		}
+		if victim != nil {
+			e.closeFlow(victim)
 		}
 	}
 	if e.open < e.s.flows {
@@ -690,29 +997,49 @@ func (e *engine) settle(now time.Duration) {
 		return
 	}
 	if e.err == nil {
+		e.decide(now)
 		e.assignRetests(now)
 	}
 	if e.err == nil && !e.passDone() {
 		e.report(now, false)
 		return
 	}
+	if e.ceiling == 0 && len(e.recurrent) == 1 {
+		// No other flow heard from can confirm it.
+		e.ceiling = e.recurrent[0]
+	}
 	for _, f := range e.flows {
 		e.closeFlow(f)
 	}
-	if e.err == nil && e.pass < e.maxPasses && e.needsPass() {
-		e.startPass(now)
-		e.report(now, true)
-		return
+	if e.err == nil && e.needsPass() {
+		if e.pass < e.maxPasses {
+			e.startPass(now)
+			e.report(now, true)
+			return
+		}
+		hi := e.s.max
+		if e.died != 0 {
+			hi = e.died
+		}
+		e.fail(fmt.Errorf("keepalive: %s: after %s, silences between %v and %v are still untested: their connections were lost to something other than the path (the server ended or refused them, or sent segments of its own)",
+			e.s.address, plural(e.pass, "pass", "passes"), e.survived(), hi))
 	}
 	e.done, e.end = true, now
 	e.report(now, true)
 }
 
 // passDone reports whether every point of the pass that could still
-// narrow the bounds has been decided.
+// narrow the bounds has been decided, and nothing else is pending: who
+// ended the flows, or whether a flow heard from is heard from again.
 func (e *engine) passDone() bool {
+	if e.server != nil && !e.server.decided {
+		return false
+	}
+	if e.listening() {
+		return false
+	}
 	for _, p := range e.points {
-		if (p.state == psPending || p.state == psSuspect) && e.needed(p.x) {
+		if (p.state == psPending || p.state == psSuspect || p.state == psRetest) && e.needed(p.x) {
 			return false
 		}
 	}
@@ -765,19 +1092,26 @@ func (e *engine) report(now time.Duration, force bool) {
 
 func (e *engine) result() Result {
 	r := Result{
-		Survived: e.survived(),
-		Died:     e.died,
-		Cause:    e.cause,
-		Elapsed:  e.end,
-		Flows:    e.opened,
-		Passes:   e.pass,
-		Retests:  e.retests,
-		Spurious: e.spurious,
-		Address:  e.s.address,
-		Heard:    e.ceiling,
+		Survived:   e.survived(),
+		Died:       e.died,
+		Cause:      e.cause,
+		End:        e.how,
+		Elapsed:    e.end,
+		Flows:      e.opened,
+		Passes:     e.pass,
+		Retests:    e.retests,
+		Spurious:   e.spurious,
+		Unaccepted: e.unaccepted,
+		Refused:    e.refused,
+		Resent:     e.resent,
+		Address:    e.s.address,
+		Heard:      e.ceiling,
 	}
 	if e.died == 0 {
-		r.Cause = CauseNone
+		r.Cause, r.End = CauseNone, EndNone
+	}
+	if r.Cause == CauseServerClose && e.server != nil {
+		r.Spoke = e.server.spoke
 	}
 	return r
 }

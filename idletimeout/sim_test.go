@@ -25,9 +25,32 @@ type simPath struct {
 	// serverProbe is the Idle of the server's own keepalive: its probes
 	// refresh the middlebox and reach the client; zero none.
 	serverProbe time.Duration
-	rtt         time.Duration // client to server and back
-	dialTime    time.Duration // connect
-	refuse      bool          // every connect is refused
+	// serverReset makes the server end idle connections with a reset
+	// instead of a FIN, as MariaDB does.
+	serverReset bool
+	// greet makes the server send data as soon as a connection opens, as
+	// MySQL and SSH servers do.
+	greet bool
+	// serverData, if not zero, makes the server send data of its own
+	// after each serverData of silence.
+	serverData time.Duration
+	// unaccepted, if not nil, tells the connections (from 0, in the order
+	// they connect) that the server never accepted: its kernel answers
+	// any probe of theirs with a reset.
+	unaccepted func(n int) bool
+	// refuseConn, if not nil, tells the connections the server ends at
+	// once, as one that limits connections does.
+	refuseConn func(n int) bool
+	// resent, if not nil, tells the connections whose SYN is sent again:
+	// they connect a second later.
+	resent func(n int) bool
+	// handshake, if not nil, tells the connections whose last handshake
+	// segment is lost: the server sends its SYN-ACK again a second after
+	// the connect, which reaches the client as a segment without data.
+	handshake func(n int) bool
+	rtt       time.Duration // client to server and back
+	dialTime  time.Duration // connect
+	refuse    bool          // every connect is refused
 	// loseProbe and loseAck lose the n-th probe (from 0) of the k-th
 	// firing (from 1) of a flow at idle, or its answer, before the
 	// middlebox sees it.
@@ -48,6 +71,8 @@ type sim struct {
 	open    int
 	maxOpen int
 	fires   map[time.Duration]int // firings at each idle
+	dials   int                   // connects started
+	conns   int                   // connections made
 }
 
 type simFlow struct {
@@ -56,8 +81,13 @@ type simFlow struct {
 	mbLast     time.Duration // the middlebox's last packet of the flow
 	lastData   time.Duration
 	forgotten  bool
-	heard      bool // a server probe arrived since the flow fell silent
+	unaccepted bool
+	heard      bool // a segment without data arrived since the flow fell silent
 	gen        int  // bumped to cancel the probes and answers in flight
+	// due is when the probe of the flow's firing is due; answer, when
+	// not negative, when its answer arrived, not yet reported.
+	due, answer time.Duration
+	firing      int // gen of the firing under way
 }
 
 func newSim(t testing.TB, p simPath, o Options) *sim {
@@ -120,15 +150,50 @@ func (x *sim) forgets(f *simFlow, t time.Duration) bool {
 }
 
 func (x *sim) dial(id flowID) {
-	x.at(x.now+x.p.dialTime, func() {
+	n := x.dials
+	x.dials++
+	delay := x.p.dialTime
+	resent := x.p.resent != nil && x.p.resent(n)
+	if resent {
+		delay += time.Second
+	}
+	x.at(x.now+delay, func() {
 		if x.p.refuse {
 			x.send(event{kind: evDialFailed, id: id, err: errors.New("connection refused")})
 			return
 		}
-		f := &simFlow{open: true, kernelLast: x.now, mbLast: x.now, lastData: x.now}
+		c := x.conns
+		x.conns++
+		f := &simFlow{open: true, kernelLast: x.now, mbLast: x.now, lastData: x.now, due: -1, answer: -1}
+		f.unaccepted = x.p.unaccepted != nil && x.p.unaccepted(c)
 		x.flows[id] = f
 		x.open++
 		x.maxOpen = max(x.maxOpen, x.open)
+		x.send(event{kind: evOpened, id: id, resent: resent})
+		switch {
+		case f.unaccepted:
+			// The server knows nothing of it: no data, no close.
+		case x.p.refuseConn != nil && x.p.refuseConn(c):
+			x.at(x.now+x.p.rtt, func() {
+				if f.open {
+					x.end(id, f, endEOF)
+				}
+			})
+			return
+		case x.p.greet:
+			x.serverSends(id, f, x.now+x.p.rtt/2)
+		}
+		if x.p.handshake != nil && x.p.handshake(c) {
+			x.at(x.now+time.Second, func() {
+				if f.open && !x.forgets(f, x.now) {
+					f.mbLast = x.now
+					f.heard = true
+				}
+			})
+		}
+		if f.unaccepted {
+			return
+		}
 		if x.p.serverClose > 0 {
 			x.serverClose(id, f)
 		}
@@ -138,16 +203,47 @@ func (x *sim) dial(id flowID) {
 		if x.p.serverProbe > 0 {
 			x.serverProbes(id, f, x.now+x.p.rtt/2+x.p.serverProbe)
 		}
-		x.send(event{kind: evOpened, id: id})
+		if x.p.serverData > 0 {
+			x.serverSends(id, f, x.now+x.p.rtt/2+x.p.serverData)
+		}
 	})
 }
 
-// serverClose has the server close f once it has been idle for
-// serverClose; the FIN reaches the client if the middlebox still knows
-// the flow when it passes.
-func (x *sim) serverClose(id flowID, f *simFlow) {
-	x.at(f.lastData+x.p.serverClose+x.p.rtt/2, func() {
+// serverSends has the server send data on f at t, reaching the client
+// half a round trip later if the middlebox still knows the flow; with
+// serverData, again after that much silence.
+func (x *sim) serverSends(id flowID, f *simFlow, t time.Duration) {
+	x.at(t+x.p.rtt/2, func() {
 		if !f.open || x.forgets(f, x.now) {
+			return
+		}
+		f.mbLast, f.kernelLast, f.lastData = x.now, x.now, x.now
+		f.gen++ // data restarts the silence: no probe is out any more
+		x.send(event{kind: evData, id: id})
+		if x.p.serverData > 0 {
+			x.serverSends(id, f, x.now+x.p.rtt/2+x.p.serverData)
+		}
+	})
+}
+
+// serverClose has the server end f once it has been idle for
+// serverClose, counted from the last data; the FIN or reset reaches the
+// client if the middlebox still knows the flow when it passes.
+func (x *sim) serverClose(id flowID, f *simFlow) {
+	last := f.lastData
+	x.at(last+x.p.serverClose+x.p.rtt/2, func() {
+		if !f.open {
+			return
+		}
+		if f.lastData != last {
+			x.serverClose(id, f) // data meanwhile
+			return
+		}
+		if x.forgets(f, x.now) {
+			return
+		}
+		if x.p.serverReset {
+			x.end(id, f, endReset)
 			return
 		}
 		x.end(id, f, endEOF)
@@ -184,22 +280,37 @@ func (x *sim) watch(id flowID, f *simFlow) {
 	})
 }
 
+// end ends f as k. As the network driver does, it first reports an
+// answer to the flow's probe that came before the end, and takes a FIN
+// after the probe was due for one: it is an ACK.
 func (x *sim) end(id flowID, f *simFlow, k endKind) {
+	if f.answer < 0 && k == endEOF && f.due >= 0 && x.now >= f.due && f.gen == f.firing {
+		f.answer = x.now
+	}
+	if f.answer >= 0 {
+		x.send(event{kind: evAnswered, id: id, ackAt: f.answer})
+		f.answer = -1
+	}
 	f.open = false
 	f.gen++
 	x.open--
 	x.send(event{kind: evEnded, id: id, end: k, err: errors.New("ended")})
 }
 
-func (x *sim) fire(id flowID, idle time.Duration) fireResult {
-	f := x.flows[id]
-	if f.heard {
-		return fireHeard
+func (x *sim) heard(id flowID) heardKind {
+	if x.flows[id].heard {
+		return heardSegments
 	}
+	return heardNothing
+}
+
+func (x *sim) fire(id flowID, idle time.Duration) {
+	f := x.flows[id]
 	f.gen++
+	f.firing = f.gen
 	x.fires[idle]++
-	x.probe(id, f, f.gen, idle, x.fires[idle], 0, max(x.now, f.kernelLast+idle)+x.p.slack)
-	return fired
+	f.due = max(x.now, f.kernelLast+idle) + x.p.slack
+	x.probe(id, f, f.gen, idle, x.fires[idle], 0, f.due)
 }
 
 // probe sends the n-th probe of a firing at t, as the kernel's keepalive
@@ -230,6 +341,15 @@ func (x *sim) probe(id flowID, f *simFlow, gen int, idle time.Duration, k, n int
 			return
 		}
 		f.mbLast = x.now
+		if f.unaccepted {
+			// The server's kernel knows nothing of the flow.
+			x.at(x.now+x.p.rtt, func() {
+				if f.open && f.gen == gen {
+					x.end(id, f, endReset)
+				}
+			})
+			return
+		}
 		x.at(x.now+x.p.rtt, func() {
 			if !f.open || f.gen != gen || x.p.loseAck(idle, k, n) || x.forgets(f, x.now) {
 				return
@@ -238,8 +358,10 @@ func (x *sim) probe(id flowID, f *simFlow, gen int, idle time.Duration, k, n int
 			f.kernelLast = x.now
 			f.gen++ // the answer stops the probes
 			ackAt := x.now
+			f.answer = ackAt
 			x.at(x.now+x.p.pollDelay, func() {
-				if f.open {
+				if f.open && f.answer == ackAt {
+					f.answer = -1
 					x.send(event{kind: evAnswered, id: id, ackAt: ackAt})
 				}
 			})
