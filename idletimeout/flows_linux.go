@@ -111,8 +111,19 @@ type netFlow struct {
 	segs, dataSegs uint32
 }
 
-// quiet records the segments received so far, as the start of a silence.
+// quiet records the segments received so far, as the start of a silence,
+// once the kernel has sent the ACK it owes: data received last (a login's
+// last answer, a greeting) is acknowledged up to 200ms later, and that ACK
+// is a packet that the middleboxes count, which the kernel's keepalive
+// timer does not. TCP_QUICKACK sends it now.
 func (nf *netFlow) quiet() {
+	if nf.tcp != nil {
+		if rc, err := nf.tcp.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) {
+				unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1)
+			})
+		}
+	}
 	if ti, err := tcpInfo(nf.tcp); err == nil {
 		nf.segs, nf.dataSegs = ti.Segs_in, ti.Data_segs_in
 	}
@@ -177,13 +188,18 @@ func (d *netDriver) connect(ctx context.Context) (net.Conn, error) {
 	return conn, nil
 }
 
-// describe says what a failed dial means.
+// describe says what a failed dial means. An error of a Dial of the
+// caller's that is not the network's (a login that failed) says it
+// itself.
 func (d *netDriver) describe(err error) error {
+	var ne net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("refused the connection: %w", err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("did not answer within %v: %w", d.s.dialTimeout, err)
+	case d.s.dial != nil && !errors.As(err, &ne):
+		return err
 	default:
 		return fmt.Errorf("could not be reached: %w", err)
 	}

@@ -73,6 +73,13 @@ const (
 	// the last packet (a middlebox's).
 	minWitnessGap = 500 * time.Millisecond
 
+	// goodbyeWait is how long after data that broke a silence the search
+	// waits for the connection's end: a server that ends an idle session
+	// says why first (PostgreSQL's FATAL message), and then the data
+	// belongs to the end. Data not followed by an end is the server's own
+	// traffic.
+	goodbyeWait = time.Second
+
 	// maxTries is how many times a point's test is given to another flow
 	// after its flow was lost to something other than the path, in one
 	// pass.
@@ -183,6 +190,9 @@ type flow struct {
 	// heard from: at listenAt the search asks whether it was heard from
 	// again. Its silence is then unknown, so it tests nothing more.
 	listenX, listenAt time.Duration
+	// goodbye, when not zero, is when data broke the flow's silence, not
+	// yet known to be the server's last words or its own traffic.
+	goodbye time.Duration
 }
 
 // armAt returns when the flow's Idle must be set for its probe to leave
@@ -416,6 +426,9 @@ func (e *engine) next() (time.Duration, bool) {
 		case f.listenX != 0:
 			take(f.listenAt)
 		}
+		if f.goodbye != 0 && (f.state == fsParked || f.state == fsFired) {
+			take(f.goodbye + goodbyeWait)
+		}
 	}
 	if t, ok := e.decideAt(); ok {
 		take(t)
@@ -439,6 +452,12 @@ func (e *engine) tick(now time.Duration) {
 	}
 	e.dialMore(now)
 	for _, f := range e.flows {
+		if f.goodbye != 0 && (f.state == fsParked || f.state == fsFired) && now >= f.goodbye+goodbyeWait {
+			// No end followed: the server's own traffic.
+			at := f.goodbye
+			f.goodbye = 0
+			e.ownData(f, at)
+		}
 		if f.state != fsParked {
 			continue
 		}
@@ -616,28 +635,47 @@ func (e *engine) dialFailed(f *flow, err error) {
 }
 
 // data records data from the server on f at. Data right after the
-// connect is the server speaking first (a greeting); data that breaks a
-// silence of a second or more is the server's own traffic, which keeps
-// the path from seeing a longer silence, and is treated as segments heard.
+// connect is the server speaking first (a greeting), and starts the
+// silence. Data that breaks a silence of a second or more is either the
+// server's last words before it ends the connection, or its own traffic,
+// which keeps the path from seeing a longer silence: the search waits
+// goodbyeWait to tell.
 func (e *engine) data(f *flow, at time.Duration) {
-	silence := at - f.lastData
-	f.spoke = true
+	switch {
+	case f.goodbye != 0:
+		// More of the same words.
+	case at-f.lastData < refuseWithin && f.listenX == 0:
+		f.spoke = true
+		if f.state == fsFired && at >= f.firedAt-probeEarly {
+			// The data crossed the path after the probe was due: the
+			// path still knew the flow.
+			f.last, f.lastData = at, at
+			e.answered(f, at)
+			return
+		}
+		f.last, f.lastData = at, at
+	default:
+		f.goodbye = at
+		if f.state == fsFired && at >= f.firedAt-probeEarly {
+			// Whatever it is, it crossed the path after the probe was
+			// due.
+			e.answered(f, at)
+		}
+	}
+}
+
+// ownData records data the server sent at by itself, after a silence,
+// and did not end the connection after.
+func (e *engine) ownData(f *flow, at time.Duration) {
 	switch {
 	case f.listenX != 0:
 		e.recur(f.listenX)
 		e.closeFlow(f)
-		return
-	case f.state == fsFired && at >= f.firedAt-probeEarly:
-		// The data crossed the path after the probe was due: the path
-		// still knew the flow.
-		f.last, f.lastData = at, at
-		e.answered(f, at)
-		return
-	case f.point != nil && silence >= refuseWithin:
+	case f.point != nil:
 		e.heardFrom(f, at)
-		return
+	default:
+		f.last, f.lastData = at, at
 	}
-	f.last, f.lastData = at, at
 }
 
 // answered records that f's probe, due after its point's silence, was
@@ -683,6 +721,11 @@ func (e *engine) ended(f *flow, ev event) {
 	f.state = fsClosed
 	e.open--
 	silence := ev.at - f.lastData
+	if f.goodbye != 0 {
+		// The server said why, then ended it: its silence ended with
+		// those words.
+		silence = f.goodbye - f.lastData
+	}
 	if !f.refreshed && ev.at-f.opened < refuseWithin && (ev.end == endEOF || ev.end == endReset) {
 		e.refusedFlow(silence, p)
 		return
@@ -707,7 +750,7 @@ func (e *engine) ended(f *flow, ev event) {
 	if listened || (ev.end != endEOF && ev.end != endReset) {
 		return
 	}
-	a := activeEnd{silence: silence, sincePkt: ev.at - f.last, gap: f.last - f.lastData, end: EndFIN, spoke: f.spoke}
+	a := activeEnd{silence: silence, sincePkt: silence - (f.last - f.lastData), gap: f.last - f.lastData, end: EndFIN, spoke: f.spoke}
 	if ev.end == endReset {
 		a.end = EndReset
 	}

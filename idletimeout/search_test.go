@@ -155,28 +155,32 @@ func TestSearchActiveReset(t *testing.T) {
 // flows that long; a path that forgets first is found instead.
 func TestSearchServerClose(t *testing.T) {
 	for _, tt := range []struct {
-		name           string
-		timeout, close time.Duration
-		reset, greet   bool
-		cause          Cause
+		name                   string
+		timeout, close         time.Duration
+		reset, greet, farewell bool
+		cause                  Cause
 	}{
-		{"server closes, path keeps", 0, 7300 * time.Millisecond, false, false, CauseServerClose},
-		{"server closes before the path forgets", 30 * time.Second, 7 * time.Second, false, false, CauseServerClose},
-		{"long", 0, 601 * time.Second, false, false, CauseServerClose},
-		{"path forgets first", 10 * time.Second, 12 * time.Second, false, false, CauseDrop},
+		{"server closes, path keeps", 0, 7300 * time.Millisecond, false, false, false, CauseServerClose},
+		{"server closes before the path forgets", 30 * time.Second, 7 * time.Second, false, false, false, CauseServerClose},
+		{"long", 0, 601 * time.Second, false, false, false, CauseServerClose},
+		{"path forgets first", 10 * time.Second, 12 * time.Second, false, false, false, CauseDrop},
 		// MariaDB's connect_timeout: a greeting, then a reset.
-		{"greeting, then reset", 0, 10 * time.Second, true, true, CauseServerClose},
-		{"reset", 0, 7300 * time.Millisecond, true, false, CauseServerClose},
+		{"greeting, then reset", 0, 10 * time.Second, true, true, false, CauseServerClose},
+		{"reset", 0, 7300 * time.Millisecond, true, false, false, CauseServerClose},
 		// The reset comes a few milliseconds after the probe of the flow
 		// tested at 10s: a reset answering that probe is the server's.
-		{"reset at a tested silence", 0, 9995 * time.Millisecond, true, true, CauseServerClose},
+		{"reset at a tested silence", 0, 9995 * time.Millisecond, true, true, false, CauseServerClose},
+		// PostgreSQL's idle_session_timeout: a FATAL message, then a
+		// FIN.
+		{"farewell, then FIN", 0, 7300 * time.Millisecond, false, false, true, CauseServerClose},
+		{"farewell, then FIN, path forgets first", 6 * time.Second, 10 * time.Second, false, false, true, CauseDrop},
 		// sshd's LoginGraceTime: a greeting, then a FIN.
-		{"greeting, then FIN", 30 * time.Second, 5 * time.Second, false, true, CauseServerClose},
-		{"greeting, reset, path forgets first", 6 * time.Second, 10 * time.Second, true, true, CauseDrop},
+		{"greeting, then FIN", 30 * time.Second, 5 * time.Second, false, true, false, CauseServerClose},
+		{"greeting, reset, path forgets first", 6 * time.Second, 10 * time.Second, true, true, false, CauseDrop},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := labPath(tt.timeout)
-			p.serverClose, p.serverReset, p.greet = tt.close, tt.reset, tt.greet
+			p.serverClose, p.serverReset, p.greet, p.farewell = tt.close, tt.reset, tt.greet, tt.farewell
 			x := newSim(t, p, Options{})
 			r, err := x.run()
 			require.NoError(t, err)

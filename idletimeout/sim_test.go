@@ -28,6 +28,10 @@ type simPath struct {
 	// serverReset makes the server end idle connections with a reset
 	// instead of a FIN, as MariaDB does.
 	serverReset bool
+	// farewell makes the server send data right before it ends an idle
+	// connection, as PostgreSQL does (FATAL: terminating connection due
+	// to idle-session timeout).
+	farewell bool
 	// greet makes the server send data as soon as a connection opens, as
 	// MySQL and SSH servers do.
 	greet bool
@@ -241,6 +245,10 @@ func (x *sim) serverClose(id flowID, f *simFlow) {
 		}
 		if x.forgets(f, x.now) {
 			return
+		}
+		if x.p.farewell {
+			f.mbLast, f.kernelLast = x.now, x.now
+			x.send(event{kind: evData, id: id})
 		}
 		if x.p.serverReset {
 			x.end(id, f, endReset)
