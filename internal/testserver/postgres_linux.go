@@ -81,13 +81,19 @@ func (pg *Postgres) Trust(cidr string) error {
 
 // Start starts postgres listening on addr:port, through spawn, registers its
 // stop (pg_ctl stop -m fast) with register, and waits until ready succeeds.
+// Each of settings, such as "authentication_timeout=3s", is given with -c
+// after the ones Start gives, which it overrides.
 //
 // postgres is started directly rather than through pg_ctl start, which would
 // detach it from the test binary and let it outlive a crash.
-func (pg *Postgres) Start(addr string, port int, spawn SpawnFunc, register func(func()), ready func(ctx context.Context) error) error {
-	cmd := pg.Command("postgres", "-D", pg.Data, "-p", strconv.Itoa(port), "-k", pg.Dir,
-		"-c", "listen_addresses="+addr, "-c", "fsync=off", "-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off", "-c", "shared_buffers=16MB", "-c", "max_connections=30")
+func (pg *Postgres) Start(addr string, port int, spawn SpawnFunc, register func(func()), ready func(ctx context.Context) error, settings ...string) error {
+	args := []string{"-D", pg.Data, "-p", strconv.Itoa(port), "-k", pg.Dir,
+		"-c", "listen_addresses=" + addr, "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off", "-c", "shared_buffers=16MB", "-c", "max_connections=30"}
+	for _, s := range settings {
+		args = append(args, "-c", s)
+	}
+	cmd := pg.Command("postgres", args...)
 	stop := func() error {
 		return Run(pg.Command("pg_ctl", "stop", "-D", pg.Data, "-m", "fast", "-w", "-t", "15"))
 	}
