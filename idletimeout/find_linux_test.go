@@ -257,6 +257,16 @@ func TestFindLab(t *testing.T) {
 			survived: 7 * time.Second, died: 7 * time.Second, within: 7*time.Second + 500*time.Millisecond,
 		},
 		{
+			// The reset comes a few milliseconds after the probe of the
+			// flow tested at 7s, likely before the answer is polled: a
+			// death at the server's own timeout is the server's, and no
+			// flow is tested again.
+			name: "server resets 3ms after a probe", server: serverOptions{closeAfter: 7003 * time.Millisecond, reset: true},
+			lab: netlab.Options{ConntrackTimeout: 20 * time.Second},
+			o:   idletimeout.Options{Max: 30 * time.Second}, cause: idletimeout.CauseServerClose, end: idletimeout.EndReset,
+			survived: 7 * time.Second, died: 7003 * time.Millisecond, within: 7*time.Second + 500*time.Millisecond,
+		},
+		{
 			// The firewall forgets first: its timeout is measured, not
 			// the server's.
 			name: "server resets after 9s, drop after 5s", server: serverOptions{closeAfter: 9 * time.Second, reset: true, greet: true},
@@ -327,6 +337,9 @@ func TestFindLab(t *testing.T) {
 				}
 				assert.Equal(t, tt.heard, r.Heard, "heard")
 				assert.Zero(t, r.Unaccepted, "unaccepted")
+				if tt.cause == idletimeout.CauseServerClose {
+					assert.Zero(t, r.Retests, "re-tests: no flow the server ended is a suspect")
+				}
 				assert.Zero(t, r.Refused, "refused")
 				assert.LessOrEqual(t, r.Elapsed, within, "time to the answer")
 				assert.Equal(t, srv.addr, r.Address)

@@ -70,7 +70,7 @@ func run(ctx context.Context, s settings, start time.Time) (Result, error) {
 		}
 		select {
 		case ev := <-d.events:
-			for _, ev := range d.accept(ev) {
+			if d.accept(&ev) {
 				e.handle(ev)
 			}
 		case <-timerC:
@@ -205,19 +205,18 @@ func (d *netDriver) describe(err error) error {
 	}
 }
 
-// accept does the driver's part of an event and returns the events the
-// engine must see: none for a flow closed meanwhile; for the end of a flow
-// whose probe is out, the answer first if one came before the end.
-func (d *netDriver) accept(ev event) []event {
+// accept does the driver's part of an event and reports whether the
+// engine must see it: events of flows closed meanwhile are dropped.
+func (d *netDriver) accept(ev *event) bool {
 	nf := d.flows[ev.id]
 	if nf == nil {
-		return nil
+		return false
 	}
 	if nf.closed {
 		if ev.conn != nil {
 			ev.conn.Close()
 		}
-		return nil
+		return false
 	}
 	switch ev.kind {
 	case evOpened:
@@ -235,16 +234,10 @@ func (d *netDriver) accept(ev event) []event {
 	case evDialFailed:
 		nf.closed = true
 	case evEnded:
-		// TCP_INFO still answers for a connection that has ended, until
-		// it is closed.
-		answer, ok := d.answer(ev.id)
 		delete(d.firing, ev.id)
 		nf.close()
-		if ok {
-			return []event{answer, ev}
-		}
 	}
-	return []event{ev}
+	return true
 }
 
 // read reads conn until it ends, reporting data and the end.
@@ -316,34 +309,22 @@ func (d *netDriver) close(id flowID) {
 }
 
 // poll asks the kernel, for each flow whose probe is out, whether an
-// answer has arrived since it was fired.
+// answer has arrived since it was fired: no probe outstanding, and an ACK
+// more recent than the firing.
 func (d *netDriver) poll(e *engine) {
-	for id := range d.firing {
-		if ev, ok := d.answer(id); ok {
-			delete(d.firing, id)
-			e.handle(ev)
+	for id, nf := range d.firing {
+		ti, err := tcpInfo(nf.tcp)
+		if err != nil {
+			continue
 		}
+		ackAge := time.Duration(ti.Last_ack_recv) * time.Millisecond
+		if ti.Probes != 0 || ackAge >= time.Since(nf.firedAt)+answeredSlack {
+			continue
+		}
+		delete(d.firing, id)
+		now := d.now()
+		e.handle(event{kind: evAnswered, id: id, at: now, ackAt: now - ackAge})
 	}
-}
-
-// answer returns the evAnswered of a flow whose probe is out, if an answer
-// has arrived since it was fired: no probe outstanding, and an ACK more
-// recent than the firing.
-func (d *netDriver) answer(id flowID) (event, bool) {
-	nf, out := d.firing[id]
-	if !out {
-		return event{}, false
-	}
-	ti, err := tcpInfo(nf.tcp)
-	if err != nil {
-		return event{}, false
-	}
-	ackAge := time.Duration(ti.Last_ack_recv) * time.Millisecond
-	if ti.Probes != 0 || ackAge >= time.Since(nf.firedAt)+answeredSlack {
-		return event{}, false
-	}
-	now := d.now()
-	return event{kind: evAnswered, id: id, at: now, ackAt: now - ackAge}, true
 }
 
 // tcpInfo returns what TCP_INFO reports for the connection: the keepalive

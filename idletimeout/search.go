@@ -1047,10 +1047,6 @@ func (e *engine) settle(now time.Duration) {
 		e.report(now, false)
 		return
 	}
-	if e.ceiling == 0 && len(e.recurrent) == 1 {
-		// No other flow heard from can confirm it.
-		e.ceiling = e.recurrent[0]
-	}
 	for _, f := range e.flows {
 		e.closeFlow(f)
 	}

@@ -433,6 +433,13 @@ func TestSearchServerQueue(t *testing.T) {
 				assert.Equal(t, 3, r.Resent)
 				assert.Equal(t, dialGap<<3, x.e.gap, "the pace halved for each")
 			}
+			// The test flows connect one per dialGap at most, after the
+			// first alone.
+			for i := 2; i < len(x.e.points); i++ {
+				if d := x.started[i] - x.started[i-1]; d < dialGap {
+					t.Errorf("connects %d and %d started %v apart, less than %v", i-1, i, d, dialGap)
+				}
+			}
 		})
 	}
 }
@@ -470,11 +477,14 @@ func TestSearchRefused(t *testing.T) {
 func TestSearchHeardOnce(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
-		handshake func(n int) bool
+		handshake func(n int) int
 	}{
-		{"two test flows next to each other, below the timeout", func(n int) bool { return n == 5 || n == 6 }},
-		{"two test flows next to each other, above the timeout", func(n int) bool { return n == 10 || n == 11 }},
-		{"the reserves", func(n int) bool { return n == 30 || n == 31 }},
+		{"two test flows next to each other, below the timeout", func(n int) int { return b2i(n == 5 || n == 6) }},
+		{"two test flows next to each other, above the timeout", func(n int) int { return b2i(n == 10 || n == 11) }},
+		{"the reserves", func(n int) int { return b2i(n == 30 || n == 31) }},
+		// Heard from twice running, as a server's keepalive would be,
+		// but a flow alone.
+		{"twice, one flow", func(n int) int { return 2 * b2i(n == 1) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := labPath(10 * time.Second)
@@ -488,6 +498,13 @@ func TestSearchHeardOnce(t *testing.T) {
 			checkBounds(t, r, 10*time.Second, p.slack)
 		})
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // TestSearchServerData has the server send data of its own after each 10s
@@ -522,7 +539,7 @@ func TestSearchErrors(t *testing.T) {
 		// can test longer silences, not all of them, and the search
 		// says so rather than report a path that keeps flows for Max.
 		p := labPath(0)
-		p.handshake = func(int) bool { return true }
+		p.handshake = func(int) int { return 1 }
 		x := newSim(t, p, Options{Max: 30 * time.Second})
 		r, err := x.run()
 		require.Error(t, err)

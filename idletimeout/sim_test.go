@@ -48,10 +48,12 @@ type simPath struct {
 	// resent, if not nil, tells the connections whose SYN is sent again:
 	// they connect a second later.
 	resent func(n int) bool
-	// handshake, if not nil, tells the connections whose last handshake
-	// segment is lost: the server sends its SYN-ACK again a second after
-	// the connect, which reaches the client as a segment without data.
-	handshake func(n int) bool
+	// handshake, if not nil, tells how many times the server sends its
+	// SYN-ACK again to each connection, 0, 1 or 2: once when the last
+	// segment of the handshake is lost, a second after the connect, and
+	// again 2s later when the answer to that is lost too. Each reaches the
+	// client as a segment without data.
+	handshake func(n int) int
 	rtt       time.Duration // client to server and back
 	dialTime  time.Duration // connect
 	refuse    bool          // every connect is refused
@@ -76,6 +78,7 @@ type sim struct {
 	maxOpen int
 	fires   map[time.Duration]int // firings at each idle
 	dials   int                   // connects started
+	started []time.Duration       // when each connect started
 	conns   int                   // connections made
 }
 
@@ -88,10 +91,6 @@ type simFlow struct {
 	unaccepted bool
 	heard      bool // a segment without data arrived since the flow fell silent
 	gen        int  // bumped to cancel the probes and answers in flight
-	// due is when the probe of the flow's firing is due; answer, when
-	// not negative, when its answer arrived, not yet reported.
-	due, answer time.Duration
-	firing      int // gen of the firing under way
 }
 
 func newSim(t testing.TB, p simPath, o Options) *sim {
@@ -156,6 +155,7 @@ func (x *sim) forgets(f *simFlow, t time.Duration) bool {
 func (x *sim) dial(id flowID) {
 	n := x.dials
 	x.dials++
+	x.started = append(x.started, x.now)
 	delay := x.p.dialTime
 	resent := x.p.resent != nil && x.p.resent(n)
 	if resent {
@@ -168,7 +168,7 @@ func (x *sim) dial(id flowID) {
 		}
 		c := x.conns
 		x.conns++
-		f := &simFlow{open: true, kernelLast: x.now, mbLast: x.now, lastData: x.now, due: -1, answer: -1}
+		f := &simFlow{open: true, kernelLast: x.now, mbLast: x.now, lastData: x.now}
 		f.unaccepted = x.p.unaccepted != nil && x.p.unaccepted(c)
 		x.flows[id] = f
 		x.open++
@@ -187,13 +187,17 @@ func (x *sim) dial(id flowID) {
 		case x.p.greet:
 			x.serverSends(id, f, x.now+x.p.rtt/2)
 		}
-		if x.p.handshake != nil && x.p.handshake(c) {
-			x.at(x.now+time.Second, func() {
-				if f.open && !x.forgets(f, x.now) {
-					f.mbLast = x.now
-					f.heard = true
-				}
-			})
+		if x.p.handshake != nil {
+			// The SYN-ACK comes again 1s after the connect, and if the
+			// answer to that is lost too, 2s later.
+			for _, after := range []time.Duration{time.Second, 3 * time.Second}[:x.p.handshake(c)] {
+				x.at(x.now+after, func() {
+					if f.open && !x.forgets(f, x.now) {
+						f.mbLast = x.now
+						f.heard = true
+					}
+				})
+			}
 		}
 		if f.unaccepted {
 			return
@@ -288,17 +292,7 @@ func (x *sim) watch(id flowID, f *simFlow) {
 	})
 }
 
-// end ends f as k. As the network driver does, it first reports an
-// answer to the flow's probe that came before the end, and takes a FIN
-// after the probe was due for one: it is an ACK.
 func (x *sim) end(id flowID, f *simFlow, k endKind) {
-	if f.answer < 0 && k == endEOF && f.due >= 0 && x.now >= f.due && f.gen == f.firing {
-		f.answer = x.now
-	}
-	if f.answer >= 0 {
-		x.send(event{kind: evAnswered, id: id, ackAt: f.answer})
-		f.answer = -1
-	}
 	f.open = false
 	f.gen++
 	x.open--
@@ -315,10 +309,8 @@ func (x *sim) heard(id flowID) heardKind {
 func (x *sim) fire(id flowID, idle time.Duration) {
 	f := x.flows[id]
 	f.gen++
-	f.firing = f.gen
 	x.fires[idle]++
-	f.due = max(x.now, f.kernelLast+idle) + x.p.slack
-	x.probe(id, f, f.gen, idle, x.fires[idle], 0, f.due)
+	x.probe(id, f, f.gen, idle, x.fires[idle], 0, max(x.now, f.kernelLast+idle)+x.p.slack)
 }
 
 // probe sends the n-th probe of a firing at t, as the kernel's keepalive
@@ -366,10 +358,8 @@ func (x *sim) probe(id flowID, f *simFlow, gen int, idle time.Duration, k, n int
 			f.kernelLast = x.now
 			f.gen++ // the answer stops the probes
 			ackAt := x.now
-			f.answer = ackAt
 			x.at(x.now+x.p.pollDelay, func() {
-				if f.open && f.answer == ackAt {
-					f.answer = -1
+				if f.open {
 					x.send(event{kind: evAnswered, id: id, ackAt: ackAt})
 				}
 			})
