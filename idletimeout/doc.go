@@ -63,12 +63,13 @@
 //
 // A flow can die for a reason other than the path forgetting it: its
 // probes or their answers lost, or the server not knowing it. So a death
-// is believed only when it is repeated: another flow is fired so that it
-// probes after the same silence x, and the death stands only if that flow
-// dies too. A survival needs no re-test: lost packets cannot make a
-// forgotten flow answer. The re-test is done by a reserve, a flow
-// connected after the others and parked, or by a flow whose probe was
-// answered earlier, whichever has been silent longest but for less than
+// is believed only when it is repeated: two more flows are fired so that
+// they probe after the same silence x, and the death stands only if both
+// die too (for a reset, one more flow is enough: lost packets make no
+// reset). A survival needs no re-test: lost packets cannot make a
+// forgotten flow answer. The re-tests are done by the reserves, flows
+// connected after the others and parked, or by flows whose probe was
+// answered earlier, whichever have been silent longest but for less than
 // x. Each pass has two reserves, dialed Count·Interval + 0.5s after its
 // last test flow connected: when the death of a flow tested at x is known,
 // Count·Interval after its probe, a reserve has been silent for less than
@@ -157,9 +158,9 @@
 //
 //   - the flow at Died = x_{i+1} connected by D and probes after x_{i+1} of
 //     silence; its death is known C·(V+σ) later;
-//   - the reserve that re-tests it connected by D + C·V + 0.5s + d, so it
-//     probes after x_{i+1} of silence by D + C·V + 0.5s + d + x_{i+1} + σ,
-//     and its death is known C·(V+σ) after that;
+//   - the two reserves that re-test it connected by D + C·V + 0.5s + d, so
+//     they probe after x_{i+1} of silence by D + C·V + 0.5s + d + x_{i+1} +
+//     σ, and their deaths are known C·(V+σ) after that;
 //   - the flow at Survived = x_i was answered a round trip after its
 //     probe, a second or more earlier.
 //
@@ -194,10 +195,11 @@
 // With Count 2, one lost probe or answer does not lose a flow: the next
 // probe, an Interval later, is answered. It can only where the next probe
 // comes after the timeout: the flow tested just below T, if its first
-// probe is lost before the middlebox. Every death is re-tested, so a wrong
-// answer needs the re-test to lose its packets in the same way: for a path
-// that loses a share p of its packets, about p² a search (0.09% at 3%),
-// and it is then wrong by one step, x_i reported as Died. Far below the
+// probe is lost before the middlebox. Every death is tested again on two
+// more flows, so a wrong answer needs both to lose their packets in the
+// same way: for a path that loses a share p of its round trips, about p³ a
+// search (0.02% at 6%, a path losing 3% of its packets each way), and it is
+// then wrong by one step, x_i reported as Died. Far below the
 // timeout a flow dies only if Count probes or their answers are lost, and
 // a re-test or a flow kept for a longer silence overturns it. Result.Retests
 // and Result.Spurious count what happened. A lost last ACK of a handshake

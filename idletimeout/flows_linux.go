@@ -21,6 +21,10 @@ const (
 	// (TCP_INFO) whether it was answered.
 	pollInterval = 10 * time.Millisecond
 
+	// tcpEstablished is TCP_INFO's state of an established connection
+	// (TCP_ESTABLISHED, include/net/tcp_states.h).
+	tcpEstablished = 1
+
 	// answeredSlack separates, in TCP_INFO's time since the last ACK, an
 	// answer to the probe (at most the time since the flow was fired) from
 	// the silence before it (at least the time since it was fired plus
@@ -223,13 +227,21 @@ func (d *netDriver) accept(ev *event) bool {
 		nf.cancel = nil
 		nf.conn = ev.conn
 		nf.tcp = tcpConn(ev.conn)
-		if ti, err := tcpInfo(nf.tcp); err == nil && ti.Total_retrans > 0 {
-			ev.resent = true
+		if ti, err := tcpInfo(nf.tcp); err == nil {
+			ev.resent = ti.Total_retrans > 0
+			// The kernel counts silence from the last packet it
+			// received, which the dialing goroutine may have seen
+			// late on a busy machine: the search counts from the
+			// same moment.
+			ev.at = min(ev.at, d.now()-time.Duration(ti.Last_ack_recv)*time.Millisecond)
 		}
 		nf.quiet()
 		d.wg.Add(1)
 		go d.read(ev.id, ev.conn)
 	case evData:
+		if ti, err := tcpInfo(nf.tcp); err == nil {
+			ev.at = min(ev.at, d.now()-time.Duration(ti.Last_data_recv)*time.Millisecond)
+		}
 		nf.quiet()
 	case evDialFailed:
 		nf.closed = true
@@ -310,11 +322,12 @@ func (d *netDriver) close(id flowID) {
 
 // poll asks the kernel, for each flow whose probe is out, whether an
 // answer has arrived since it was fired: no probe outstanding, and an ACK
-// more recent than the firing.
+// more recent than the firing, on a connection still established (a FIN
+// is an ACK too, and its reader reports the end).
 func (d *netDriver) poll(e *engine) {
 	for id, nf := range d.firing {
 		ti, err := tcpInfo(nf.tcp)
-		if err != nil {
+		if err != nil || ti.State != tcpEstablished {
 			continue
 		}
 		ackAge := time.Duration(ti.Last_ack_recv) * time.Millisecond

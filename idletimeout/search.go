@@ -225,6 +225,23 @@ type point struct {
 	cause Cause // psSuspect, psDied: how the flow was lost
 	end   End   // psSuspect, psDied: how the flow ended
 	tries int   // times its test was given to another flow
+	// deaths counts the flows lost after x of silence.
+	deaths int
+}
+
+// confirmations is how many flows must be lost after the same silence
+// for the loss to stand. Lost packets can lose a flow tested just below
+// the path's timeout: its first probe lost, the next one, an Interval
+// later, finds the flow forgotten. The same must happen to two more flows,
+// about p³ a search for a path that loses a share p of its round trips,
+// for the wrong silence to stand. Lost packets make no reset, but a server
+// resets a connection it never accepted, at its first probe: one more
+// flow, connected later, is enough.
+func confirmations(end End) int {
+	if end == EndProbeReset {
+		return 2
+	}
+	return 3
 }
 
 // activeEnd is a connection that ended, by FIN or reset, before any probe
@@ -580,9 +597,7 @@ func (e *engine) handle(ev event) {
 			e.data(f, ev.at)
 		}
 	case evAnswered:
-		// An ACK older than the probe answers nothing of it: the FIN
-		// that came just before the probe was due.
-		if f.state == fsFired && ev.ackAt >= f.firedAt-probeEarly {
+		if f.state == fsFired {
 			e.answered(f, ev.ackAt)
 		}
 	case evEnded:
@@ -646,7 +661,7 @@ func (e *engine) data(f *flow, at time.Duration) {
 		// More of the same words.
 	case at-f.lastData < refuseWithin && f.listenX == 0:
 		f.spoke = true
-		if f.state == fsFired && at >= f.firedAt-probeEarly {
+		if f.state == fsFired && at-f.last >= f.point.x {
 			// The data crossed the path after the probe was due: the
 			// path still knew the flow.
 			f.last, f.lastData = at, at
@@ -656,9 +671,9 @@ func (e *engine) data(f *flow, at time.Duration) {
 		f.last, f.lastData = at, at
 	default:
 		f.goodbye = at
-		if f.state == fsFired && at >= f.firedAt-probeEarly {
-			// Whatever it is, it crossed the path after the probe was
-			// due.
+		if f.state == fsFired && at-f.last >= f.point.x {
+			// Whatever it is, it crossed the path after the silence
+			// tested.
 			e.answered(f, at)
 		}
 	}
@@ -734,9 +749,13 @@ func (e *engine) ended(f *flow, ev event) {
 		// Its probe was due: the end answers it.
 		switch ev.end {
 		case endEOF:
-			// The FIN crossed the path after the probe was due: the
+			// A FIN crossed the path after the silence tested: the
 			// flow was still known there.
-			e.survive(p)
+			if ev.at-f.last >= p.x {
+				e.survive(p)
+			} else {
+				e.retry(p)
+			}
 		case endReset:
 			e.death(f, p, CauseReset, EndProbeReset)
 			return
@@ -794,22 +813,26 @@ func (e *engine) retry(p *point) {
 }
 
 // death records that f, testing p, ended with its probes unanswered or
-// reset. A first death is a suspect until another flow tested after the
-// same silence is lost too: lost packets lose a flow, and a server resets
-// one it never accepted.
+// reset. A death is a suspect until more flows tested after the same
+// silence are lost too (confirmations): lost packets lose a flow, and a
+// server resets one it never accepted.
 func (e *engine) death(f *flow, p *point, cause Cause, end End) {
 	if !e.needed(p.x) {
 		e.discard(p, true, end)
 		return
 	}
-	if p.state == psSuspect {
-		p.state, p.cause, p.end = psDied, cause, end
+	p.deaths++
+	if p.state != psSuspect {
+		p.cause, p.end = cause, end
+	}
+	if p.deaths >= confirmations(p.end) {
+		p.state = psDied
 		if e.died == 0 || p.x < e.died {
-			e.died, e.cause, e.how = p.x, cause, end
+			e.died, e.cause, e.how = p.x, p.cause, p.end
 		}
 		return
 	}
-	p.state, p.cause, p.end = psSuspect, cause, end
+	p.state = psSuspect
 	e.queue = append(e.queue, p)
 }
 
@@ -969,6 +992,7 @@ func absDiff(a, b time.Duration) time.Duration {
 // and none is coming, it dials a reserve.
 func (e *engine) assignRetests(now time.Duration) {
 	slices.SortFunc(e.queue, func(a, b *point) int { return int(a.x - b.x) })
+	e.queue = slices.Compact(e.queue)
 	kept := e.queue[:0]
 	for _, p := range e.queue {
 		if p.state != psSuspect && p.state != psRetest {
@@ -978,29 +1002,31 @@ func (e *engine) assignRetests(now time.Duration) {
 			e.discard(p, false, p.end)
 			continue
 		}
-		assigned := false
+		want := 1
+		if p.state == psSuspect {
+			want = confirmations(p.end) - p.deaths
+		}
 		for _, f := range e.flows {
 			if f.point == p && f.state != fsClosed {
-				assigned = true
+				want--
 			}
 		}
-		if assigned {
-			continue
-		}
-		var best *flow
-		for _, f := range e.flows {
-			if !f.free() || now-f.last > p.x-lead {
-				continue
+		for ; want > 0; want-- {
+			var best *flow
+			for _, f := range e.flows {
+				if !f.free() || now-f.last > p.x-lead {
+					continue
+				}
+				if best == nil || f.last < best.last {
+					best = f
+				}
 			}
-			if best == nil || f.last < best.last {
-				best = f
+			if best == nil {
+				kept = append(kept, p)
+				break
 			}
+			best.point = p
 		}
-		if best == nil {
-			kept = append(kept, p)
-			continue
-		}
-		best.point = p
 	}
 	e.queue = kept
 	if len(e.queue) == 0 || e.reserveAt >= 0 || e.reservesOut > 0 || e.testsOut > 0 || len(e.toDial) > 0 {

@@ -54,9 +54,13 @@ type simPath struct {
 	// again 2s later when the answer to that is lost too. Each reaches the
 	// client as a segment without data.
 	handshake func(n int) int
-	rtt       time.Duration // client to server and back
-	dialTime  time.Duration // connect
-	refuse    bool          // every connect is refused
+	// reportLate delays the report of each connect, as a dialing
+	// goroutine scheduled late on a busy machine does: the engine then
+	// counts silence from later than the kernel does.
+	reportLate time.Duration
+	rtt        time.Duration // client to server and back
+	dialTime   time.Duration // connect
+	refuse     bool          // every connect is refused
 	// loseProbe and loseAck lose the n-th probe (from 0) of the k-th
 	// firing (from 1) of a flow at idle, or its answer, before the
 	// middlebox sees it.
@@ -173,7 +177,11 @@ func (x *sim) dial(id flowID) {
 		x.flows[id] = f
 		x.open++
 		x.maxOpen = max(x.maxOpen, x.open)
-		x.send(event{kind: evOpened, id: id, resent: resent})
+		if x.p.reportLate > 0 {
+			x.at(x.now+x.p.reportLate, func() { x.send(event{kind: evOpened, id: id, resent: resent}) })
+		} else {
+			x.send(event{kind: evOpened, id: id, resent: resent})
+		}
 		switch {
 		case f.unaccepted:
 			// The server knows nothing of it: no data, no close.
