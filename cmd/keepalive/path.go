@@ -39,12 +39,12 @@ It opens connections that stay silent and tests each after a different
 silence, up to -max. It reports the longest silence a connection was kept
 and the shortest that lost one, at most max(1s, 2%%) apart, and how it was
 lost: its probes went unanswered (drop), or a reset came back or came by
-itself (reset); none when nothing was lost within -max. Every loss is tested
-again on a second connection before it is believed. The answer comes as
-soon as it is known: for a timeout T, about T + max(1s, 2%%) + 2 × -count ×
--interval + 2s after the start, and after -max only when nothing is lost.
-On a terminal, progress is drawn on stderr: the time, the connections open
-and the bounds so far.
+itself (reset); none when nothing was lost within -max. Every loss is
+tested again on two more connections (one more for a reset) before it is
+believed. The answer comes as soon as it is known: for a timeout T, about
+T + max(1s, 2%%) + 2 × -count × -interval + 2s after the start, and after
+-max only when nothing is lost. On a terminal, progress is drawn on
+stderr: the time, the connections open and the bounds so far.
 
 It tells the server from the path, and says which it saw: a server that
 ends idle connections itself, by FIN or reset (server-close), after sending
@@ -341,7 +341,7 @@ func printPath(e *env, r idletimeout.Result, o idletimeout.Options, t pathTarget
 	}
 	switch r.Cause {
 	case idletimeout.CauseDrop:
-		printLine(w, "lost", fmt.Sprintf("%v of silence (drop): the keepalive probes went unanswered, on a second connection too; something on the path forgets idle flows without a word", died))
+		printLine(w, "lost", fmt.Sprintf("%v of silence (drop): the keepalive probes went unanswered, on two more connections too; something on the path forgets idle flows without a word", died))
 	case idletimeout.CauseReset:
 		if r.End == idletimeout.EndReset {
 			printLine(w, "lost", fmt.Sprintf("%v of silence (reset): something on the path reset the connections by itself, counting keepalive probes as activity, as a server does not; it resets the flows it forgets", died))

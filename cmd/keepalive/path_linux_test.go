@@ -280,7 +280,7 @@ func TestPathLab(t *testing.T) {
 		require.Equal(t, exitOK, r.code)
 		checkReport(t, r.stdout, "path to "+srv.addr+": the idle timeout is more than 3s, at most 4s", []string{
 			`kept: +3s of silence \(a keepalive probe sent after it was answered\)`,
-			`lost: +4s of silence \(drop\): the keepalive probes went unanswered, on a second connection too; something on the path forgets idle flows without a word`,
+			`lost: +4s of silence \(drop\): the keepalive probes went unanswered, on two more connections too; something on the path forgets idle flows without a word`,
 			`took: +\d+\.\d+s, 12 connections, 1 pass(; .*)?`,
 		}, 3*time.Second, srv.addr)
 		// -count 1: the flow tested at 4s is declared dead 1s after its

@@ -57,7 +57,7 @@ func TestPrintPath(t *testing.T) {
 			r:    idletimeout.Result{Survived: 345 * time.Second, Died: 351 * time.Second, Cause: idletimeout.CauseDrop, End: idletimeout.EndUnanswered, Elapsed: 356789 * time.Millisecond, Flows: 331, Passes: 1, Retests: 1},
 			head: "path to 192.0.2.1:5432: the idle timeout is more than 5m45s, at most 5m51s\n" +
 				"kept:            5m45s of silence (a keepalive probe sent after it was answered)\n" +
-				"lost:            5m51s of silence (drop): the keepalive probes went unanswered, on a second connection too; something on the path forgets idle flows without a word\n" +
+				"lost:            5m51s of silence (drop): the keepalive probes went unanswered, on two more connections too; something on the path forgets idle flows without a word\n" +
 				"took:            5m56.789s, 331 connections, 1 pass; 1 loss tested again, 0 of them lost packets rather than a forgotten flow\n",
 			config: measuredHeader(345 * time.Second),
 		},
@@ -126,7 +126,7 @@ func TestPrintPath(t *testing.T) {
 			head: "path to 192.0.2.1:5432: the idle timeout is more than 4s, at most 5s\n" +
 				"session:         logged in to MySQL as \"app\"; each connection was held as an idle session\n" +
 				"kept:            4s of silence (a keepalive probe sent after it was answered)\n" +
-				"lost:            5s of silence (drop): the keepalive probes went unanswered, on a second connection too; something on the path forgets idle flows without a word\n" +
+				"lost:            5s of silence (drop): the keepalive probes went unanswered, on two more connections too; something on the path forgets idle flows without a word\n" +
 				"took:            9.707s, 12 connections, 1 pass; 2 losses tested again, 0 of them lost packets rather than a forgotten flow\n",
 			config: measuredHeader(4 * time.Second),
 		},
@@ -160,7 +160,7 @@ func TestPrintPath(t *testing.T) {
 			max:  10 * time.Second,
 			head: "path to 192.0.2.1:5432: the idle timeout is more than 2s, at most 3s\n" +
 				"kept:            2s of silence (a keepalive probe sent after it was answered)\n" +
-				"lost:            3s of silence (drop): the keepalive probes went unanswered, on a second connection too; something on the path forgets idle flows without a word\n" +
+				"lost:            3s of silence (drop): the keepalive probes went unanswered, on two more connections too; something on the path forgets idle flows without a word\n" +
 				"took:            7.5s, 6 connections, 2 passes\n",
 			config: measuredHeader(2 * time.Second),
 		},
