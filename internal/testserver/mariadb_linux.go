@@ -36,7 +36,9 @@ func InitMariaDB(root, name string) (*MariaDB, error) {
 	if os.Geteuid() == 0 {
 		common = append(common, "--user=root") // else mariadbd refuses root
 	}
-	args := append([]string{"--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"}, common...)
+	// Its own temporary folder: installs running at once in /tmp name
+	// their temporary tables alike and break each other.
+	args := append([]string{"--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db", "--tmpdir=" + dir}, common...)
 	if err := Run(exec.Command(install, args...)); err != nil {
 		return nil, err
 	}
