@@ -171,7 +171,7 @@
 // after the start: with the defaults (C = 2, V = 1s), T + max(1s, T/50) +
 // 4.5s + D + d + 3σ. Measured in the tests' lab, for firewalls forgetting
 // after 3 and 17s (32 and 42 flows) and 8s (331 flows, D = 1.7s): the
-// answer 4.7, 4.7 and 5.1s after the first tested silence past the
+// answer 4.7, 4.8 and 6.1s after the first tested silence past the
 // timeout. A reset answering a probe is known at once and re-tested by a
 // flow connected by D + C·V + 0.5s, or by one answered earlier, so the
 // answer comes by x_{i+1} + C·V + D + d + 0.5s plus a round trip (7.0s for
