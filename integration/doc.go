@@ -88,7 +88,8 @@
 // and the MariaDB binary log (go-mysql's BinlogSyncer) through the
 // library's Dialer and resumes after the last transaction handled; its
 // tests put the server behind the lab's forgetting firewall and count every
-// row.
+// row, and run two streams on one slot (or MariaDB server ID) to prove that
+// the second waits instead of ending the first.
 //
 // # Running the tests
 //

@@ -14,7 +14,6 @@ import (
 
 	"github.com/keepalive-go/keepalive"
 	"github.com/keepalive-go/keepalive/internal/netlab"
-
 	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -25,7 +26,6 @@ import (
 	"github.com/keepalive-go/keepalive"
 	"github.com/keepalive-go/keepalive/integration/replicate"
 	"github.com/keepalive-go/keepalive/internal/netlab"
-
 	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
@@ -61,6 +61,15 @@ type replDB interface {
 	// stream returns a stream of the table through dial, handing its
 	// transactions and events to h.
 	stream(dial func(ctx context.Context, network, address string) (net.Conn, error), control bool, h *replHarness) interface{ Run(context.Context) error }
+	// pair returns a stream of the table on the slot (or server ID) of
+	// twoInstances, dialed through the lab with a keepalive.Dialer; with
+	// takeOver, one that asks to take the slot over.
+	pair(h *replHarness, takeOver bool) interface{ Run(context.Context) error }
+	// starts counts, in the server's log, what each stream of the pair
+	// ending another's leaves there: PostgreSQL's terminated server
+	// processes, MariaDB's binary log dumps started for the pair's server
+	// ID (each ends the one before it).
+	starts() int
 }
 
 // TestReplicatePostgres streams PostgreSQL logical replication (pgoutput
@@ -103,8 +112,9 @@ func TestReplicatePostgres(t *testing.T) {
 		_, err := conn.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
-	db := &pgReplDB{t: t, conn: conn, server: lab.ServerAddr()}
+	db := &pgReplDB{t: t, conn: conn, server: lab.ServerAddr(), log: pg.Dir + ".log"}
 	replicationScenario(t, lab, db)
+	t.Run("two instances", func(t *testing.T) { twoInstances(t, lab, db) })
 }
 
 // pgReplDB is the PostgreSQL server of TestReplicatePostgres.
@@ -113,6 +123,7 @@ type pgReplDB struct {
 	mu     sync.Mutex
 	conn   *pgx.Conn
 	server netip.Addr
+	log    string // the server's log
 }
 
 func (db *pgReplDB) insert(ctx context.Context, control bool, ids ...int) error {
@@ -135,6 +146,37 @@ func (db *pgReplDB) stream(dial func(ctx context.Context, network, address strin
 	if control {
 		name = "control"
 	}
+	return db.postgres(dial, name, name, h)
+}
+
+func (db *pgReplDB) pair(h *replHarness, takeOver bool) interface{ Run(context.Context) error } {
+	p := db.postgres((&keepalive.Dialer{Config: h.cfg}).DialContext, "pair", "stream", h)
+	p.TakeOver = takeOver
+	return p
+}
+
+// starts counts the server processes ended by pg_terminate_backend.
+func (db *pgReplDB) starts() int {
+	return countInFile(db.t, db.log, "terminating connection due to administrator command")
+}
+
+// countInFile counts the lines of the file at path that contain s.
+func countInFile(t *testing.T, path, s string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	n := 0
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// postgres returns a stream of slot through dial (nil: pgconn's own), in
+// the lab's client namespace.
+func (db *pgReplDB) postgres(dial func(ctx context.Context, network, address string) (net.Conn, error), slot, publication string, h *replHarness) *replicate.Postgres {
 	// The keepalive stream's Config comes from libpq's options in its
 	// connection string; the control stream dials with pgconn's own
 	// dialer, as pgx does without a DialFunc.
@@ -150,10 +192,9 @@ func (db *pgReplDB) stream(dial func(ctx context.Context, network, address strin
 	connConfig.DialFunc = h.labDial(dial)
 	return &replicate.Postgres{
 		Config:         connConfig,
-		Slot:           name,
-		Publication:    name,
+		Slot:           slot,
+		Publication:    publication,
 		StatusInterval: replStatusInterval,
-		TakeOver:       true,
 		Handle:         h.handle,
 		OnEvent:        h.event,
 	}
@@ -189,20 +230,42 @@ func TestReplicateMariaDB(t *testing.T) {
 		"CREATE TABLE repl.stream (id int PRIMARY KEY) ENGINE=InnoDB",
 		"CREATE TABLE repl.control (id int PRIMARY KEY) ENGINE=InnoDB",
 		"CREATE USER repl@'%'",
-		"GRANT REPLICATION SLAVE, BINLOG MONITOR, CONNECTION ADMIN ON *.* TO repl@'%'",
+		"GRANT REPLICATION SLAVE, REPLICATION MASTER ADMIN, BINLOG MONITOR ON *.* TO repl@'%'",
+		// Without REPLICATION MASTER ADMIN a stream cannot tell whether
+		// another streams with its server ID.
+		"CREATE USER blind@'%'",
+		"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO blind@'%'",
 	} {
 		_, err := sqlDB.ExecContext(ctx, q)
 		require.NoError(t, err, q)
 	}
-	db := &mariaReplDB{t: t, db: sqlDB, addr: netip.AddrPortFrom(lab.ServerAddr(), 3306)}
+	db := &mariaReplDB{t: t, db: sqlDB, addr: netip.AddrPortFrom(lab.ServerAddr(), 3306), log: m.Dir + ".log"}
 	replicationScenario(t, lab, db)
+	t.Run("two instances", func(t *testing.T) { twoInstances(t, lab, db) })
+	t.Run("no REPLICATION MASTER ADMIN", func(t *testing.T) {
+		h := newReplHarness(t, lab, keepalive.Config{}, "stream")
+		s := db.mariaDB((&keepalive.Dialer{}).DialContext, mariaPairID, h)
+		s.User = "blind"
+		ctx, cancel := context.WithTimeout(context.Background(), replWait)
+		defer cancel()
+		err := s.Run(ctx)
+		require.Error(t, err)
+		assert.NotErrorIs(t, err, context.DeadlineExceeded, "Run waited instead of failing")
+		assert.ErrorContains(t, err, "user blind cannot list the server's replicas, to tell whether another one streams with server_id 103")
+		assert.ErrorContains(t, err, "REPLICATION MASTER ADMIN")
+		assert.Empty(t, h.events(replicate.Connected), "it streamed")
+	})
 }
+
+// mariaPairID is the server ID of twoInstances' MariaDB streams.
+const mariaPairID = 103
 
 // mariaReplDB is the MariaDB server of TestReplicateMariaDB.
 type mariaReplDB struct {
 	t    *testing.T
 	db   *sql.DB
 	addr netip.AddrPort
+	log  string // the server's log
 }
 
 func (db *mariaReplDB) insert(ctx context.Context, control bool, ids ...int) error {
@@ -227,6 +290,23 @@ func (db *mariaReplDB) stream(dial func(ctx context.Context, network, address st
 		// go-mysql's own dialer, as BinlogSyncer uses without a Dialer.
 		dial = (&net.Dialer{}).DialContext
 	}
+	return db.mariaDB(dial, serverID, h)
+}
+
+func (db *mariaReplDB) pair(h *replHarness, takeOver bool) interface{ Run(context.Context) error } {
+	m := db.mariaDB((&keepalive.Dialer{Config: h.cfg}).DialContext, mariaPairID, h)
+	m.TakeOver = takeOver
+	return m
+}
+
+// starts counts the binary log dumps started for mariaPairID.
+func (db *mariaReplDB) starts() int {
+	return countInFile(db.t, db.log, fmt.Sprintf("Start binlog_dump to slave_server(%d)", mariaPairID))
+}
+
+// mariaDB returns a stream with serverID through dial, in the lab's
+// client namespace.
+func (db *mariaReplDB) mariaDB(dial func(ctx context.Context, network, address string) (net.Conn, error), serverID uint32, h *replHarness) *replicate.MariaDB {
 	return &replicate.MariaDB{
 		Addr:     db.addr.String(),
 		User:     "repl",
@@ -257,9 +337,8 @@ func (db *mariaReplDB) stream(dial func(ctx context.Context, network, address st
 func replicationScenario(t *testing.T, lab *netlab.Lab, db replDB) {
 	cfg, _, err := keepalive.ParsePostgres(replKeepalive)
 	require.NoError(t, err)
-	sys, err := keepalive.SystemDefaults()
+	bound, err := cfg.DetectionTime()
 	require.NoError(t, err)
-	bound := cfg.DetectionTime(sys)
 
 	h := newReplHarness(t, lab, cfg, "stream")
 	ctl := newReplHarness(t, lab, cfg, "control")
@@ -349,8 +428,16 @@ func replicationScenario(t *testing.T, lab *netlab.Lab, db replDB) {
 	h.waitRows(ids)
 	t.Logf("reconnected %v after the cut from %v, resuming at %v; the %d rows inserted during the outage arrived %v after the cut",
 		again.Time.Sub(cut).Round(time.Millisecond), again.Local, again.Position, len(during), time.Since(cut).Round(time.Millisecond))
-	for _, e := range h.events(replicate.TookOver) {
-		t.Logf("ended the server process %d that held the slot", e.PID)
+	// The server still holds the dead flow's end of the stream: the
+	// stream ends it as its own, and nothing else.
+	assert.Empty(t, h.events(replicate.Busy), "the stream waited for a holder")
+	tookOver := h.events(replicate.TookOver)
+	for _, e := range tookOver {
+		t.Logf("ended %v, which held the stream", e.Holder)
+		assert.True(t, ownHolder(first, e), "the stream ended %v, not its own earlier connection", e.Holder)
+	}
+	if first.PID != 0 {
+		assert.Len(t, tookOver, 1, "PostgreSQL keeps the dead connection's server process: the stream ends it")
 	}
 	for _, e := range h.events(replicate.ConnectFailed) {
 		t.Logf("a reconnection failed: %v", e.Err)
@@ -367,6 +454,161 @@ func replicationScenario(t *testing.T, lab *netlab.Lab, db replDB) {
 	assert.Zero(t, dups, "duplicates")
 	assert.Equal(t, want(cfg), h.socket(t, again), "the new connection's socket")
 }
+
+// ownHolder reports whether the holder a TookOver event names is the
+// stream's own earlier connection: for PostgreSQL the server process of its
+// first connection (first.PID), for MariaDB a stream registered by this
+// process.
+func ownHolder(first, e replicate.Event) bool {
+	if first.PID != 0 {
+		return e.PID == first.PID
+	}
+	host, _ := os.Hostname()
+	return strings.HasPrefix(e.Holder.Client, fmt.Sprintf("%s/%d/", host, os.Getpid()))
+}
+
+// twoInstances runs two streams on one slot (or server ID) and proves they
+// do not fight:
+//
+//   - a second stream started while the first streams reports the first
+//     as Busy and waits: for several looks it neither streams nor ends
+//     anything (the server's log shows no process ended and no dump
+//     started), and the first delivers every row, on its one connection;
+//   - when the first stops, the second starts within a few looks and
+//     delivers what follows (for PostgreSQL, exactly the rows the first
+//     did not: the first reported its position as it stopped);
+//   - a third that asks to take over ends the second (once, unless the
+//     second reconnects before the third starts); the second reports the
+//     third as Busy and waits, and the third delivers.
+func twoInstances(t *testing.T, lab *netlab.Lab, db replDB) {
+	cfg, _, err := keepalive.ParsePostgres(replKeepalive)
+	require.NoError(t, err)
+	type instance struct {
+		h      *replHarness
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	start := func(table string, takeOver bool) *instance {
+		in := &instance{h: newReplHarness(t, lab, cfg, table), done: make(chan struct{})}
+		var ctx context.Context
+		ctx, in.cancel = context.WithCancel(context.Background())
+		s := db.pair(in.h, takeOver)
+		go func() {
+			defer close(in.done)
+			in.h.setDone(s.Run(ctx))
+		}()
+		t.Cleanup(func() {
+			in.cancel()
+			<-in.done
+		})
+		return in
+	}
+	stop := func(in *instance) {
+		in.cancel()
+		<-in.done
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	id := 1000
+	insert := func(n int) []int {
+		t.Helper()
+		var ids []int
+		for range n {
+			ids = append(ids, id)
+			id++
+		}
+		require.NoError(t, db.insert(ctx, false, ids...))
+		return ids
+	}
+	// Only the rows of this scenario count.
+	mine := func(rows []int) []int {
+		return slices.DeleteFunc(rows, func(r int) bool { return r < 1000 })
+	}
+
+	a := start("stream", false)
+	aConn := a.h.waitEvent(replicate.Connected, time.Time{})
+	first := insert(5)
+	a.h.waitRows(first)
+	before := db.starts()
+
+	b := start("stream", false)
+	busy := b.h.waitEvent(replicate.Busy, time.Time{})
+	t.Logf("the second stream waits: %v", busy.Holder)
+	if aConn.PID != 0 {
+		assert.Equal(t, aConn.PID, busy.PID, "the holder the second stream reports")
+	} else {
+		assert.True(t, ownHolder(aConn, busy), "the holder the second stream reports: %v", busy.Holder)
+	}
+	// Three looks of the second, rows all along.
+	var during []int
+	for range 6 {
+		during = append(during, insert(2)...)
+		time.Sleep(busyLooks / 2)
+	}
+	a.h.waitRows(during)
+	fights := db.starts() - before
+	t.Logf("together for %v: %d server processes ended or dumps started; first stream %d rows, %d connections, %d lost; second %d rows, %d connections",
+		3*busyLooks, fights, len(mine(a.h.received())), len(a.h.events(replicate.Connected)), len(a.h.events(replicate.Lost)),
+		len(mine(b.h.received())), len(b.h.events(replicate.Connected)))
+	assert.Zero(t, fights, "streams ended by another, in the server's log")
+	assert.Empty(t, a.h.events(replicate.Lost), "the first stream lost its connection")
+	assert.Len(t, a.h.events(replicate.Connected), 1, "the first stream's connections")
+	assert.Empty(t, b.h.events(replicate.Connected), "the second stream streamed")
+	assert.Empty(t, b.h.received(), "rows the second stream delivered")
+	assert.Len(t, b.h.events(replicate.Busy), 1, "Busy events: one per holder")
+	for _, h := range []*replHarness{a.h, b.h} {
+		assert.Empty(t, h.events(replicate.TookOver), "a stream took over")
+	}
+	assert.Equal(t, append(slices.Clone(first), during...), mine(a.h.received()), "the first stream's rows")
+
+	// The first stops: the second streams.
+	stopped := time.Now()
+	stop(a)
+	bConn := b.h.waitEvent(replicate.Connected, time.Time{})
+	t.Logf("the first stream stopped; the second streams %v later", bConn.Time.Sub(stopped).Round(time.Millisecond))
+	assert.Less(t, bConn.Time.Sub(stopped), 3*busyLooks, "the second stream started")
+	assert.Empty(t, b.h.events(replicate.TookOver), "the second stream ended a process, with the slot free")
+	after := insert(5)
+	b.h.waitRows(after)
+	if aConn.PID != 0 {
+		// The first reported the position it had handled as it stopped.
+		assert.Equal(t, after, mine(b.h.received()), "the second stream's rows")
+	} else {
+		// Without From, the second started at the end of the binary log
+		// when it started, before it waited.
+		assert.Equal(t, append(slices.Clone(during), after...), mine(b.h.received()), "the second stream's rows")
+	}
+
+	// A third takes over: once.
+	before = db.starts()
+	c := start("stream", true)
+	tookOver := c.h.waitEvent(replicate.TookOver, time.Time{})
+	c.h.waitEvent(replicate.Connected, time.Time{})
+	bLost := b.h.waitEvent(replicate.Lost, bConn.Time)
+	bBusy := b.h.waitEvent(replicate.Busy, bLost.Time)
+	t.Logf("the third stream took over from %v; the second lost its stream (%v) and waits for %v", tookOver.Holder, bLost.Err, bBusy.Holder)
+	if bConn.PID != 0 {
+		assert.Equal(t, bConn.PID, tookOver.PID, "the process the third stream ended")
+	}
+	last := insert(5)
+	c.h.waitRows(last)
+	time.Sleep(3 * busyLooks)
+	ended := db.starts() - before
+	t.Logf("take-over: %d server processes ended or dumps started in %v", ended, time.Since(tookOver.Time).Round(time.Millisecond))
+	// Once, unless the second reconnected and took the slot before the
+	// third started; each is the third's.
+	assert.Equal(t, len(c.h.events(replicate.TookOver)), ended, "streams ended by another, in the server's log, against the third stream's take-overs")
+	assert.GreaterOrEqual(t, ended, 1, "streams ended by another, in the server's log")
+	assert.Empty(t, b.h.events(replicate.TookOver), "the second stream took the stream back")
+	assert.Len(t, b.h.events(replicate.Connected), 1, "the second stream's connections")
+	assert.Len(t, c.h.events(replicate.Connected), 1, "the third stream's connections")
+	assert.Empty(t, c.h.events(replicate.Lost), "the third stream lost its stream")
+	assert.NotContains(t, b.h.received(), last[0], "the second stream delivered a row after it was taken over")
+}
+
+// busyLooks is how often a waiting stream looks again whether it may
+// start (replicate's busyPoll).
+const busyLooks = time.Second
 
 // replHarness collects what a stream hands over.
 type replHarness struct {

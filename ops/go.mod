@@ -2,10 +2,9 @@ module github.com/keepalive-go/keepalive/ops
 
 go 1.26.0
 
-replace github.com/keepalive-go/keepalive => ../
-
 require (
-	github.com/keepalive-go/keepalive v0.0.0-00010101000000-000000000000
+	github.com/cilium/ebpf v0.22.0
+	github.com/keepalive-go/keepalive v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/stretchr/testify v1.12.1

@@ -175,8 +175,10 @@ func printAudit(w io.Writer, rep *audit.Report, o audit.Options) {
 	if o.KernelOnly {
 		fmt.Fprintln(w, "-kernel-only: values were not read from the sockets")
 	}
-	if rep.Unreadable > 0 {
-		fmt.Fprintf(w, "%s could not be searched for lack of permission: their connections show no process (run as root, or with CAP_SYS_PTRACE)\n", plural(rep.Unreadable, "process"))
+	if len(rep.Unreadable) > 0 {
+		fmt.Fprintf(w, "%s could not be searched for lack of permission, and may hold the connections that show no process:\n", plural(len(rep.Unreadable), "process"))
+		fmt.Fprint(w, wrap(unsearched(rep.Unreadable), "  "))
+		fmt.Fprint(w, wrap("why: "+rep.Unreadable[0].Why, "  "))
 	}
 	if unread > 0 {
 		fmt.Fprintf(w, "the values of %s could not be read from the socket", plural(unread, "connection"))
@@ -185,6 +187,42 @@ func printAudit(w io.Writer, rep *audit.Report, o audit.Options) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// unsearched names the processes that could not be searched, by command
+// in the order of their pids: "sshd (pid 812), postgres (40 processes:
+// pids 1200, 1201, 1202 and 37 more)".
+func unsearched(procs []*audit.PermissionError) string {
+	const shown = 3 // pids named per command
+	var order []string
+	byCommand := map[string][]int{}
+	for _, p := range procs {
+		if _, ok := byCommand[p.Command]; !ok {
+			order = append(order, p.Command)
+		}
+		byCommand[p.Command] = append(byCommand[p.Command], p.PID)
+	}
+	parts := make([]string, 0, len(order))
+	for _, command := range order {
+		pids := byCommand[command]
+		if command == "" {
+			command = "(ended)"
+		}
+		if len(pids) == 1 {
+			parts = append(parts, fmt.Sprintf("%s (pid %d)", command, pids[0]))
+			continue
+		}
+		var list []string
+		for _, pid := range pids[:min(len(pids), shown)] {
+			list = append(list, strconv.Itoa(pid))
+		}
+		last := fmt.Sprintf("%d more", len(pids)-shown)
+		if len(pids) <= shown {
+			last, list = list[len(list)-1], list[:len(list)-1]
+		}
+		parts = append(parts, fmt.Sprintf("%s (%d processes: pids %s and %s)", command, len(pids), strings.Join(list, ", "), last))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // keepaliveCell is "on", "off", or "?" when not known; with the kernel's

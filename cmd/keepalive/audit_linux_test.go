@@ -20,6 +20,7 @@ import (
 
 	"github.com/keepalive-go/keepalive"
 	"github.com/keepalive-go/keepalive/internal/sockopts"
+	"github.com/keepalive-go/keepalive/ops/audit"
 )
 
 // auditPair opens a connection on loopback whose dialed end carries c and
@@ -215,6 +216,12 @@ func TestAuditProm(t *testing.T) {
 	b, err = os.ReadFile(file)
 	require.NoError(t, err)
 	assert.Equal(t, "old\n", string(b))
+
+	// A file that cannot be written is named as given, with what is wrong.
+	r = runArgs(context.Background(), "audit", "-pid", fmt.Sprint(os.Getpid()), "-prom", "/no/such/dir/k.prom")
+	assert.Equal(t, exitFail, r.code)
+	assert.Empty(t, r.stdout)
+	assert.Equal(t, "keepalive audit: cannot write /no/such/dir/k.prom: the folder /no/such/dir does not exist (no such file or directory)\n", r.stderr)
 }
 
 // TestApplyCmd sets a Config on this test's own connection through the
@@ -275,6 +282,49 @@ func TestApplyCmdFails(t *testing.T) {
 
 // nobody is the user the permission test runs the command as.
 const nobody = 65534
+
+// TestAuditCmdUnsearched runs keepalive audit as user nobody (without
+// CAP_SYS_PTRACE) over the connections of a process of root's that the test
+// started: their owner cannot be found, and the summary names the processes
+// that could not be searched, root's helper among them by its command and
+// pid, and why.
+func TestAuditCmdUnsearched(t *testing.T) {
+	if os.Geteuid() != 0 {
+		skipOutsideCI(t, "needs root: runs the command as another user")
+	}
+	name := fmt.Sprintf("kaunsearch%d", os.Getpid()%100000)
+	target := startHold(t, name, "1", "off")
+	cmd := exec.Command(testBinary(t, true), "audit", "-port", fmt.Sprint(target.Port))
+	cmd.Env = append(os.Environ(), helperEnv+"=run")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	require.NoError(t, cmd.Run(), "stderr: %s", stderr.String())
+	t.Logf("stdout:\n%s", stdout.String())
+	assert.Empty(t, stderr.String())
+	out := strings.Join(strings.Fields(stdout.String()), " ")
+	assert.Contains(t, out, "no process found (not permitted to look, or closed): 2 connections")
+	assert.Regexp(t, `\d+ process(es)? could not be searched for lack of permission, and may hold the connections that show no process: `, out)
+	assert.Contains(t, out, fmt.Sprintf(" %s (pid %d)", name, target.PID), "root's helper is named")
+	assert.Contains(t, out, " why: open /proc/")
+	assert.Contains(t, out, fmt.Sprintf("this process runs as uid %d without CAP_SYS_PTRACE", nobody))
+	assert.NotContains(t, out, "kthreadd", "kernel threads hold no descriptors")
+}
+
+// TestUnsearched checks how the processes an audit could not search are
+// named: by command, in the order of their pids, with at most three pids
+// each.
+func TestUnsearched(t *testing.T) {
+	p := func(pid int, command string) *audit.PermissionError {
+		return &audit.PermissionError{PID: pid, Command: command}
+	}
+	assert.Equal(t, "sshd (pid 812)", unsearched([]*audit.PermissionError{p(812, "sshd")}))
+	assert.Equal(t, "systemd (pid 1), postgres (2 processes: pids 40 and 41), sshd (pid 50), (ended) (pid 60)",
+		unsearched([]*audit.PermissionError{p(1, "systemd"), p(40, "postgres"), p(41, "postgres"), p(50, "sshd"), p(60, "")}))
+	assert.Equal(t, "postgres (3 processes: pids 40, 41 and 42)", unsearched([]*audit.PermissionError{p(40, "postgres"), p(41, "postgres"), p(42, "postgres")}))
+	assert.Equal(t, "postgres (5 processes: pids 40, 41, 42 and 2 more), sshd (pid 43)",
+		unsearched([]*audit.PermissionError{p(40, "postgres"), p(41, "postgres"), p(42, "postgres"), p(43, "sshd"), p(44, "postgres"), p(45, "postgres")}))
+}
 
 // TestApplyCmdPermission runs keepalive apply as user nobody (without
 // CAP_SYS_PTRACE) against a process of root's that the test started: it

@@ -21,16 +21,48 @@ import (
 var commands []*command
 
 func init() {
-	commands = []*command{
-		demoCommand, // no command: the loopback demo
-		dialCommand,
-		sysctlCommand,
-		pathCommand,
-		suggestCommand,
-		auditCommand,
-		applyCommand,
-		exporterCommand,
-		helpCommand,
+	// Each command, and what its exit statuses mean: 0 that it did its
+	// work, 1 that the work failed, 2 a bad command line, when nothing is
+	// done. An empty fail means it never exits with 1.
+	for _, row := range []struct {
+		cmd *command
+		exits
+	}{
+		// The loopback demo, when no command is given.
+		{demoCommand, exits{
+			fail:  "the loopback connection could not be made or its values read back",
+			usage: usageConfig}},
+		{dialCommand, exits{
+			done:  "connected and read back; with -watch, then the peer closed the connection (FIN) or the watch was interrupted",
+			fail:  "the connection could not be made or read back; with -watch, the kernel declared the peer dead (ETIMEDOUT) or the peer reset it",
+			usage: usageConfig}},
+		{sysctlCommand, exits{
+			fail:  "this system keeps no keepalive defaults in sysctls: the lines are Linux's",
+			usage: usageConfig}},
+		{pathCommand, exits{
+			done: "an answer: the idle timeout found, or none lost within -max",
+			fail: "no answer: HOST:PORT could not be reached, or the search failed or was interrupted first (what was learned by then is said)"}},
+		{suggestCommand, exits{
+			usage: "a bad command line, or an -idle-timeout and -detect that no Config meets"}},
+		{auditCommand, exits{
+			done: "listed, also when the values of some connections could not be read (each says why)",
+			fail: "the sockets could not be listed, -pid names no process or one that may not be inspected, or the -prom file could not be written (it is left as it was)"}},
+		{applyCommand, exits{
+			done:  "every selected connection changed",
+			fail:  "no process -pid, or one that may not be inspected (nothing is changed); it holds no connection the flags select; or a socket could not be changed (the others are changed all the same)",
+			usage: "a bad command line or value: nothing is changed"}},
+		{exporterCommand, exits{
+			done: "interrupted (SIGINT or SIGTERM): it stopped serving",
+			fail: "it could not listen on -listen, or serving failed"}},
+		{enforceCommand, exits{
+			done:  "the policy is in force and every connection it could reach was set; listed; removed",
+			fail:  "the policy could not be put in force, for want of capabilities or of what the kernel lacks (nothing is left attached or pinned), or is in force but not every existing connection was reached; -remove: no policy on -cgroup",
+			usage: "a bad command line or Config, or a -cgroup that is not a cgroup v2 directory: nothing is done"}},
+		{helpCommand, exits{
+			usage: "an unknown command, or more than one"}},
+	} {
+		row.cmd.exits = row.exits
+		commands = append(commands, row.cmd)
 	}
 }
 
@@ -60,6 +92,44 @@ type command struct {
 	// runs the command with the arguments left after the flags. It is
 	// called once per run, so that no flag value outlives a run.
 	setup func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error
+
+	// exits says what the exit statuses mean; the table in init sets it.
+	exits exits
+}
+
+// exits says what a command's exit statuses mean, for -h.
+type exits struct {
+	done  string // what exit status 0 means; empty: done
+	fail  string // when the command exits with 1; empty: never
+	usage string // when it exits with 2, if more than a bad command line
+}
+
+// usageConfig is what exit status 2 means for the commands that take a
+// Config.
+const usageConfig = "a bad command line or Config: nothing is done"
+
+// help writes what the exit statuses mean, one paragraph per status.
+func (x exits) help() string {
+	status := func(code int, text string) string {
+		w := wrap(text, "     ")
+		return fmt.Sprintf("  %d  %s", code, w[5:])
+	}
+	var b strings.Builder
+	b.WriteString("Exit status:\n")
+	done := "done"
+	if x.done != "" {
+		done = x.done
+	}
+	b.WriteString(status(exitOK, done))
+	if x.fail != "" {
+		b.WriteString(status(exitFail, x.fail))
+	}
+	usage := "a bad command line: nothing is done"
+	if x.usage != "" {
+		usage = x.usage
+	}
+	b.WriteString(status(exitUsage, usage))
+	return b.String()
 }
 
 // example is one command line that -h shows, and what it does.
@@ -68,17 +138,12 @@ type example struct {
 	about string
 }
 
-// Exit statuses, the same for every command.
+// Exit statuses; what each means for a command is in its row of the table.
 const (
 	exitOK    = 0 // done
-	exitFail  = 1 // the work failed: a connection refused, reset or timed out
-	exitUsage = 2 // a bad command line or Config: nothing was done
+	exitFail  = 1 // the work failed
+	exitUsage = 2 // a bad command line: nothing was done
 )
-
-// exitHelp is the paragraph -h prints about the exit statuses.
-const exitHelp = `Exit status: 0 when done, 1 when the work fails (a connection refused,
-reset or timed out), 2 for a bad command line or Config, when nothing is
-done.`
 
 // env is what a command runs with.
 type env struct {
@@ -283,11 +348,11 @@ func badConfig(err error) error {
 }
 
 // message is err's text without the prefix of the library ("keepalive: ")
-// or of its operations package ("audit: "), which the command's own name
-// replaces.
+// or of its operations packages ("audit: ", "metrics: ", "enforce: "),
+// which the command's own name replaces.
 func message(err error) string {
 	s := err.Error()
-	for _, prefix := range []string{"keepalive: ", "audit: "} {
+	for _, prefix := range []string{"keepalive: ", "audit: ", "metrics: ", "enforce: "} {
 		if rest, ok := strings.CutPrefix(s, prefix); ok {
 			return rest
 		}
@@ -348,7 +413,8 @@ func printUsage(w io.Writer) {
 }
 
 // printHelp prints -h: the usage line (for the demo, the list of commands),
-// the help, the examples, the flags and the exit statuses.
+// the help, the examples, the flags and what the command's exit statuses
+// mean.
 func (c *command) printHelp(w io.Writer, fs *flag.FlagSet) {
 	if c.name == "" {
 		printUsage(w)
@@ -378,7 +444,7 @@ func (c *command) printHelp(w io.Writer, fs *flag.FlagSet) {
 		}
 		fmt.Fprintf(w, "\n%s", wrap(usage, "      "))
 	})
-	fmt.Fprintf(w, "\n%s", wrap(exitHelp, ""))
+	fmt.Fprintf(w, "\n%s", c.exits.help())
 }
 
 // wrap fills the lines of text to 76 columns, each after indent, keeping

@@ -212,7 +212,7 @@ func TestHelp(t *testing.T) {
 				fs.VisitAll(func(f *flag.Flag) {
 					assert.Regexp(t, `\n  -`+regexp.QuoteMeta(f.Name)+`( \w+)?\n      \S`, r.stdout)
 				})
-				assert.True(t, strings.HasSuffix(r.stdout, "\nExit status: 0 when done, 1 when the work fails (a connection refused, reset\nor timed out), 2 for a bad command line or Config, when nothing is done.\n"), r.stdout)
+				assert.True(t, strings.HasSuffix(r.stdout, "\n"+c.exits.help()), "ends with the command's own exit statuses: %s", r.stdout)
 				for _, line := range strings.Split(r.stdout, "\n") {
 					if !strings.HasPrefix(line, "  keepalive") && !strings.HasPrefix(line, "        keepalive") && !strings.Contains(line, "keepalive suggest -idle-timeout D -detect D") {
 						assert.LessOrEqual(t, len([]rune(line)), 80, "too long: %q", line)
@@ -220,6 +220,36 @@ func TestHelp(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestHelpExitStatus checks that each command's -h says what its own exit
+// statuses mean: every command has its row, the statuses it never returns
+// are not listed, and no command speaks of another's work.
+func TestHelpExitStatus(t *testing.T) {
+	seen := map[string]string{}
+	for _, c := range commands {
+		h := c.exits.help()
+		require.True(t, strings.HasPrefix(h, "Exit status:\n  0  "), "%s: %q", c.prog(), h)
+		assert.Contains(t, h, "\n  2  ", c.prog())
+		assert.Equal(t, c.exits.fail != "", strings.Contains(h, "\n  1  "), "%s: status 1 listed only when the command can fail: %q", c.prog(), h)
+		if other, ok := seen[h]; ok && c.exits.fail != "" {
+			t.Errorf("%s and %s say the same of their exit statuses: %q", c.prog(), other, h)
+		}
+		seen[h] = c.prog()
+	}
+	for _, tt := range []struct {
+		cmd  *command
+		want string
+	}{
+		{suggestCommand, "Exit status:\n  0  done\n  2  a bad command line, or an -idle-timeout and -detect that no Config\n     meets\n"},
+		{sysctlCommand, "Exit status:\n  0  done\n  1  this system keeps no keepalive defaults in sysctls: the lines are\n     Linux's\n  2  a bad command line or Config: nothing is done\n"},
+		{helpCommand, "Exit status:\n  0  done\n  2  an unknown command, or more than one\n"},
+	} {
+		assert.Equal(t, tt.want, tt.cmd.exits.help(), tt.cmd.prog())
+	}
+	for _, c := range []*command{sysctlCommand, suggestCommand, auditCommand, applyCommand, exporterCommand, helpCommand} {
+		assert.NotContains(t, c.exits.help(), "refused", "%s makes no connection", c.prog())
 	}
 }
 

@@ -70,10 +70,11 @@ type configFlags struct {
 	own   [len(fields)]*bool // the fields given by their own flags
 	vals  keepalive.Config   // from the per-field flags
 	off   *bool              // -off
+	fs    *flag.FlagSet      // where they are defined, which knows what was given
 }
 
 func addConfigFlags(fs *flag.FlagSet) *configFlags {
-	f := &configFlags{}
+	f := &configFlags{fs: fs}
 	fs.Var(&configValue{f}, "config", "the Config as `text`: idle=D,interval=D,count=N,user-timeout=D, each key optional; see above")
 	for i, fl := range fields {
 		given := false
@@ -87,6 +88,13 @@ func addConfigFlags(fs *flag.FlagSet) *configFlags {
 	}
 	f.off = boolFlag(fs, "off", "turn keepalive off (SO_KEEPALIVE 0), as \"off\" in -config does; the other fields are still set, for when it is turned on again")
 	return f
+}
+
+// offGiven reports whether -off was given, true or false.
+func (f *configFlags) offGiven() bool {
+	given := false
+	f.fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == "off" })
+	return given
 }
 
 // config returns the Config the flags give: the defaults, with the fields
@@ -119,17 +127,14 @@ func (f *configFlags) config() (keepalive.Config, error) {
 // the system's value for each zero field, where the system has a user
 // timeout; elsewhere it leaves it zero.
 func withDefaultUserTimeout(c keepalive.Config) (keepalive.Config, error) {
-	if !keepalive.Platform().UserTimeout.Set {
+	if !keepalive.Platform().UserTimeout.Settable {
 		return c, nil
 	}
-	var sys keepalive.Config
-	if c.Idle == 0 || c.Interval == 0 || c.Count == 0 {
-		var err error
-		if sys, err = keepalive.SystemDefaults(); err != nil {
-			return c, usagef("the default user timeout, %s, needs the system defaults: %s; give -user-timeout", derivedUserTimeout, message(err))
-		}
+	withUT, err := c.WithUserTimeout()
+	if err != nil {
+		return c, usagef("the default user timeout, %s, needs the system defaults: %s; give -user-timeout", derivedUserTimeout, message(err))
 	}
-	c = c.WithUserTimeout(sys)
+	c = withUT
 	if err := (keepalive.Config{UserTimeout: c.UserTimeout}).Validate(); err != nil {
 		return c, usagef("the default user timeout, %s = %v, cannot be set: %s; give -user-timeout", derivedUserTimeout, c.UserTimeout, message(err))
 	}

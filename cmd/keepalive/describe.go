@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/keepalive-go/keepalive"
@@ -21,31 +22,37 @@ func describe(c, sys keepalive.Config) string {
 	if c.Off {
 		s = "keepalive off, "
 	}
+	parts := describeFields(c, sys)
+	return s + strings.Join(parts[:], ", ")
+}
+
+// describeFields writes each of c's fields as describe does, in the order
+// of fields.
+func describeFields(c, sys keepalive.Config) [len(fields)]string {
 	sysDur := func(d time.Duration) string {
 		if d == 0 {
 			return "system default"
 		}
 		return fmt.Sprintf("system default (%v)", d)
 	}
+	var p [len(fields)]string
+	p[0], p[1] = "idle "+sysDur(sys.Idle), "interval "+sysDur(sys.Interval)
 	if c.Idle != 0 {
-		s += fmt.Sprintf("idle %v, ", c.Idle)
-	} else {
-		s += "idle " + sysDur(sys.Idle) + ", "
+		p[0] = fmt.Sprintf("idle %v", c.Idle)
 	}
 	if c.Interval != 0 {
-		s += fmt.Sprintf("interval %v, ", c.Interval)
-	} else {
-		s += "interval " + sysDur(sys.Interval) + ", "
+		p[1] = fmt.Sprintf("interval %v", c.Interval)
 	}
 	switch {
 	case c.Count != 0:
-		s += fmt.Sprintf("count %d, ", c.Count)
+		p[2] = fmt.Sprintf("count %d", c.Count)
 	case sys.Count != 0:
-		s += fmt.Sprintf("count system default (%d), ", sys.Count)
+		p[2] = fmt.Sprintf("count system default (%d)", sys.Count)
 	default:
-		s += "count system default, "
+		p[2] = "count system default"
 	}
-	return s + userTimeout(c.UserTimeout)
+	p[userTimeoutField] = userTimeout(c.UserTimeout)
+	return p
 }
 
 // userTimeout writes "user timeout 1m50s", or "no user timeout".
@@ -105,19 +112,13 @@ func printBounds(w io.Writer, c keepalive.Config, on bool, sys keepalive.Config,
 	fmt.Fprintf(w, "  with system defaults: %s\n", unackedBound(0))
 }
 
-// idleBound explains c.DetectionTime(sys): "1m50s: idle 1m0s + 5
-// unanswered probes × interval 10s".
+// idleBound explains the DetectionTime of c, each zero field at sys's
+// value: "1m50s: idle 1m0s + 5 unanswered probes × interval 10s".
 func idleBound(c, sys keepalive.Config) string {
-	dt := c.DetectionTime(sys)
-	f := c // with the system's value for each zero field
-	if f.Idle == 0 {
-		f.Idle = sys.Idle
-	}
-	if f.Interval == 0 {
-		f.Interval = sys.Interval
-	}
-	if f.Count == 0 {
-		f.Count = sys.Count
+	f := c.WithDefaults(sys)
+	dt, err := f.DetectionTime()
+	if err != nil {
+		return "not known here: " + message(err)
 	}
 	if f.Idle == 0 || f.Interval == 0 || f.Count == 0 {
 		return fmt.Sprintf("%v", dt)

@@ -23,9 +23,13 @@ to notice a vanished peer.
 With -watch it then holds the connection idle, sending nothing, and reports
 when and how it ends: the kernel declaring the peer dead (ETIMEDOUT) after
 its keepalive probes go unanswered, or the peer closing (FIN) or resetting
-(RST) it. On a terminal it shows how long the connection has been silent.
-Interrupt to stop watching. A connection the peer closes, or a watch
-interrupted, ends with status 0; one that times out or is reset with 1.
+(RST) it. Interrupt to stop watching. Silence is the time since anything was
+last received from the peer, data or the answer to a keepalive probe: the
+kernel counts a vanished peer's detection from it, so a connection whose
+probes were answered for a while is declared dead that long after its last
+data. On Linux, which reports it (TCP_INFO), the end says how long the
+connection was silent and how long it had received no data; elsewhere, only
+the latter. On a terminal it shows both as they grow.
 
 ` + configHelp,
 	examples: []example{
@@ -91,59 +95,71 @@ func dial(ctx context.Context, e *env, addr string, c keepalive.Config, timeout 
 	return watchConn(ctx, e, conn, connected, inForce, on, sys)
 }
 
-// watchConn reads conn until it ends and reports how, with the silence
-// counted from since or from the last data received.
+// watchConn reads conn until it ends and reports how, with how long it had
+// received no data, counted from since or from the last data received,
+// and, where the system says, how long it had received nothing at all, the
+// silence the kernel counts a vanished peer's detection from.
 func watchConn(ctx context.Context, e *env, conn net.Conn, since time.Time, c keepalive.Config, on bool, sys keepalive.Config) error {
-	var bound time.Duration
+	bound, err := c.WithDefaults(sys).DetectionTime()
 	switch {
 	case !on:
+		bound = 0
 		fmt.Fprintln(e.stdout, "\nwatching: sending nothing; keepalive is off, so a vanished peer is never noticed")
-	case c.Idle != 0 && c.Interval != 0 && c.Count != 0 || sys.Idle != 0:
-		bound = c.DetectionTime(sys)
-		fmt.Fprintf(e.stdout, "\nwatching: sending nothing; a vanished peer should be declared dead within %v of silence\n", bound)
+	case err == nil:
+		fmt.Fprintf(e.stdout, "\nwatching: sending nothing; a vanished peer should be declared dead within %v of silence (%s)\n", bound, silenceMeans)
 	default:
+		bound = 0 // not known: the system defaults cannot be read
 		fmt.Fprintln(e.stdout, "\nwatching: sending nothing")
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stop()
 	last := since // when the last data was received
-	silent := func() string {
-		s := fmt.Sprintf("silent for %v", time.Since(last).Round(time.Second))
+	status := func() string {
+		s := fmt.Sprintf("no data for %v", time.Since(last).Round(time.Second))
+		if d, ok := silence(conn); ok {
+			s = fmt.Sprintf("silent for %v, %s", d.Round(time.Second), s)
+		}
 		if bound != 0 {
-			s += fmt.Sprintf(" (a vanished peer is declared dead within %v)", bound)
+			s += fmt.Sprintf(" (a vanished peer is declared dead within %v of silence)", bound)
 		}
 		return s
 	}
-	endProgress := e.showProgress(time.Second, silent)
+	endProgress := e.showProgress(time.Second, status)
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := conn.Read(buf)
 		now := time.Now()
+		quiet, known := silence(conn) // read at once: it grows
 		if n > 0 {
 			endProgress()
-			fmt.Fprintf(e.stdout, "received %d bytes after %v of silence; the connection is not idle, silence counts from now\n", n, now.Sub(last).Round(time.Millisecond))
+			fmt.Fprintf(e.stdout, "received %d bytes after %v without data\n", n, now.Sub(last).Round(time.Millisecond))
 			last = now
-			endProgress = e.showProgress(time.Second, silent)
+			endProgress = e.showProgress(time.Second, status)
 		}
 		if err == nil {
 			continue
 		}
 		endProgress()
-		silence := now.Sub(last).Round(time.Millisecond)
+		noData := now.Sub(last).Round(time.Millisecond)
 		switch {
 		case ctx.Err() != nil:
-			fmt.Fprintf(e.stdout, "stopped after %v of silence; the connection was still open\n", silence)
+			fmt.Fprintf(e.stdout, "stopped after %v without data; the connection was still open\n", noData)
 			return nil
 		case errors.Is(err, io.EOF):
-			fmt.Fprintf(e.stdout, "after %v of silence: the peer closed the connection (FIN)\n", silence)
+			fmt.Fprintf(e.stdout, "after %v without data: the peer closed the connection (FIN)\n", noData)
 			return nil
+		case errors.Is(err, errTimedOut) && known:
+			fmt.Fprintf(e.stdout, "after %v of silence (%v without data): the kernel declared the peer dead (ETIMEDOUT): its keepalive probes went unanswered\n", quiet, noData)
 		case errors.Is(err, errTimedOut):
-			fmt.Fprintf(e.stdout, "after %v of silence: the kernel declared the peer dead (ETIMEDOUT): its keepalive probes went unanswered\n", silence)
+			fmt.Fprintf(e.stdout, "after %v without data: the kernel declared the peer dead (ETIMEDOUT): its keepalive probes went unanswered\n", noData)
 		case errors.Is(err, errReset):
-			fmt.Fprintf(e.stdout, "after %v of silence: the peer reset the connection (RST, ECONNRESET)\n", silence)
+			fmt.Fprintf(e.stdout, "after %v without data: the peer reset the connection (RST, ECONNRESET)\n", noData)
 		default:
-			fmt.Fprintf(e.stdout, "after %v of silence: the connection failed\n", silence)
+			fmt.Fprintf(e.stdout, "after %v without data: the connection failed\n", noData)
 		}
 		return err
 	}
 }
+
+// silenceMeans says what silence is, in the words of -watch.
+const silenceMeans = "silence: nothing received from the peer, not even the answer to a keepalive probe"

@@ -29,13 +29,17 @@ func TestExamples(t *testing.T) {
 	held, _ := auditPair(t, keepalive.Config{Idle: time.Hour})
 	prom := filepath.Join(t.TempDir(), "keepalive.prom")
 	holder := startPathServer(t, onLoopback, false)
+	// The enforce examples' cgroup: one of the test's own, when it may
+	// make one.
+	cgroup := exampleCgroup(t)
 	// What the examples name that the test replaces: ADDR by a loopback
 	// listener whose connections are closed after a moment, so that -watch
 	// ends; the server of path by one on loopback that holds every
 	// connection, and its database URL by one of a PostgreSQL server
 	// started for the example, where app logs in; pid 1234 and port 5432 by this process and its
 	// connection; the exporter's address by an ephemeral port; files by
-	// files of the test's own.
+	// files of the test's own; the cgroup of enforce by a cgroup of the
+	// test's own.
 	stand := map[string]string{
 		"localhost:5432":                        ln.Addr().String(),
 		"redis.internal:6379":                   holder.addr,
@@ -45,6 +49,7 @@ func TestExamples(t *testing.T) {
 		":9977":                                 "127.0.0.1:0",
 		"/var/lib/node_exporter/keepalive.prom": prom,
 		"web.yml":                               writeWebConfig(t, "", ""),
+		"/sys/fs/cgroup/system.slice/app.service": cgroup,
 	}
 	// The commands that serve until interrupted: they are interrupted
 	// once they have served a while.
@@ -58,6 +63,9 @@ func TestExamples(t *testing.T) {
 			t.Run(ex.line, func(t *testing.T) {
 				if quick[c] != nil {
 					t.Parallel()
+				}
+				if c == enforceCommand && cgroup == "" {
+					skipOutsideCI(t, "keepalive enforce needs root")
 				}
 				args := append(strings.Fields(ex.line), quick[c]...)
 				require.Equal(t, "keepalive", args[0])

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -31,7 +32,8 @@ var exporterCommand = &command{
 	summary: "serve the audit as Prometheus metrics",
 	help: `Serves the keepalive of the host's TCP connections as Prometheus metrics on
 /metrics: at each scrape it audits the host as "keepalive audit" does, with
-the same flags, and answers with
+the same flags, leaving out the connection the scrape came on (both ends),
+and answers with
 
   keepalive_connections{command,verdict}  connections by command and verdict
   keepalive_scrape_duration_seconds       how long the audit took
@@ -92,24 +94,49 @@ remote addresses. It serves until interrupted.
 
 // newMetricsHandler returns the exporter's handler: /metrics, with the
 // exporter's own Go runtime and process metrics, as other exporters have,
-// and a landing page.
+// and a landing page. Each scrape's audit leaves out the connection the
+// scrape came on, both ends, which exists only for it.
 func newMetricsHandler(o metrics.Options, logger *slog.Logger) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		metrics.NewCollector(o),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	c := metrics.NewCollector(o)
+	opts := promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,
-	})))
+	}
+	scrape := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		this := prometheus.NewRegistry()
+		if local, remote, ok := connAddrs(r); ok {
+			this.MustRegister(c.Scrape(local, remote))
+		} else {
+			this.MustRegister(c)
+		}
+		promhttp.HandlerFor(prometheus.Gatherers{this, reg}, opts).ServeHTTP(w, r)
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(reg, scrape))
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, `<html><head><title>keepalive exporter</title></head><body><h1>keepalive exporter</h1><p>The keepalive of this host's TCP connections.</p><p><a href="metrics">Metrics</a></p></body></html>`)
 	})
 	return mux
+}
+
+// connAddrs returns the local and remote addresses of the TCP connection
+// that r came on.
+func connAddrs(r *http.Request) (local, remote netip.AddrPort, ok bool) {
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
+	if !ok {
+		return local, remote, false
+	}
+	remote, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return local, remote, false
+	}
+	return la.AddrPort(), remote, true
 }
 
 // serveMetrics serves h on ln, with the web configuration file webConfig

@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +32,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/internal/testproc"
 )
 
 // syncBuffer is a bytes.Buffer that a command may write while the test
@@ -139,6 +142,88 @@ func TestExporter(t *testing.T) {
 	status, _ = get(t, http.DefaultClient, "http://"+x.addr+"/nothing")
 	assert.Equal(t, http.StatusNotFound, status)
 	assert.Empty(t, x.stderr.String())
+}
+
+// TestExporterScrapeConn checks that a scrape does not count the
+// connection it came on, at either end, and counts every other connection
+// to the exporter, on the same port, from the same process: whichever of
+// two connections carries the scrape is the one left out. The exporter
+// runs as a process of its own, so that its connections are told apart by
+// their pid.
+func TestExporterScrapeConn(t *testing.T) {
+	listen := freePort(t)
+	_, port, err := net.SplitHostPort(listen)
+	require.NoError(t, err)
+	h, err := testproc.Start(t, testproc.Opts{Env: []string{helperEnv + "=run"}, Args: []string{"exporter", "-listen", listen, "-port", port, "-per-connection"}})
+	require.NoError(t, err)
+	line, err := h.Stdout.ReadString('\n')
+	require.NoError(t, err, "the exporter did not start")
+	addr := serving(t, line)
+	exporter := h.Cmd.Process.Pid
+
+	// A connection to the exporter that carries no scrape, held idle.
+	other, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { other.Close() })
+
+	// The first scrape, on a connection of its own that the client keeps
+	// open afterwards.
+	var first net.Conn
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		first = c
+		return c, err
+	}}}
+	t.Cleanup(client.CloseIdleConnections)
+	status, body := get(t, client, "http://"+addr+"/metrics")
+	require.Equal(t, http.StatusOK, status, body)
+	checkScrape(t, body, exporter, first, other)
+
+	// The second scrape on the idle connection: now it is the one left
+	// out, and the first scrape's, idle in the client, is counted.
+	_, err = io.WriteString(other, "GET /metrics HTTP/1.1\r\nHost: "+addr+"\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(other), nil)
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
+	checkScrape(t, string(b), exporter, other, first)
+}
+
+// checkScrape checks the per-connection series of a scrape that came on
+// scrape: neither of its ends is there, both ends of idle, which carries
+// no scrape, are, the exporter's end held by the exporter, and the
+// aggregates count the same connections.
+func checkScrape(t *testing.T, body string, exporter int, scrape, idle net.Conn) {
+	t.Helper()
+	t.Logf("scrape on %v -> %v:\n%s", scrape.LocalAddr(), scrape.RemoteAddr(), body)
+	series := regexp.MustCompile(`(?m)^keepalive_enabled\{command="[^"]*",local="([^"]+)",pid="(\d+)",remote="([^"]+)"\} [01]$`).FindAllStringSubmatch(body, -1)
+	// Each series as "local -> remote pid".
+	var got []string
+	for _, m := range series {
+		got = append(got, fmt.Sprintf("%s -> %s %s", m[1], m[3], m[2]))
+	}
+	end := func(c net.Conn, pid int, mirrored bool) string {
+		if mirrored {
+			return fmt.Sprintf("%v -> %v %d", c.RemoteAddr(), c.LocalAddr(), pid)
+		}
+		return fmt.Sprintf("%v -> %v %d", c.LocalAddr(), c.RemoteAddr(), pid)
+	}
+	assert.NotContains(t, got, end(scrape, os.Getpid(), false), "the scraper's end of the scrape's connection")
+	assert.NotContains(t, got, end(scrape, exporter, true), "the exporter's end of the scrape's connection")
+	assert.Contains(t, got, end(idle, os.Getpid(), false), "the test's end of the other connection")
+	assert.Contains(t, got, end(idle, exporter, true), "the exporter's end of the other connection")
+	assert.Len(t, got, 2, "the exporter's port has no other connection")
+
+	total := 0
+	for _, m := range regexp.MustCompile(`(?m)^keepalive_connections\{[^}]*\} (\d+)$`).FindAllStringSubmatch(body, -1) {
+		n, err := strconv.Atoi(m[1])
+		require.NoError(t, err)
+		total += n
+	}
+	assert.Equal(t, len(series), total, "keepalive_connections counts the same connections")
 }
 
 // TestExporterDefaultListen checks that the exporter listens on loopback

@@ -14,6 +14,8 @@
 //	keepalive apply -pid P [flags]
 //	                             change keepalive on a running process
 //	keepalive exporter [flags]   serve the audit as Prometheus metrics
+//	keepalive enforce -cgroup PATH [flags] | -list | -remove -cgroup PATH
+//	                             put a keepalive policy on a cgroup
 //	keepalive help [COMMAND]     show the help of a command
 //
 // Run with no arguments, it dials a loopback listener with a sample Config,
@@ -48,16 +50,22 @@
 // pidfd_getfd and getsockopt; Linux), judged against -idle-timeout (will a
 // middlebox with that idle timeout forget the flow?) and -detect (is a
 // vanished peer noticed in time?): a table grouped by process, or -json.
-// apply sets a Config on a running process's connections without
-// restarting it, and reads each back. exporter serves the audit as
+// apply changes the fields given on a running process's connections
+// without restarting it, leaving every other field as each socket has it,
+// and reads each back. exporter serves the audit as
 // Prometheus metrics; audit -prom writes them for node_exporter's textfile
 // collector.
 //
-// "keepalive COMMAND -h" shows a command's flags and examples. Every
-// message starts with the command's name, and a flag error names the flag
-// and what it takes. The exit status is 0 when done, 1 when the work fails
-// (a connection refused, reset or timed out), and 2 for a bad command line
-// or Config, when nothing is done.
+// enforce puts a policy on a cgroup v2 directory with BPF programs (Linux):
+// every TCP connection its processes establish from then on, and those they
+// hold already, get the Config, without a restart; -list shows the
+// policies in force and -remove ends one.
+//
+// "keepalive COMMAND -h" shows a command's flags and examples, and what
+// its exit statuses mean: 0 done, 1 its work failed (for dial, the
+// connection; for apply, a socket not changed), 2 a bad command line, when
+// nothing is done. Every message starts with the command's name, and a
+// flag error names the flag and what it takes.
 package main
 
 import (

@@ -7,8 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
@@ -28,15 +32,27 @@ import (
 type MariaDB struct {
 	// Addr is the server's host:port.
 	Addr string
-	// User and Password log in; the user needs REPLICATION SLAVE, and
+	// User and Password log in; the user needs REPLICATION SLAVE,
+	// REPLICATION MASTER ADMIN (to list the server's replicas), and
 	// BINLOG MONITOR when From is zero.
 	User, Password string
 
 	// ServerID identifies the stream to the server as a replica: it must
 	// differ from the server's and from its other replicas' server_id. A
-	// new connection with the same ServerID makes the server end the old
-	// one's dump thread.
+	// new stream with the same ServerID makes the server end the old one's
+	// (its error 4052), so before each stream Run looks for a replica
+	// registered with ServerID (SHOW REPLICA HOSTS) and waits while one
+	// is there, reporting it in a Busy event, unless it is known to be
+	// dead (see the package documentation) or TakeOver applies. The
+	// stream registers as "hostname/pid/run".
 	ServerID uint32
+
+	// TakeOver, when Run starts, streams even if another replica is
+	// registered with ServerID, which makes the server end that
+	// replica's stream: a forced hand-over. It applies until Run's first
+	// stream starts; a Run whose stream another replica took over waits
+	// and does not take it back.
+	TakeOver bool
 
 	// Dial dials every connection: set it to a keepalive.Dialer's
 	// DialContext. It is BinlogSyncerConfig.Dialer.
@@ -44,7 +60,9 @@ type MariaDB struct {
 
 	// From is where the stream starts: a binary log file and the offset in
 	// it. If File is empty, it starts at the server's current end (SHOW
-	// MASTER STATUS).
+	// MASTER STATUS) when Run starts, before any wait for ServerID: a Run
+	// that waited for another stream delivers again what that stream
+	// delivered meanwhile.
 	From Position
 
 	// Handle and OnEvent are as for Postgres. Without
@@ -72,8 +90,48 @@ func (m *MariaDB) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("replicate: port %q: %w", port, err)
 	}
-	s := &mariaSession{m: m, host: host, port: uint16(p), pos: m.From}
+	s := &mariaSession{m: m, host: host, port: uint16(p), pos: m.From, name: replicaName()}
+	liveRuns.Store(s.name, true)
+	defer liveRuns.Delete(s.name)
 	return runLoop(ctx, s.run, m.event)
+}
+
+var (
+	// runs counts the MariaDB Runs of the process, to name each.
+	runs atomic.Int64
+	// liveRuns holds the names of the process's running MariaDB Runs.
+	liveRuns sync.Map
+)
+
+// replicaName returns the name a new Run registers its streams as:
+// "hostname/pid/run".
+func replicaName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%d", host, os.Getpid(), runs.Add(1))
+}
+
+// registeredDead reports whether name, which a replica registered as, is
+// known to be a stream of this package whose Run no longer runs: a Run of
+// this process that has returned, or of a process on this host that has
+// exited. Of any other replica nothing is known.
+func registeredDead(name string) bool {
+	host, _ := os.Hostname()
+	h, rest, _ := strings.Cut(name, "/")
+	pidText, _, ok := strings.Cut(rest, "/")
+	pid, err := strconv.Atoi(pidText)
+	if !ok || err != nil || h != host || pid <= 0 {
+		return false
+	}
+	if pid == os.Getpid() {
+		_, live := liveRuns.Load(name)
+		return !live
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return true // Windows: no such process
+	}
+	defer p.Release()
+	return errors.Is(p.Signal(syscall.Signal(0)), os.ErrProcessDone)
 }
 
 func (m *MariaDB) event(e Event) {
@@ -92,6 +150,35 @@ type mariaSession struct {
 	port uint16
 	// pos is the position after the last transaction the handler accepted.
 	pos Position
+	// name is what the Run's streams register as.
+	name string
+	// started reports whether a stream has started.
+	started bool
+	// busy is the replica last reported in a Busy event.
+	busy string
+}
+
+// MariaDB's error codes.
+const (
+	// errSameServerID (ER_SLAVE_SAME_ID) ends a stream when another
+	// replica registers with its server_id.
+	errSameServerID = 4052
+	// errAccessDenied (ER_SPECIFIC_ACCESS_DENIED_ERROR): a privilege is
+	// missing.
+	errAccessDenied = 1227
+)
+
+// errorCode returns the MariaDB error code of err, which go-mysql may have
+// kept as text only, or 0.
+func errorCode(err error) int {
+	var my *mysql.MyError
+	if errors.As(err, &my) {
+		return int(my.Code)
+	}
+	if err == nil {
+		return 0
+	}
+	return mysql.ErrorCode(err.Error())
 }
 
 // recordingDial is a dial function that remembers the last connection it
@@ -129,6 +216,9 @@ func (s *mariaSession) run(ctx context.Context) (started bool, failed time.Time,
 			return false, time.Now(), err
 		}
 	}
+	if err := s.waitServerID(ctx); err != nil {
+		return false, time.Now(), err
+	}
 	logger := m.Logger
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -143,6 +233,8 @@ func (s *mariaSession) run(ctx context.Context) (started bool, failed time.Time,
 		Password: m.Password,
 		Dialer:   dial.DialContext,
 		Logger:   logger,
+		// What SHOW REPLICA HOSTS shows, and waitServerID reads.
+		Localhost: s.name,
 		// Run reconnects itself, from the last handled transaction rather
 		// than the last event received.
 		DisableRetrySync: true,
@@ -154,9 +246,69 @@ func (s *mariaSession) run(ctx context.Context) (started bool, failed time.Time,
 	if err != nil {
 		return false, time.Now(), err
 	}
+	s.started = true
 	m.event(Event{Kind: Connected, Position: s.pos, Local: dial.localAddr()})
 	err = s.stream(ctx, streamer)
+	if errorCode(err) == errSameServerID {
+		err = fmt.Errorf("another replica registered with server_id %d and the server ended this stream: %w", m.ServerID, err)
+	}
 	return true, time.Now(), err
+}
+
+// waitServerID returns once no replica that may be streaming is
+// registered with the Run's ServerID: none is, or the one registered is
+// the Run's own earlier stream, a dead stream of this package (see
+// registeredDead), or TakeOver applies. The stream that then registers
+// makes the server end the registered one's. Any other is reported in a
+// Busy event and waited for.
+func (s *mariaSession) waitServerID(ctx context.Context) error {
+	m := s.m
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	c, err := client.ConnectWithDialer(cctx, "", m.Addr, m.User, m.Password, "", m.Dial)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer quit(c)
+	for {
+		r, err := c.Execute("SHOW REPLICA HOSTS")
+		if errorCode(err) == errAccessDenied {
+			return errStop{fmt.Errorf("replicate: user %s cannot list the server's replicas, to tell whether another one streams with server_id %d: %w", m.User, m.ServerID, err)}
+		}
+		if err != nil {
+			return err
+		}
+		var holder string
+		for row := range r.RowNumber() {
+			if id, _ := r.GetUint(row, 0); id == uint64(m.ServerID) {
+				holder, _ = r.GetString(row, 1)
+			}
+		}
+		h := Holder{Client: holder}
+		switch {
+		case holder == "":
+			return nil
+		case holder == s.name || registeredDead(holder) || m.TakeOver && !s.started:
+			m.event(Event{Kind: TookOver, Holder: h})
+			return nil
+		case holder != s.busy:
+			s.busy = holder
+			m.event(Event{Kind: Busy, Holder: h, Delay: busyPoll})
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(busyPoll):
+		}
+	}
+}
+
+// quit ends c with COM_QUIT, so that the server does not log an aborted
+// connection, and closes it.
+func quit(c *client.Conn) {
+	if c.Quit() != nil {
+		c.Close()
+	}
 }
 
 // serverPosition returns the end of the server's binary log.
@@ -167,7 +319,7 @@ func (s *mariaSession) serverPosition(ctx context.Context) (Position, error) {
 	if err != nil {
 		return Position{}, err
 	}
-	defer c.Close()
+	defer quit(c)
 	r, err := c.Execute("SHOW MASTER STATUS")
 	if err != nil {
 		return Position{}, err
@@ -197,7 +349,7 @@ func (s *mariaSession) stream(ctx context.Context, streamer *replication.BinlogS
 			txn.Commit = Position{File: file, Pos: h.LogPos - h.EventSize}
 			txn.End = end
 			if err := s.m.Handle(*txn); err != nil {
-				return errHandle{err}
+				return errStop{err}
 			}
 		}
 		s.pos, txn = end, nil

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -46,14 +48,23 @@ type Postgres struct {
 	// go out after each burst of transactions and when the server asks.
 	StatusInterval time.Duration
 
-	// TakeOver ends the server process that holds the slot when Run
-	// connects, with pg_terminate_backend. After a connection dies without
-	// a word, the server keeps its end, and with it the slot, until
-	// wal_sender_timeout passes or its own TCP gives up; until then
-	// START_REPLICATION fails with "replication slot ... is active". If
-	// false, Run retries until the slot is free. Taking over needs
-	// superuser or membership in pg_signal_backend; it also ends another
-	// running consumer of the same slot.
+	// TakeOver, when Run starts, ends the server process that holds the
+	// slot, whatever it streams to, with pg_terminate_backend: a forced
+	// hand-over, for a holder known to be gone (its host is down) or to be
+	// replaced. It applies until Run's first stream starts (should the
+	// consumer ended reconnect first and take the slot again, it is ended
+	// again); a Run whose stream was taken over waits and does not take it
+	// back.
+	//
+	// If false, Run ends only the server processes of its own earlier
+	// connections, which it has closed (after a connection dies without a
+	// word, the server keeps its end, and with it the slot, until
+	// wal_sender_timeout passes or its own TCP gives up). Any other holder
+	// is reported in a Busy event and waited for: a consumer that stops
+	// cleanly frees the slot at once, and the server ends one whose client
+	// is gone after wal_sender_timeout (60 s by default). Ending a server
+	// process needs the same role as the holder, membership in
+	// pg_signal_backend, or superuser.
 	TakeOver bool
 
 	// Handle is called with each committed transaction, in commit order,
@@ -113,6 +124,25 @@ type pgSession struct {
 	// handled is the end of the last transaction the handler accepted, or
 	// the position the server said was complete; zero before the first.
 	handled pglogrepl.LSN
+	// started reports whether a stream has started.
+	started bool
+	// mine holds the server processes of the Run's connections, newest
+	// last, at most maxMine: once a connection is closed, its server
+	// process is known to stream to no one.
+	mine []backend
+	// busy is the holder last reported in a Busy event.
+	busy backend
+}
+
+// maxMine bounds pgSession.mine: a server keeps a dead connection's
+// process until its wal_sender_timeout, a few reconnections at most.
+const maxMine = 8
+
+// backend identifies a server process: its PID, and when it started, so
+// that a reused PID is not taken for it.
+type backend struct {
+	pid   int
+	start string // extract(epoch from backend_start), as text
 }
 
 // run makes one connection and streams over it until it fails. started
@@ -130,55 +160,153 @@ func (s *pgSession) run(ctx context.Context) (started bool, failed time.Time, er
 		defer cancel()
 		conn.Close(cctx)
 	}()
-	if err := s.prepareSlot(ctx, conn); err != nil {
+	// The server processes of the Run's earlier connections, all closed by
+	// now; this one joins them for the next connection.
+	earlier := slices.Clone(s.mine)
+	own, err := ownBackend(ctx, conn)
+	if err != nil {
 		return false, time.Now(), err
 	}
-	err = pglogrepl.StartReplication(ctx, conn, p.Slot, s.handled, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", "publication_names '" + p.Publication + "'"},
-	})
-	if err != nil {
-		return false, time.Now(), fmt.Errorf("START_REPLICATION: %w", err)
+	s.mine = append(s.mine, own)
+	if len(s.mine) > maxMine {
+		s.mine = s.mine[len(s.mine)-maxMine:]
 	}
-	p.event(Event{Kind: Connected, Position: Position{LSN: s.handled}, Local: conn.Conn().LocalAddr()})
+	for {
+		if err := s.waitSlot(ctx, conn, earlier); err != nil {
+			return false, time.Now(), err
+		}
+		err = pglogrepl.StartReplication(ctx, conn, p.Slot, s.handled, pglogrepl.StartReplicationOptions{
+			PluginArgs: []string{"proto_version '1'", "publication_names '" + p.Publication + "'"},
+		})
+		if err == nil {
+			break
+		}
+		if !slotActive(err) {
+			return false, time.Now(), fmt.Errorf("START_REPLICATION: %w", err)
+		}
+		// Another consumer took the slot between the look and the start:
+		// read the rest of the refusal and wait again.
+		if err := readyForQuery(ctx, conn); err != nil {
+			return false, time.Now(), err
+		}
+	}
+	s.started = true
+	p.event(Event{Kind: Connected, Position: Position{LSN: s.handled}, Local: conn.Conn().LocalAddr(), PID: own.pid})
 	err = s.stream(ctx, conn)
 	return true, time.Now(), err
 }
 
-// prepareSlot creates the slot if it does not exist, and otherwise ends
-// the process that holds it if p.TakeOver is set. A first connection
-// starts at the slot's confirmed position.
-func (s *pgSession) prepareSlot(ctx context.Context, conn *pgconn.PgConn) error {
-	p := s.p
-	// A replication connection speaks the simple query protocol only; the
-	// slot's name has been checked to need no quoting.
-	rows, err := query(ctx, conn, "SELECT active_pid, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '"+p.Slot+"'")
+// ownBackend returns the server process of conn.
+func ownBackend(ctx context.Context, conn *pgconn.PgConn) (backend, error) {
+	rows, err := query(ctx, conn, "SELECT pid, extract(epoch FROM backend_start) FROM pg_stat_activity WHERE pid = pg_backend_pid()")
 	if err != nil {
-		return err
+		return backend{}, err
 	}
-	if len(rows) == 0 {
-		res, err := pglogrepl.CreateReplicationSlot(ctx, conn, p.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication})
+	if len(rows) != 1 {
+		return backend{}, errors.New("pg_stat_activity does not list the connection's own server process")
+	}
+	pid, _ := strconv.Atoi(string(rows[0][0]))
+	return backend{pid: pid, start: string(rows[0][1])}, nil
+}
+
+// waitSlot returns once the slot exists and no server process holds it. It
+// creates a missing slot. A holder that is one of the earlier server
+// processes of the Run (or any, if TakeOver applies) is ended; any other
+// is reported in a Busy event and waited for. A first connection starts at
+// the slot's confirmed position, read once the slot is free.
+func (s *pgSession) waitSlot(ctx context.Context, conn *pgconn.PgConn, earlier []backend) error {
+	p := s.p
+	var ended backend // the holder told to end, and until when it may take
+	var endBy time.Time
+	for {
+		// A replication connection speaks the simple query protocol only;
+		// the slot's name has been checked to need no quoting.
+		rows, err := query(ctx, conn, `SELECT s.active_pid, s.confirmed_flush_lsn, extract(epoch FROM a.backend_start),
+	host(a.client_addr) || ':' || a.client_port, a.application_name, extract(epoch FROM r.reply_time)
+FROM pg_replication_slots s
+LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid
+LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+WHERE s.slot_name = '`+p.Slot+"'")
 		if err != nil {
-			return fmt.Errorf("creating slot %s: %w", p.Slot, err)
-		}
-		if s.handled == 0 {
-			s.handled, err = pglogrepl.ParseLSN(res.ConsistentPoint)
-		}
-		return err
-	}
-	if s.handled == 0 && rows[0][1] != nil {
-		if s.handled, err = pglogrepl.ParseLSN(string(rows[0][1])); err != nil {
 			return err
 		}
-	}
-	if pid := rows[0][0]; pid != nil && p.TakeOver {
-		if _, err := query(ctx, conn, "SELECT pg_terminate_backend("+string(pid)+")"); err != nil {
-			return fmt.Errorf("ending the process %s that holds slot %s: %w", pid, p.Slot, err)
+		if len(rows) == 0 {
+			res, err := pglogrepl.CreateReplicationSlot(ctx, conn, p.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication})
+			if err != nil {
+				return fmt.Errorf("creating slot %s: %w", p.Slot, err)
+			}
+			if s.handled == 0 {
+				s.handled, err = pglogrepl.ParseLSN(res.ConsistentPoint)
+			}
+			return err
 		}
-		var n int
-		fmt.Sscan(string(pid), &n)
-		p.event(Event{Kind: TookOver, PID: n})
+		row := rows[0]
+		if row[0] == nil {
+			if s.handled == 0 && row[1] != nil {
+				s.handled, err = pglogrepl.ParseLSN(string(row[1]))
+			}
+			return err
+		}
+		h := Holder{Client: string(row[3]), Name: string(row[4]), Since: epoch(row[2]), LastReply: epoch(row[5])}
+		h.PID, _ = strconv.Atoi(string(row[0]))
+		holder := backend{pid: h.PID, start: string(row[2])}
+		delay := busyPoll
+		switch {
+		case holder == ended:
+			if time.Now().After(endBy) {
+				return fmt.Errorf("slot %s: %v was told to end %v ago and still holds it", p.Slot, h, releaseTimeout)
+			}
+			delay = releasePoll
+		case slices.Contains(earlier, holder) || p.TakeOver && !s.started:
+			if _, err := query(ctx, conn, "SELECT pg_terminate_backend("+strconv.Itoa(h.PID)+")"); err != nil {
+				return fmt.Errorf("ending %v, which holds slot %s: %w", h, p.Slot, err)
+			}
+			p.event(Event{Kind: TookOver, PID: h.PID, Holder: h})
+			ended, endBy = holder, time.Now().Add(releaseTimeout)
+			delay = releasePoll
+		default:
+			if holder != s.busy {
+				s.busy = holder
+				p.event(Event{Kind: Busy, PID: h.PID, Holder: h, Delay: busyPoll})
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
 	}
-	return nil
+}
+
+// epoch returns the time of a Unix time in seconds, as text, or the zero
+// Time for NULL.
+func epoch(v []byte) time.Time {
+	f, err := strconv.ParseFloat(string(v), 64)
+	if v == nil || err != nil {
+		return time.Time{}
+	}
+	return time.UnixMicro(int64(f * 1e6))
+}
+
+// slotActive reports whether err is the server's refusal to stream a slot
+// that another process holds.
+func slotActive(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55006" // object_in_use
+}
+
+// readyForQuery reads until the server is ready for a query, after an
+// error that pglogrepl returned before reading to the end of it.
+func readyForQuery(ctx context.Context, conn *pgconn.PgConn) error {
+	for {
+		msg, err := conn.ReceiveMessage(ctx)
+		if err != nil {
+			return err
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			return nil
+		}
+	}
 }
 
 // query runs sql with the simple query protocol and returns its rows.
@@ -202,7 +330,7 @@ func (s *pgSession) stream(ctx context.Context, conn *pgconn.PgConn) error {
 	var txn *Txn
 	reported := s.handled
 	nextStatus := time.Now().Add(p.statusInterval())
-	report := func() error {
+	report := func(ctx context.Context) error {
 		err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: s.handled})
 		if err != nil {
 			return fmt.Errorf("sending standby status update: %w", err)
@@ -222,13 +350,20 @@ func (s *pgSession) stream(ctx context.Context, conn *pgconn.PgConn) error {
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
+				// Stopped: tell the server what was handled, so that the
+				// next consumer of the slot starts after it.
+				if reported != s.handled {
+					sctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+					report(sctx)
+					cancel()
+				}
 				return ctx.Err()
 			}
 			// pgconn reports both its deadline and a socket's ETIMEDOUT
 			// (keepalive found the peer gone) as a timeout: only the
 			// deadline is the stream's own.
 			if expired && pgconn.Timeout(err) && !errors.Is(err, syscall.ETIMEDOUT) {
-				if err := report(); err != nil {
+				if err := report(ctx); err != nil {
 					return err
 				}
 				continue
@@ -252,7 +387,7 @@ func (s *pgSession) stream(ctx context.Context, conn *pgconn.PgConn) error {
 					s.handled = pkm.ServerWALEnd
 				}
 				if pkm.ReplyRequested {
-					if err := report(); err != nil {
+					if err := report(ctx); err != nil {
 						return err
 					}
 				}
@@ -322,7 +457,7 @@ func (s *pgSession) decode(data []byte, relations map[uint32]*pglogrepl.Relation
 		}
 		txn.End = Position{LSN: m.TransactionEndLSN}
 		if err := s.p.Handle(*txn); err != nil {
-			return nil, errHandle{err}
+			return nil, errStop{err}
 		}
 		s.handled = m.TransactionEndLSN
 		return nil, nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -35,6 +36,15 @@ type Opts struct {
 	// Stderr is where the helper's standard error goes; nil means this
 	// process's.
 	Stderr io.Writer
+
+	// Cgroup, if not empty, is the cgroup v2 directory the helper starts
+	// in (clone3 with CLONE_INTO_CGROUP), so that every socket it makes
+	// is the cgroup's.
+	Cgroup string
+
+	// Cloneflags are added to the helper's clone flags, such as
+	// CLONE_NEWNET for a network namespace of its own.
+	Cloneflags uintptr
 }
 
 // Helper is a running helper process.
@@ -60,7 +70,15 @@ func Start(t testing.TB, o Opts) (*Helper, error) {
 	if o.Stderr != nil {
 		cmd.Stderr = o.Stderr
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: o.Cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: o.Cred, Cloneflags: o.Cloneflags}
+	if o.Cgroup != "" {
+		fd, err := unix.Open(o.Cgroup, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("the helper's cgroup: %w", &os.PathError{Op: "open", Path: o.Cgroup, Err: err})
+		}
+		defer unix.Close(fd)
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	}
 	start := Spawn
 	if o.In != nil {
 		cmd.SysProcAttr.Pdeathsig = 0
@@ -147,8 +165,9 @@ func StartHold(t testing.TB, env []string, cred *syscall.Credential, spec HoldSp
 // Hold is a hold helper's body, which TestMain runs: it opens the
 // connections its HoldSpec asks for to a listener of its own on loopback,
 // prints a Holding as JSON, and holds everything open until its standard
-// input closes. The dialed ends of each group carry the group's Config;
-// the accepted ends have keepalive off. It returns the exit status.
+// input closes, doing meanwhile what [Helper.Reuse] asks. The dialed ends
+// of each group carry the group's Config; the accepted ends have keepalive
+// off. It returns the exit status.
 func Hold() int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "hold:", err)
@@ -238,9 +257,92 @@ func Hold() int {
 		keep = append(keep, c)
 	}
 	json.NewEncoder(os.Stdout).Encode(h)
+	// Requests to reuse a descriptor, until standard input closes.
+	in, out := json.NewDecoder(os.Stdin), json.NewEncoder(os.Stdout)
+	for {
+		var req reuseRequest
+		if err := in.Decode(&req); err != nil {
+			break
+		}
+		r, held := reuse(ln, req)
+		keep = append(keep, held...)
+		out.Encode(r)
+	}
 	io.Copy(io.Discard, os.Stdin)
 	runtime.KeepAlive(keep)
 	runtime.KeepAlive(dialed)
 	runtime.KeepAlive(ln)
 	return 0
+}
+
+// reuseRequest asks a hold helper to reuse descriptor FD for the dialed
+// end of a new connection whose keepalive is Config (text).
+type reuseRequest struct {
+	FD     int
+	Config string
+}
+
+// Reused is what a hold helper did for [Helper.Reuse].
+type Reused struct {
+	Inode uint64 // the new socket's, now at the descriptor
+	Local string // its local address
+	Err   string // why it could not, if it could not
+}
+
+// Reuse asks the hold helper h to close its descriptor fd and open another
+// socket on the same number, as a process that closes a connection and
+// opens another may: the dialed end of a new connection to its listener,
+// whose keepalive is config (text). The number is replaced atomically
+// (dup3), so nothing else can take it in between. It returns once that is
+// done. The helper's old connection object still names fd; the helper
+// never uses it again.
+func (h *Helper) Reuse(fd int, config string) (Reused, error) {
+	if err := json.NewEncoder(h.Stdin).Encode(reuseRequest{fd, config}); err != nil {
+		return Reused{}, err
+	}
+	line, err := h.Stdout.ReadBytes('\n')
+	if err != nil {
+		return Reused{}, fmt.Errorf("the helper did not answer: %w", err)
+	}
+	var r Reused
+	if err := json.Unmarshal(line, &r); err != nil {
+		return Reused{}, fmt.Errorf("the helper said %q: %w", line, err)
+	}
+	if r.Err != "" {
+		return r, errors.New(r.Err)
+	}
+	return r, nil
+}
+
+// reuse does what req asks, and returns what must be kept open.
+func reuse(ln net.Listener, req reuseRequest) (Reused, []any) {
+	fail := func(err error) (Reused, []any) { return Reused{Err: err.Error()}, nil }
+	c, err := keepalive.ParseConfig(req.Config)
+	if err != nil {
+		return fail(err)
+	}
+	conn, err := (&keepalive.Dialer{Config: c}).Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return fail(err)
+	}
+	a, err := ln.Accept()
+	if err != nil {
+		return fail(err)
+	}
+	rc, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return fail(err)
+	}
+	var st unix.Stat_t
+	if cerr := rc.Control(func(fd uintptr) {
+		if err = unix.Dup3(int(fd), req.FD, unix.O_CLOEXEC); err == nil {
+			err = unix.Fstat(req.FD, &st)
+		}
+	}); cerr != nil {
+		return fail(cerr)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return Reused{Inode: st.Ino, Local: conn.LocalAddr().String()}, []any{conn, a}
 }

@@ -51,7 +51,7 @@ func TestApply(t *testing.T) {
 	flags := fdFlags(t, h.PID, h.Blocking)
 	udpBefore := soKeepalive(t, h.PID, h.UDP)
 
-	results, err := audit.Apply(context.Background(), h.PID, audit.Filter{Port: uint16(h.Port)}, want)
+	results, err := audit.Apply(context.Background(), h.PID, audit.Filter{Port: uint16(h.Port)}, audit.Change{Config: want, Fields: audit.AllFields})
 	require.NoError(t, err)
 	require.Len(t, results, 8)
 	for _, r := range results {
@@ -85,7 +85,7 @@ func TestApplySelects(t *testing.T) {
 		}
 	}
 	require.NotZero(t, port)
-	c := keepalive.Config{Idle: 9 * time.Second}
+	c := audit.Change{Config: keepalive.Config{Idle: 9 * time.Second}, Fields: audit.FieldKeepAlive | audit.FieldIdle}
 
 	results, err := audit.Apply(context.Background(), h.PID, audit.Filter{Remote: netip.MustParsePrefix("10.0.0.0/8")}, c)
 	require.NoError(t, err)
@@ -103,8 +103,106 @@ func TestApplySelects(t *testing.T) {
 		v := readFrom(t, h.PID, conn.FD)
 		assert.Equal(t, changed[conn.FD], v.KeepAlive, "fd %d (%v): keepalive", conn.FD, conn.Local)
 		if changed[conn.FD] {
-			assert.Equal(t, c.Idle, v.Idle, "fd %d", conn.FD)
+			assert.Equal(t, c.Config.Idle, v.Idle, "fd %d", conn.FD)
 		}
+	}
+}
+
+// TestApplyChange checks that apply sets the fields a Change names and
+// leaves every other one as each socket has it, on a process the test
+// started whose dialed ends hold values of their own, a user timeout
+// included, and whose accepted ends have keepalive off. Every field of
+// every socket is read back with the tests' own getsockopt.
+func TestApplyChange(t *testing.T) {
+	sys, err := keepalive.SystemDefaults()
+	require.NoError(t, err)
+	const s = time.Second
+	own := keepalive.Config{Idle: 33 * s, Interval: 3 * s, Count: 4, UserTimeout: 21 * s}
+	off := sockopts.Values{Idle: sys.Idle, Interval: sys.Interval, Count: sys.Count}
+	for _, tt := range []struct {
+		name            string
+		change          audit.Change
+		dialed, accepts sockopts.Values // after
+	}{
+		{"idle", audit.Change{Config: keepalive.Config{Idle: 50 * s}, Fields: audit.FieldKeepAlive | audit.FieldIdle},
+			sockopts.Values{KeepAlive: true, Idle: 50 * s, Interval: 3 * s, Count: 4, UserTimeout: 21 * s},
+			sockopts.Values{KeepAlive: true, Idle: 50 * s, Interval: sys.Interval, Count: sys.Count}},
+		{"idle without keepalive", audit.Change{Config: keepalive.Config{Idle: 50 * s}, Fields: audit.FieldIdle},
+			sockopts.Values{KeepAlive: true, Idle: 50 * s, Interval: 3 * s, Count: 4, UserTimeout: 21 * s},
+			sockopts.Values{Idle: 50 * s, Interval: sys.Interval, Count: sys.Count}},
+		{"user timeout removed", audit.Change{Fields: audit.FieldUserTimeout},
+			sockopts.Values{KeepAlive: true, Idle: 33 * s, Interval: 3 * s, Count: 4},
+			off},
+		{"user timeout set", audit.Change{Config: keepalive.Config{UserTimeout: 9 * s}, Fields: audit.FieldUserTimeout},
+			sockopts.Values{KeepAlive: true, Idle: 33 * s, Interval: 3 * s, Count: 4, UserTimeout: 9 * s},
+			sockopts.Values{Idle: sys.Idle, Interval: sys.Interval, Count: sys.Count, UserTimeout: 9 * s}},
+		{"defaults put back", audit.Change{Fields: audit.FieldInterval | audit.FieldCount},
+			sockopts.Values{KeepAlive: true, Idle: 33 * s, Interval: sys.Interval, Count: sys.Count, UserTimeout: 21 * s},
+			off},
+		{"keepalive off", audit.Change{Config: keepalive.Config{Off: true}, Fields: audit.FieldKeepAlive},
+			sockopts.Values{Idle: 33 * s, Interval: 3 * s, Count: 4, UserTimeout: 21 * s},
+			off},
+		{"all fields", audit.Change{Config: keepalive.Config{Idle: 7 * s}, Fields: audit.AllFields},
+			sockopts.Values{KeepAlive: true, Idle: 7 * s, Interval: sys.Interval, Count: sys.Count},
+			sockopts.Values{KeepAlive: true, Idle: 7 * s, Interval: sys.Interval, Count: sys.Count}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := startHold(t, 2, own.String(), false, nil)
+			rep, err := audit.Audit(context.Background(), audit.Options{Filter: audit.Filter{PID: h.PID}})
+			require.NoError(t, err)
+			require.Len(t, rep.Conns, 4)
+			before := map[int]sockopts.Values{}
+			for _, c := range rep.Conns {
+				before[c.FD] = readFrom(t, h.PID, c.FD)
+			}
+
+			results, err := audit.Apply(context.Background(), h.PID, audit.Filter{}, tt.change)
+			require.NoError(t, err)
+			require.Len(t, results, 4)
+			for _, r := range results {
+				require.NoError(t, r.Err, "fd %d", r.Before.FD)
+				want := tt.accepts
+				if r.Before.Local.Port() != uint16(h.Port) {
+					want = tt.dialed
+				}
+				assert.Equal(t, before[r.Before.FD], valuesOf(r.Before), "fd %d: Before", r.Before.FD)
+				got := readFrom(t, h.PID, r.After.FD)
+				assert.Equal(t, want, got, "fd %d (%v): getsockopt after apply", r.After.FD, r.After.Local)
+				assert.Equal(t, got, valuesOf(r.After), "fd %d: After; want getsockopt's", r.After.FD)
+			}
+		})
+	}
+}
+
+// TestApplyChangeRefused checks that a Change that names no field, holds a
+// value in a field it does not name, names unknown fields or holds an
+// invalid Config is refused, and changes nothing.
+func TestApplyChangeRefused(t *testing.T) {
+	h := startHold(t, 1, "idle=33s,user-timeout=21s", false, nil)
+	rep, err := audit.Audit(context.Background(), audit.Options{Filter: audit.Filter{PID: h.PID}})
+	require.NoError(t, err)
+	before := map[int]sockopts.Values{}
+	for _, c := range rep.Conns {
+		before[c.FD] = readFrom(t, h.PID, c.FD)
+	}
+	for _, tt := range []struct {
+		change audit.Change
+		err    string
+	}{
+		{audit.Change{}, "audit: the change names no field: nothing to set"},
+		{audit.Change{Config: keepalive.Config{Idle: 5 * time.Second}}, "audit: the change names no field: nothing to set"},
+		{audit.Change{Config: keepalive.Config{Idle: 5 * time.Second}, Fields: audit.FieldKeepAlive}, "audit: the change's Config sets Idle, which its Fields do not name"},
+		{audit.Change{Config: keepalive.Config{Off: true}, Fields: audit.FieldIdle}, "audit: the change's Config sets keepalive (Off), which its Fields do not name"},
+		{audit.Change{Config: keepalive.Config{UserTimeout: time.Second}, Fields: audit.FieldCount}, "audit: the change's Config sets UserTimeout, which its Fields do not name"},
+		{audit.Change{Fields: 1 << 6}, "audit: the change names unknown fields 0x40"},
+		{audit.Change{Config: keepalive.Config{Count: 200}, Fields: audit.FieldCount}, keepalive.Config{Count: 200}.Validate().Error()},
+	} {
+		results, err := audit.Apply(context.Background(), h.PID, audit.Filter{}, tt.change)
+		assert.EqualError(t, err, tt.err, "%+v", tt.change)
+		assert.Nil(t, results)
+	}
+	for fd, v := range before {
+		assert.Equal(t, v, readFrom(t, h.PID, fd), "fd %d untouched", fd)
 	}
 }
 
@@ -116,7 +214,7 @@ func TestApplyInvalidConfig(t *testing.T) {
 		{Idle: 10 * time.Second, Count: 200},
 		{Interval: -time.Second},
 	} {
-		results, err := audit.Apply(context.Background(), h.PID, audit.Filter{}, c)
+		results, err := audit.Apply(context.Background(), h.PID, audit.Filter{}, audit.Change{Config: c, Fields: audit.AllFields})
 		assert.Error(t, err, "%+v", c)
 		assert.Contains(t, err.Error(), "keepalive:", "the library's validation error")
 		assert.Nil(t, results)
@@ -136,7 +234,7 @@ func TestApplyCancel(t *testing.T) {
 	before := openFDs(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	results, err := audit.Apply(ctx, h.PID, audit.Filter{}, keepalive.Config{Idle: 5 * time.Second})
+	results, err := audit.Apply(ctx, h.PID, audit.Filter{}, audit.Change{Config: keepalive.Config{Idle: 5 * time.Second}, Fields: audit.FieldIdle})
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Empty(t, results)
 	assert.Equal(t, before, openFDs(t))

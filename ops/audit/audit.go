@@ -20,10 +20,11 @@
 // from the socket, [SourceKernel] when only the timer could be seen.
 //
 // [Apply] changes a running process's sockets the same way: it duplicates
-// each matching TCP socket, sets a [keepalive.Config] on the duplicate
-// (which is the same socket: the change is the process's), reads the values
-// back and reports them. It never duplicates a descriptor that sock_diag
-// does not list as a TCP socket.
+// each matching TCP socket, sets the fields a [Change] names on the
+// duplicate (which is the same socket: the change is the process's),
+// leaving the others as the socket has them, reads the values back and
+// reports them. It never duplicates a descriptor that sock_diag does not
+// list as a TCP socket.
 //
 // # Verdicts
 //
@@ -68,6 +69,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -199,10 +201,13 @@ type Report struct {
 	// by addresses.
 	Conns []Conn
 
-	// Unreadable is how many processes' descriptors the caller had no
-	// permission to list. The connections they hold are reported with PID
-	// zero. Zero means every process could be searched.
-	Unreadable int
+	// Unreadable lists the processes whose descriptors the caller had no
+	// permission to list, in pid order, each with its pid, command and
+	// why: the connections they hold are reported with PID zero. It is
+	// empty when every connection's owner was found (the processes not
+	// searched hold none of them), and leaves out kernel threads, which
+	// hold no descriptors.
+	Unreadable []*PermissionError
 }
 
 // Audit lists the TCP connections that o.Filter selects, with the process
@@ -226,29 +231,121 @@ func Audit(ctx context.Context, o Options) (*Report, error) {
 	return audit(ctx, o)
 }
 
+// Fields is a set of the fields of a [keepalive.Config], for [Change]:
+// the bitwise or of the Field constants.
+type Fields uint8
+
+// The fields of a Config that a [Change] may name.
+const (
+	// FieldKeepAlive is SO_KEEPALIVE: on, or off when Config.Off is set.
+	FieldKeepAlive Fields = 1 << iota
+	// FieldIdle is Config.Idle (TCP_KEEPIDLE).
+	FieldIdle
+	// FieldInterval is Config.Interval (TCP_KEEPINTVL).
+	FieldInterval
+	// FieldCount is Config.Count (TCP_KEEPCNT).
+	FieldCount
+	// FieldUserTimeout is Config.UserTimeout (TCP_USER_TIMEOUT).
+	FieldUserTimeout
+
+	// AllFields names every field: the whole Config, as [keepalive.Set]
+	// applies it.
+	AllFields = FieldKeepAlive | FieldIdle | FieldInterval | FieldCount | FieldUserTimeout
+)
+
+// Change is what [Apply] sets on each socket of a running process: the
+// fields it names, to their values in Config. A field it does not name is
+// left as each socket has it.
+type Change struct {
+	// Config holds the values of the fields that Fields names, with the
+	// meaning they have in [keepalive.Set]: a zero Idle, Interval or Count
+	// puts the system default back, a zero UserTimeout removes the user
+	// timeout, and Off turns keepalive off (with FieldKeepAlive). The fields
+	// Fields does not name must be zero (Off false).
+	Config keepalive.Config
+
+	// Fields names the fields of Config to set. Zero names none, which
+	// Apply refuses.
+	Fields Fields
+}
+
+// fieldNames are the names of the Fields in errors, in the order of the
+// constants.
+var fieldNames = [...]string{"keepalive (Off)", "Idle", "Interval", "Count", "UserTimeout"}
+
+// check refuses a Change that names no field, or that holds a value in a
+// field it does not name; then validates its Config.
+func (ch Change) check() error {
+	if ch.Fields == 0 {
+		return errors.New("audit: the change names no field: nothing to set")
+	}
+	if ch.Fields&^AllFields != 0 {
+		return fmt.Errorf("audit: the change names unknown fields %#x", uint8(ch.Fields&^AllFields))
+	}
+	c := ch.Config
+	for i, set := range [...]bool{c.Off, c.Idle != 0, c.Interval != 0, c.Count != 0, c.UserTimeout != 0} {
+		if set && ch.Fields&(1<<i) == 0 {
+			return fmt.Errorf("audit: the change's Config sets %s, which its Fields do not name", fieldNames[i])
+		}
+	}
+	return c.Validate()
+}
+
+// on returns the Config to set on a socket that holds have: ch's named
+// fields, and have's values for the others. A value of have that is the
+// system default in sys is given as zero, which keepalive.Set leaves as it
+// is, so that a default outside the range Validate accepts (a sysctl may
+// exceed the socket option's limit) still leaves the field untouched.
+func (ch Change) on(have, sys keepalive.Config) keepalive.Config {
+	c := ch.Config
+	if ch.Fields&FieldKeepAlive == 0 {
+		c.Off = have.Off
+	}
+	keep := func(f Fields, dst *time.Duration, v, def time.Duration) {
+		if ch.Fields&f == 0 && v != def {
+			*dst = v
+		}
+	}
+	keep(FieldIdle, &c.Idle, have.Idle, sys.Idle)
+	keep(FieldInterval, &c.Interval, have.Interval, sys.Interval)
+	if ch.Fields&FieldCount == 0 && have.Count != sys.Count {
+		c.Count = have.Count
+	}
+	if ch.Fields&FieldUserTimeout == 0 {
+		c.UserTimeout = have.UserTimeout
+	}
+	return c
+}
+
 // Result is what [Apply] did to one socket.
 type Result struct {
-	// Before is the connection as read before the Config was set.
+	// Before is the connection as read before the change was set.
 	Before Conn
 
-	// After is the connection as read back after the Config was set: its
-	// Source is [SourceSocket] and its values are those in force. It is
-	// Before when Err is not nil.
+	// After is the connection as read back after the change was set: its
+	// Source is [SourceSocket] and its values are those in force, the
+	// fields the change names at their new values and the others as they
+	// were. It is Before when Err is not nil.
 	After Conn
 
-	// Err is why the Config could not be set or read back on this socket;
+	// Err is why the change could not be set or read back on this socket;
 	// nil on success.
 	Err error
 }
 
-// Apply sets c on every TCP connection that process pid holds and f
+// Apply sets ch on every TCP connection that process pid holds and f
 // selects, without restarting the process, and reads each back. f.PID must
 // be zero or pid.
 //
-// The Config is validated first: an invalid one changes nothing. c is set
-// as [keepalive.Set] sets it, whole: keepalive turned on (off when c.Off
-// is set), and a zero field puts the system default back, whatever the
-// socket held before.
+// Only the fields ch names change: each socket keeps its own values for the
+// others, so that a process's own settings (a user timeout it chose, or
+// none) stay as they are unless asked. A named Idle, Interval or Count of
+// zero puts the system default back, a named UserTimeout of zero removes
+// the user timeout, and a named keepalive turns SO_KEEPALIVE on, or off
+// with ch.Config.Off.
+// The change is checked first: an invalid one changes nothing. On each
+// socket it is made as [keepalive.Set] makes it, whole or not at all: a
+// socket that refuses one field keeps the values it had.
 // The process's own descriptors are never used: each socket is duplicated
 // into this process with pidfd_getfd, changed, read back and closed. A
 // descriptor is duplicated only when sock_diag lists its socket as TCP,
@@ -256,12 +353,12 @@ type Result struct {
 //
 // Apply fails with a [*PermissionError] when the caller may not inspect
 // the process, before any socket is changed. The results are in the order
-// of the process's descriptors; a socket that could not be changed has its
-// reason in [Result.Err], and the others are changed all the same. Apply
-// checks ctx between sockets, and closes every descriptor it opened before
-// it returns.
-func Apply(ctx context.Context, pid int, f Filter, c keepalive.Config) ([]Result, error) {
-	if err := c.Validate(); err != nil {
+// of the process's descriptors; a socket that could not be changed has the
+// reason in [Result.Err], and the others are changed all the same. Apply checks ctx
+// between sockets, and closes every descriptor it opened before it
+// returns.
+func Apply(ctx context.Context, pid int, f Filter, ch Change) ([]Result, error) {
+	if err := ch.check(); err != nil {
 		return nil, err
 	}
 	if pid <= 0 {
@@ -271,5 +368,5 @@ func Apply(ctx context.Context, pid int, f Filter, c keepalive.Config) ([]Result
 		return nil, fmt.Errorf("audit: filter selects pid %d, apply was asked for pid %d", f.PID, pid)
 	}
 	f.PID = pid
-	return apply(ctx, f, c)
+	return apply(ctx, f, ch)
 }

@@ -31,22 +31,22 @@ func audit(ctx context.Context, o Options) (*Report, error) {
 
 // collect lists the connections f selects with their owners, in Report
 // order, without reading their values.
-func collect(ctx context.Context, f Filter, progress func(Progress)) (conns []Conn, denied int, err error) {
+func collect(ctx context.Context, f Filter, progress func(Progress)) (conns []Conn, denied []*PermissionError, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	report(progress, Progress{Stage: Listing})
 	h, err := diagHandle(f.PID)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	conns, err = listConns(ctx, h, f, progress)
 	h.Close()
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if denied, err = findOwners(ctx, conns, f.PID, progress); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if f.PID != 0 {
 		conns = slices.DeleteFunc(conns, func(c Conn) bool { return c.PID != f.PID })
@@ -156,7 +156,9 @@ func setValues(c *Conn, enabled bool, kc keepalive.Config) {
 	c.Source, c.Enabled, c.Config, c.Err = SourceSocket, enabled, kc, nil
 	c.DetectionTime = 0
 	if enabled {
-		c.DetectionTime = kc.DetectionTime(keepalive.Config{})
+		// kc, read back from a Linux socket, sets every field: the
+		// system defaults are not read, and nothing can fail.
+		c.DetectionTime, _ = kc.DetectionTime()
 	}
 }
 
@@ -176,13 +178,19 @@ func inferFromTimer(c *Conn) {
 	}
 }
 
-func apply(ctx context.Context, f Filter, c keepalive.Config) ([]Result, error) {
+func apply(ctx context.Context, f Filter, ch Change) ([]Result, error) {
 	conns, _, err := collect(ctx, f, nil)
 	if err != nil {
 		return nil, err
 	}
 	if len(conns) == 0 {
 		return nil, nil
+	}
+	// The system defaults, which a socket holds where it sets no value of
+	// its own.
+	sys, err := keepalive.SystemDefaults()
+	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		return nil, err
 	}
 	p, err := openProcess(f.PID)
 	if err != nil {
@@ -197,7 +205,7 @@ func apply(ctx context.Context, f Filter, c keepalive.Config) ([]Result, error) 
 		}
 		inferFromTimer(&conn)
 		r := Result{Before: conn, After: conn}
-		r.Err = applyConn(p, &r, c)
+		r.Err = applyConn(p, &r, ch, sys)
 		var perr *PermissionError
 		if errors.As(r.Err, &perr) && !changed {
 			return nil, r.Err
@@ -208,9 +216,9 @@ func apply(ctx context.Context, f Filter, c keepalive.Config) ([]Result, error) 
 	return results, nil
 }
 
-// applyConn sets c on the socket of r.Before in process p, and reads it
-// before and after.
-func applyConn(p *process, r *Result, c keepalive.Config) error {
+// applyConn sets ch on the socket of r.Before in process p, and reads it
+// before and after; sys are the system defaults.
+func applyConn(p *process, r *Result, ch Change, sys keepalive.Config) error {
 	fd, err := p.dup(r.Before.FD, r.Before.Inode)
 	if err != nil {
 		return err
@@ -223,19 +231,20 @@ func applyConn(p *process, r *Result, c keepalive.Config) error {
 	if proto != unix.IPPROTO_TCP {
 		return fmt.Errorf("audit: process %d descriptor %d has protocol %d, not TCP: left alone", p.pid, r.Before.FD, proto)
 	}
-	enabled, kc, err := getConfig(fdConn(fd))
+	enabled, have, err := getConfig(fdConn(fd))
 	if err != nil {
 		return err
 	}
-	setValues(&r.Before, enabled, kc)
+	setValues(&r.Before, enabled, have)
 	r.After = r.Before
+	c := ch.on(have, sys)
 	if err := setConfig(fdConn(fd), c); err != nil {
 		return err
 	}
-	enabled, kc, err = getConfig(fdConn(fd))
+	enabled, got, err := getConfig(fdConn(fd))
 	if err != nil {
 		return fmt.Errorf("audit: reading back after setting: %w", err)
 	}
-	setValues(&r.After, enabled, kc)
+	setValues(&r.After, enabled, got)
 	return nil
 }

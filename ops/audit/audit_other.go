@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-
-	"github.com/keepalive-go/keepalive"
 )
 
 func audit(ctx context.Context, o Options) (*Report, error) { return nil, unsupported() }
 
-func apply(ctx context.Context, f Filter, c keepalive.Config) ([]Result, error) {
+func apply(ctx context.Context, f Filter, ch Change) ([]Result, error) {
 	return nil, unsupported()
 }
 

@@ -10,6 +10,10 @@ type PermissionError struct {
 	// PID is the process.
 	PID int
 
+	// Command is the name of the process (/proc/PID/comm), which anyone
+	// may read; empty if it had ended.
+	Command string
+
 	// Op is what was refused: "open /proc/PID/fd", "readlink", "pidfd_getfd"
 	// or "open /proc/PID/ns/net".
 	Op string

@@ -20,7 +20,7 @@ import (
 // The test binary doubles as a helper process that holds connections, so
 // that audit and apply act on processes the tests started. TestMain runs
 // the helper instead of the tests when helperEnv is set.
-const helperEnv = "AUDIT_TEST_HELPER" // "hold" (testproc.Hold) or "probe"
+const helperEnv = "AUDIT_TEST_HELPER" // "hold" (testproc.Hold), "probe", "accept" or "churn"
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
@@ -32,6 +32,10 @@ func TestMain(m *testing.M) {
 		os.Exit(testproc.Hold())
 	case "probe":
 		os.Exit(probe())
+	case "accept":
+		os.Exit(acceptHelper())
+	case "churn":
+		os.Exit(churnHelper())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)
@@ -43,6 +47,7 @@ type helper struct {
 	testproc.Holding
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
+	proc  *testproc.Helper
 }
 
 // startHold starts a hold helper with pairs connections whose dialed ends
@@ -63,7 +68,7 @@ func tryStartHold(t testing.TB, pairs int, config string, extras bool, cred *sys
 	if err != nil {
 		return nil, err
 	}
-	return &helper{Holding: held, cmd: p.Cmd, stdin: p.Stdin}, nil
+	return &helper{Holding: held, cmd: p.Cmd, stdin: p.Stdin, proc: p}, nil
 }
 
 // dupFrom duplicates descriptor fd of process pid into the test with

@@ -65,7 +65,7 @@ func TestSocatThroughFirewall(t *testing.T) {
 	assert.Equal(t, audit.Off, before.Verdict)
 	assert.Equal(t, audit.AtRisk, before.IdleTimeoutVerdict)
 
-	results, err := audit.Apply(context.Background(), fixed.cmd.Process.Pid, audit.Filter{Remote: netipPrefix(lab)}, applied)
+	results, err := audit.Apply(context.Background(), fixed.cmd.Process.Pid, audit.Filter{Remote: netipPrefix(lab)}, audit.Change{Config: applied, Fields: audit.AllFields})
 	require.NoError(t, err)
 	require.Len(t, results, 1)
 	require.NoError(t, results[0].Err)
@@ -85,7 +85,8 @@ func TestSocatThroughFirewall(t *testing.T) {
 
 	// The firewall forgets every flow: the applied keepalive notices
 	// within its bound, and socat ends with ETIMEDOUT.
-	bound := applied.DetectionTime(keepalive.Config{})
+	bound, err := applied.DetectionTime()
+	require.NoError(t, err)
 	lab.CutFlows()
 	cut := time.Now()
 	select {
@@ -140,7 +141,7 @@ func TestRedisCLIThroughFirewall(t *testing.T) {
 	assert.Equal(t, audit.AtRisk, before.Verdict, "idle 15s against the firewall's 5s")
 	assert.Equal(t, audit.SlowDetect, before.DetectVerdict, "15s + 5s × 3 = 30s against 10s")
 
-	results, err := audit.Apply(context.Background(), fixed.cmd.Process.Pid, audit.Filter{Port: 6379}, applied)
+	results, err := audit.Apply(context.Background(), fixed.cmd.Process.Pid, audit.Filter{Port: 6379}, audit.Change{Config: applied, Fields: audit.AllFields})
 	require.NoError(t, err)
 	require.Len(t, results, 1)
 	require.NoError(t, results[0].Err)

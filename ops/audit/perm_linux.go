@@ -16,7 +16,8 @@ const yamaScope = "/proc/sys/kernel/yama/ptrace_scope"
 
 // newPermissionError explains why op on process pid was refused.
 func newPermissionError(pid int, op string, err error) *PermissionError {
-	return &PermissionError{PID: pid, Op: op, Err: err, Why: whyNoAccess(pid, op)}
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)) // readable by all
+	return &PermissionError{PID: pid, Command: strings.TrimSuffix(string(comm), "\n"), Op: op, Err: err, Why: whyNoAccess(pid, op)}
 }
 
 // whyNoAccess says, in words, the ptrace access op on pid needs, who the

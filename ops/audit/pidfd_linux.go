@@ -31,11 +31,19 @@ func openProcess(pid int) (*process, error) {
 
 func (p *process) close() { unix.Close(p.pidfd) }
 
+// testHookDup, if not nil, is called as each descriptor is about to be
+// duplicated, with the process and the descriptor number: a test makes the
+// process reuse the number there.
+var testHookDup func(pid, fd int)
+
 // dup duplicates the process's descriptor fd into this process with
 // pidfd_getfd, and checks that it is still the socket with the given
 // inode: the process may have closed fd and opened something else on it
 // since /proc/PID/fd was read. The caller closes the duplicate.
 func (p *process) dup(fd int, inode uint32) (int, error) {
+	if testHookDup != nil {
+		testHookDup(p.pid, fd)
+	}
 	d, err := unix.PidfdGetfd(p.pidfd, fd, 0)
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):

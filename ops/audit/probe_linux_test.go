@@ -20,6 +20,14 @@ const (
 	probeOwnEnv    = "AUDIT_TEST_OWN"    // pid,port of a helper of the probe's own user
 )
 
+// unreadable is a process an audit could not search.
+type unreadable struct {
+	PID     int
+	Command string
+	Op      string
+	Why     string
+}
+
 type probeResult struct {
 	UID int
 
@@ -33,10 +41,15 @@ type probeResult struct {
 	FilterIsPerm bool
 
 	// Audit of every process, the connections on the target's port.
-	Unreadable    int
+	Unreadable    []unreadable
 	TargetConns   int
 	TargetPIDs    []int
 	TargetSources []string
+
+	// Audit of every process, the connections on the own helper's port:
+	// every owner found.
+	OwnPortConns      int
+	OwnPortUnreadable int
 
 	// Audit with Filter.PID = own.
 	OwnConns   int
@@ -55,7 +68,7 @@ func probe() int {
 	defer cancel()
 	r := probeResult{UID: os.Getuid()}
 
-	_, err := audit.Apply(ctx, target, audit.Filter{Port: uint16(targetPort)}, keepalive.Config{Idle: 7 * time.Second})
+	_, err := audit.Apply(ctx, target, audit.Filter{Port: uint16(targetPort)}, audit.Change{Config: keepalive.Config{Idle: 7 * time.Second}, Fields: audit.FieldIdle})
 	if err != nil {
 		r.ApplyErr = err.Error()
 		r.ApplyIsPerm = errors.Is(err, os.ErrPermission)
@@ -73,12 +86,21 @@ func probe() int {
 		fmt.Fprintln(os.Stderr, "probe: audit:", err)
 		return 1
 	}
-	r.Unreadable = rep.Unreadable
+	for _, e := range rep.Unreadable {
+		r.Unreadable = append(r.Unreadable, unreadable{e.PID, e.Command, e.Op, e.Why})
+	}
 	for _, c := range rep.Conns {
 		r.TargetConns++
 		r.TargetPIDs = append(r.TargetPIDs, c.PID)
 		r.TargetSources = append(r.TargetSources, c.Source.String())
 	}
+
+	rep, err = audit.Audit(ctx, audit.Options{Filter: audit.Filter{Port: uint16(ownPort)}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "probe: audit own port:", err)
+		return 1
+	}
+	r.OwnPortConns, r.OwnPortUnreadable = len(rep.Conns), len(rep.Unreadable)
 
 	rep, err = audit.Audit(ctx, audit.Options{Filter: audit.Filter{PID: own, Port: uint16(ownPort)}})
 	if err != nil {

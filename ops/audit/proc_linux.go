@@ -21,10 +21,11 @@ const progressEvery = 4096
 
 // findOwners searches the descriptors of process pid, or of every process
 // when pid is zero, for the sockets of conns, and sets the PID, FD and
-// Command of each it finds. It returns how many processes it could not
-// search for lack of permission; when pid is not zero, that is an error
-// instead.
-func findOwners(ctx context.Context, conns []Conn, pid int, progress func(Progress)) (denied int, err error) {
+// Command of each it finds. It returns the processes it could not search
+// for lack of permission, when some socket is left without an owner (they
+// may hold it), in pid order; when pid is not zero, that is an error
+// instead. Kernel threads, which hold no descriptors, are not counted.
+func findOwners(ctx context.Context, conns []Conn, pid int, progress func(Progress)) (denied []*PermissionError, err error) {
 	byInode := make(map[uint32]int, len(conns))
 	for i := range conns {
 		byInode[conns[i].Inode] = i
@@ -32,7 +33,7 @@ func findOwners(ctx context.Context, conns []Conn, pid int, progress func(Progre
 	pids := []int{pid}
 	if pid == 0 {
 		if pids, err = allPIDs(); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	s := scanner{byInode: byInode, conns: conns, left: len(conns)}
@@ -44,18 +45,20 @@ func findOwners(ctx context.Context, conns []Conn, pid int, progress func(Progre
 		}
 		if i%64 == 0 {
 			if err := ctx.Err(); err != nil {
-				return 0, err
+				return nil, err
 			}
 		}
 		found, err := s.scan(p)
 		var perr *PermissionError
 		switch {
 		case errors.As(err, &perr) && pid == 0:
-			denied++
+			if !kernelThread(p) {
+				denied = append(denied, perr)
+			}
 		case errors.Is(err, os.ErrNotExist) && pid == 0:
 			// The process ended while we looked.
 		case err != nil:
-			return 0, err
+			return nil, err
 		}
 		if found {
 			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p))
@@ -71,7 +74,37 @@ func findOwners(ctx context.Context, conns []Conn, pid int, progress func(Progre
 		}
 	}
 	report(progress, Progress{Stage: Owners, Done: len(pids), Total: len(pids)})
+	if s.left == 0 {
+		// Every socket has its owner: those not searched hold none of
+		// them.
+		denied = nil
+	}
 	return denied, nil
+}
+
+// pfKthread is PF_KTHREAD, the flag of a kernel thread in the flags field
+// of /proc/PID/stat (include/linux/sched.h).
+const pfKthread = 0x00200000
+
+// kernelThread reports whether process pid is a kernel thread, which holds
+// no descriptors: /proc/PID/stat, readable by all, says so in its flags.
+func kernelThread(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ppid pgrp session tty_nr tpgid flags ...; comm may
+	// hold spaces and parentheses, so the fields start after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 7 {
+		return false
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	return err == nil && flags&pfKthread != 0
 }
 
 // allPIDs lists the processes in /proc, in ascending order.

@@ -38,6 +38,14 @@
 // on ([audit.SourceKernel] or [audit.SourceSocket]); the four values only
 // when they were read from the socket ([audit.SourceSocket]).
 //
+// # The scrape's own connection
+//
+// A scrape arrives on a TCP connection that exists only for it; on a host
+// where the scraper runs too, both its ends would be counted. An exporter
+// answers each scrape with [Collector.Scrape], which leaves out both ends
+// of that connection, matched exactly by their addresses, and nothing
+// else.
+//
 // # Cost in series
 //
 // The aggregates cost 5 series per distinct command that holds a TCP
@@ -54,11 +62,18 @@ package metrics
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,6 +159,65 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // the metrics. When the audit fails, it counts and logs the error, and
 // sends only the duration and the count of errors.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.collect(ch, nil)
+}
+
+// Scrape returns the Collector for one collection made to answer a scrape
+// that arrived on the TCP connection from remote to local, which the
+// exporter holds in its own network namespace: it sends what c sends,
+// without that connection and its other end, the scraper's, which exist
+// only for the scrape. They are recognised by their addresses, which no
+// other connection in the namespace has, and left out only when the audit
+// lists the exporter's namespace (Options.Audit.Filter.PID zero, or a
+// process in the same namespace), so that a connection elsewhere with the
+// same addresses is never hidden. Every other connection to the exporter,
+// a scraper's idle one included, is counted.
+func (c *Collector) Scrape(local, remote netip.AddrPort) prometheus.Collector {
+	return scrapeCollector{c, local, remote}
+}
+
+// scrapeCollector is a Collector that leaves out a scrape's connection.
+type scrapeCollector struct {
+	c             *Collector
+	local, remote netip.AddrPort
+}
+
+func (s scrapeCollector) Describe(ch chan<- *prometheus.Desc) { s.c.Describe(ch) }
+
+func (s scrapeCollector) Collect(ch chan<- prometheus.Metric) {
+	if !sameNetNS(s.c.o.Audit.Filter.PID) {
+		s.c.collect(ch, nil)
+		return
+	}
+	local, remote := unzoned(s.local), unzoned(s.remote)
+	s.c.collect(ch, func(conn *audit.Conn) bool {
+		return conn.Local == local && conn.Remote == remote || conn.Local == remote && conn.Remote == local
+	})
+}
+
+// unzoned is a as audit reports addresses: IPv4-mapped IPv6 unmapped, with
+// no zone.
+func unzoned(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())
+}
+
+// sameNetNS reports whether an audit of process pid's connections, or of
+// this process's when pid is zero, lists this process's network namespace.
+func sameNetNS(pid int) bool {
+	if pid == 0 {
+		return true
+	}
+	ours, err := os.Stat("/proc/self/ns/net")
+	if err != nil {
+		return false
+	}
+	theirs, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid))
+	return err == nil && os.SameFile(ours, theirs)
+}
+
+// collect audits the host and sends the metrics of the connections for
+// which skip, if not nil, is false.
+func (c *Collector) collect(ch chan<- prometheus.Metric, skip func(*audit.Conn) bool) {
 	ctx := context.Background()
 	if c.o.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -159,6 +233,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			c.o.ErrorLog.Error("audit failed", "err", err, "took", took)
 		}
 		rep = nil
+	}
+	if rep != nil && skip != nil {
+		rep.Conns = slices.DeleteFunc(rep.Conns, func(conn audit.Conn) bool { return skip(&conn) })
 	}
 	send(ch, rep, took, c.errors.Load(), c.o.PerConnection)
 }
@@ -270,11 +347,53 @@ func (r reportCollector) Collect(ch chan<- prometheus.Metric) {
 // The file is replaced atomically: the metrics are written to a new file
 // in the same folder, whose name does not end in .prom so that the
 // collector never reads it half written, which is then made readable by
-// all (mode 0644) and renamed to path.
+// all (mode 0644) and renamed to path. An error names path and says what
+// is wrong, such as a folder that does not exist, and wraps the system's
+// error; the file at path is then as it was.
 func WriteTextfile(path string, rep *audit.Report, took time.Duration, perConnection bool) error {
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(reportCollector{rep, took, perConnection}); err != nil {
 		return err
 	}
-	return prometheus.WriteToTextfile(path, reg)
+	if err := prometheus.WriteToTextfile(path, reg); err != nil {
+		return textfileError(path, err)
+	}
+	return nil
+}
+
+// textfileError says why path could not be written, from the error of
+// prometheus.WriteToTextfile, which names the temporary file beside path.
+func textfileError(path string, err error) error {
+	var pathErr *fs.PathError
+	var linkErr *os.LinkError
+	switch {
+	case errors.As(err, &linkErr):
+		err = linkErr.Err
+	case errors.As(err, &pathErr):
+		err = pathErr.Err
+	default:
+		return fmt.Errorf("metrics: cannot write %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	why := ""
+	fi, serr := os.Stat(dir)
+	switch {
+	case errors.Is(serr, fs.ErrNotExist):
+		why = "the folder " + dir + " does not exist"
+	case errors.Is(serr, syscall.ENOTDIR), serr == nil && !fi.IsDir():
+		why = dir + " is not a folder"
+	case isDir(path):
+		why = "it is a folder"
+	case errors.Is(err, fs.ErrPermission):
+		why = "no permission to create a file in " + dir
+	}
+	if why == "" {
+		return fmt.Errorf("metrics: cannot write %s: %w", path, err)
+	}
+	return fmt.Errorf("metrics: cannot write %s: %s (%w)", path, why, err)
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }

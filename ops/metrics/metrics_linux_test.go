@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,9 +219,41 @@ func TestWriteTextfile(t *testing.T) {
 		"keepalive_interval_seconds", "keepalive_probes", "keepalive_user_timeout_seconds"),
 		"the file and a scrape differ")
 
-	// A folder that is not there: an error, and no file.
-	err = metrics.WriteTextfile(filepath.Join(dir, "missing", "keepalive.prom"), rep, time.Second, false)
-	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// TestWriteTextfileErrors checks that a file that cannot be written is
+// named as given, with what is wrong, and never by the temporary file
+// written beside it; that the error wraps the system's; and that nothing
+// is left behind.
+func TestWriteTextfileErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	folder := filepath.Join(dir, "k.prom")
+	require.NoError(t, os.Mkdir(folder, 0o755))
+	rep := &audit.Report{}
+	for _, tt := range []struct {
+		path, msg string
+		is        error
+	}{
+		{filepath.Join(dir, "missing", "k.prom"), "metrics: cannot write DIR/missing/k.prom: the folder DIR/missing does not exist (no such file or directory)", os.ErrNotExist},
+		{filepath.Join(file, "k.prom"), "metrics: cannot write DIR/file/k.prom: DIR/file is not a folder (not a directory)", syscall.ENOTDIR},
+		{folder, "metrics: cannot write DIR/k.prom: it is a folder (file exists)", syscall.EEXIST},
+		// sysfs refuses new files, to root too.
+		{"/sys/keepalive-test.prom", "metrics: cannot write /sys/keepalive-test.prom: no permission to create a file in /sys (permission denied)", os.ErrPermission},
+	} {
+		err := metrics.WriteTextfile(tt.path, rep, time.Second, false)
+		require.Error(t, err, tt.path)
+		assert.Equal(t, strings.ReplaceAll(tt.msg, "DIR", dir), err.Error())
+		assert.ErrorIs(t, err, tt.is)
+	}
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	assert.ElementsMatch(t, []string{"file", "k.prom"}, names, "no temporary file left")
 }
 
 // TestCollectorOrder checks that the per-connection series of each metric
@@ -256,4 +290,98 @@ func TestCollectorOrder(t *testing.T) {
 		assert.True(t, slices.IsSortedFunc(s, slices.Compare[[]string]), "%s: sent in the registry's order:\n%v", name, s)
 	}
 	assert.Equal(t, 5, n, "per-connection metrics")
+}
+
+// TestScrape checks that the Collector of a scrape leaves out the scrape's
+// connection, both ends, matched by its addresses, and nothing else; and
+// that it leaves out nothing when the audit lists another network
+// namespace, where a connection with the same addresses is another
+// connection.
+func TestScrape(t *testing.T) {
+	dialed, accepted := pair(t, keepalive.Config{Idle: time.Minute})
+	other, _ := pair(t, keepalive.Config{Idle: time.Minute})
+	addrs := func(c net.Conn) (local, remote netip.AddrPort) {
+		return c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	}
+	c := metrics.NewCollector(metrics.Options{Audit: audit.Options{Filter: audit.Filter{PID: os.Getpid(), Remote: netip.MustParsePrefix("127.0.0.0/8")}}, PerConnection: true})
+	for _, tt := range []struct {
+		name   string
+		scrape net.Conn
+	}{{"the exporter's end", accepted}, {"the scraper's end", dialed}} {
+		t.Run(tt.name, func(t *testing.T) {
+			local, remote := addrs(tt.scrape)
+			got := enabledLocals(t, c.Scrape(local, remote))
+			assert.NotContains(t, got, dialed.LocalAddr().String())
+			assert.NotContains(t, got, accepted.LocalAddr().String())
+			assert.Contains(t, got, other.LocalAddr().String(), "another connection of the same process")
+			assert.Contains(t, got, other.RemoteAddr().String(), "another connection to the same port")
+		})
+	}
+	t.Run("IPv4-mapped addresses", func(t *testing.T) {
+		local, remote := addrs(accepted)
+		mapped := func(a netip.AddrPort) netip.AddrPort {
+			return netip.AddrPortFrom(netip.AddrFrom16(a.Addr().As16()), a.Port())
+		}
+		got := enabledLocals(t, c.Scrape(mapped(local), mapped(remote)))
+		assert.NotContains(t, got, accepted.LocalAddr().String())
+		assert.NotContains(t, got, dialed.LocalAddr().String())
+	})
+
+	t.Run("another namespace", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			if os.Getenv("CI") != "" {
+				t.Fatal("needs root: a network namespace of its own")
+			}
+			t.Skip("needs root: a network namespace of its own")
+		}
+		for _, tool := range []string{"unshare", "ip", "socat"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				if os.Getenv("CI") != "" {
+					t.Fatalf("%s is not installed", tool)
+				}
+				t.Skipf("%s is not installed", tool)
+			}
+		}
+		// In a network namespace of its own, socat holds a connection from
+		// 127.0.0.1:40000 to 127.0.0.1:9977, the addresses a scrape of an
+		// exporter on 127.0.0.1:9977 may have here.
+		const script = `ip link set lo up && socat TCP-LISTEN:9977,bind=127.0.0.1 SYSTEM:"sleep 60" & sleep 0.3; exec socat TCP:127.0.0.1:9977,bind=127.0.0.1:40000 SYSTEM:"sleep 60"`
+		// unshare runs sh in the namespace as the same process, which runs
+		// the client as the same process again: its pid is cmd's.
+		cmd := exec.Command("unshare", "--net", "sh", "-c", script)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
+		o := metrics.Options{Audit: audit.Options{Filter: audit.Filter{PID: cmd.Process.Pid}}, PerConnection: true}
+		local, remote := netip.MustParseAddrPort("127.0.0.1:9977"), netip.MustParseAddrPort("127.0.0.1:40000")
+		var got []string
+		for deadline := time.Now().Add(10 * time.Second); len(got) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			got = enabledLocals(t, metrics.NewCollector(o))
+		}
+		require.Equal(t, []string{"127.0.0.1:40000"}, got, "socat's connection in its namespace")
+		assert.Equal(t, got, enabledLocals(t, metrics.NewCollector(o).Scrape(local, remote)), "not the scrape's, which is in this namespace")
+		assert.Equal(t, got, enabledLocals(t, metrics.NewCollector(o).Scrape(remote, local)), "not the scrape's, which is in this namespace")
+	})
+}
+
+// enabledLocals collects c and returns the local address of each
+// connection with a keepalive_enabled series.
+func enabledLocals(t *testing.T, c prometheus.Collector) []string {
+	t.Helper()
+	ch := make(chan prometheus.Metric)
+	go func() { c.Collect(ch); close(ch) }()
+	var locals []string
+	for m := range ch {
+		if !strings.Contains(m.Desc().String(), `"keepalive_enabled"`) {
+			continue
+		}
+		var pb dto.Metric
+		require.NoError(t, m.Write(&pb))
+		for _, l := range pb.GetLabel() {
+			if l.GetName() == "local" {
+				locals = append(locals, l.GetValue())
+			}
+		}
+	}
+	return locals
 }

@@ -16,6 +16,13 @@
 // libpq. -keepalive, in the text form of keepalive.ParseConfig, replaces
 // them; without either the Config is defaultConfig.
 //
+// One consumer streams a PostgreSQL slot, or a MariaDB server_id, at a
+// time. A stream ends what holds it only when that is its own earlier,
+// dead connection (or, for MariaDB, a stream of this command whose process
+// on this host has exited); any other holder is named on standard error
+// and waited for, so a second instance started by mistake is a standby
+// and not a rival. -take-over ends the holder when the stream starts.
+//
 // Each line on standard output is a transaction: {"Commit":...,"End":...,
 // "Time":...,"Changes":[{"Op":"insert","Table":"public.t","Row":{...}}]}.
 // Connections, losses and retries are logged on standard error.
@@ -129,7 +136,9 @@ func logEvent(logger *log.Logger) func(replicate.Event) {
 		case replicate.Lost, replicate.ConnectFailed:
 			logger.Printf("%v: %v; again in %v", e.Kind, e.Err, e.Delay)
 		case replicate.TookOver:
-			logger.Printf("ended server process %d, which held the slot", e.PID)
+			logger.Printf("ended %v, which held the stream and is dead or was asked to be taken over", e.Holder)
+		case replicate.Busy:
+			logger.Printf("the stream is held by %v, which may be alive: waiting until it is free, looking every %v (-take-over ends it)", e.Holder, e.Delay)
 		}
 	}
 }

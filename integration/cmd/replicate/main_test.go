@@ -24,6 +24,8 @@ func TestUsage(t *testing.T) {
 			`invalid integer value "30s" for connection option "keepalives_idle"`},
 		{"bad -keepalive", []string{"postgres", "-publication", "p", "-keepalive", "idle=1.5s", "host=db"}, exitUsage, "Idle 1.5s"},
 		{"mariadb help", []string{"mariadb", "-h"}, exitOK, "-server-id"},
+		{"postgres help: one consumer", []string{"postgres", "-h"}, exitOK, "so a second instance is a standby"},
+		{"mariadb help: one consumer", []string{"mariadb", "-h"}, exitOK, "a second instance is a standby"},
 		{"mariadb bad -from", []string{"mariadb", "-from", "binlog.000001"}, exitUsage, "want file:offset"},
 		{"mariadb argument", []string{"mariadb", "extra"}, exitUsage, "usage: replicate mariadb"},
 	}

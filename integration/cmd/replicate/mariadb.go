@@ -18,13 +18,14 @@ func mariadbCmd(ctx context.Context, args []string, stdout io.Writer, logger *lo
 	fs := flag.NewFlagSet("replicate mariadb", flag.ContinueOnError)
 	fs.Usage = func() {
 		w := fs.Output()
-		io.WriteString(w, "usage: replicate mariadb [flags]\n\nStream a MariaDB binary log (log_bin, binlog_format=ROW) as a replica.\nThe password is read from the environment variable MARIADB_PASSWORD.\n\nFlags:\n")
+		io.WriteString(w, mariadbUsage)
 		fs.PrintDefaults()
 	}
 	m := &replicate.MariaDB{Password: os.Getenv("MARIADB_PASSWORD")}
 	fs.StringVar(&m.Addr, "addr", "127.0.0.1:3306", "server `host:port`")
-	fs.StringVar(&m.User, "user", "root", "user `name`, with REPLICATION SLAVE and BINLOG MONITOR")
+	fs.StringVar(&m.User, "user", "root", "user `name`, with REPLICATION SLAVE, REPLICATION MASTER ADMIN and BINLOG MONITOR")
 	serverID := fs.Uint("server-id", 4242, "this replica's server_id, unique among the server's replicas")
+	fs.BoolVar(&m.TakeOver, "take-over", false, "at start, stream even if another replica has -server-id, ending its stream (default: wait for it)")
 	from := fs.String("from", "", "binary log `file:offset` to start at (default: the server's current end)")
 	ka := keepaliveFlag(fs)
 	if code := parseFlags(fs, args, logger); code >= 0 {
@@ -50,3 +51,19 @@ func mariadbCmd(ctx context.Context, args []string, stdout io.Writer, logger *lo
 	logger.Printf("keepalive %v", *ka)
 	return exit(ctx, m.Run(ctx), logger)
 }
+
+const mariadbUsage = `usage: replicate mariadb [flags]
+
+Stream a MariaDB binary log (log_bin, binlog_format=ROW) as a replica.
+The password is read from the environment variable MARIADB_PASSWORD.
+
+The server streams to one replica per server_id and ends the older stream
+when another registers. So before streaming, the stream looks for a replica
+registered with -server-id (SHOW REPLICA HOSTS: the user needs REPLICATION
+MASTER ADMIN) and, unless it is its own earlier stream or a stream of this
+command whose process on this host has exited, says who it is and waits
+until it is gone: a second instance is a standby. -take-over streams at
+start regardless, ending the other's stream; a stream taken over waits.
+
+Flags:
+`

@@ -1,0 +1,132 @@
+package enforce
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// cgroup is a cgroup v2 directory, held open.
+type cgroup struct {
+	path string // absolute
+	id   uint64
+	fd   int
+}
+
+func (c *cgroup) close() { unix.Close(c.fd) }
+
+// openCgroup opens the cgroup v2 directory at path, and refuses anything
+// else with an error that says what it is.
+func openCgroup(path string) (*cgroup, error) {
+	if path == "" {
+		return nil, fmt.Errorf("enforce: no cgroup given: %w", ErrNotCgroup2)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("enforce: cgroup %s: %w", path, err)
+	}
+	fd, err := unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, fmt.Errorf("enforce: cgroup %s: no such directory: %w%s", abs, ErrNotCgroup2, cgroup2Hint())
+	case errors.Is(err, unix.ENOTDIR):
+		return nil, fmt.Errorf("enforce: cgroup %s is not a directory: %w%s", abs, ErrNotCgroup2, cgroup2Hint())
+	case err != nil:
+		return nil, fmt.Errorf("enforce: cgroup %s: %w", abs, &os.PathError{Op: "open", Path: abs, Err: err})
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("enforce: cgroup %s: %w", abs, os.NewSyscallError("fstatfs", err))
+	}
+	switch st.Type {
+	case unix.CGROUP2_SUPER_MAGIC:
+	case unix.CGROUP_SUPER_MAGIC:
+		unix.Close(fd)
+		return nil, fmt.Errorf("enforce: %s is a cgroup v1 directory: a policy goes on a cgroup v2 directory, where the kernel runs BPF programs for sockets: %w%s", abs, ErrNotCgroup2, cgroup2Hint())
+	default:
+		unix.Close(fd)
+		return nil, fmt.Errorf("enforce: %s is not in a cgroup filesystem (its filesystem magic is %#x, cgroup2's is %#x): %w%s", abs, st.Type, unix.CGROUP2_SUPER_MAGIC, ErrNotCgroup2, cgroup2Hint())
+	}
+	id, err := cgroupID(abs, fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &cgroup{path: abs, id: id, fd: fd}, nil
+}
+
+// cgroupID returns the id of the cgroup at path, open as fd: the kernfs
+// node id that BPF programs see, which name_to_handle_at gives as the
+// file handle.
+func cgroupID(path string, fd int) (uint64, error) {
+	h, _, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
+	if err == nil && len(h.Bytes()) == 8 {
+		return binary.NativeEndian.Uint64(h.Bytes()), nil
+	}
+	// Without file handles, the inode number is the id on 64-bit
+	// kernels.
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, fmt.Errorf("enforce: cgroup %s: %w", path, os.NewSyscallError("fstat", err))
+	}
+	return st.Ino, nil
+}
+
+// cgroup2Hint says where the cgroup v2 hierarchy is mounted, or that none
+// is, as the end of an error message.
+func cgroup2Hint() string {
+	mounts, err := cgroup2Mounts()
+	switch {
+	case err != nil:
+		return ""
+	case len(mounts) == 0:
+		return " (this host has no cgroup v2 hierarchy mounted: cgroup v1 only; mount it with mount -t cgroup2 none DIR, or boot with systemd.unified_cgroup_hierarchy=1)"
+	}
+	return fmt.Sprintf(" (cgroup v2 is mounted at %s)", strings.Join(mounts, ", "))
+}
+
+// cgroup2Mounts returns where cgroup2 is mounted, from
+// /proc/self/mountinfo.
+func cgroup2Mounts() ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var mounts []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+		fields := strings.Fields(sc.Text())
+		for i, fl := range fields {
+			if fl == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
+				mounts = append(mounts, unescapeMountinfo(fields[4]))
+			}
+		}
+	}
+	return mounts, sc.Err()
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var c byte
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
+				b.WriteByte(c)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

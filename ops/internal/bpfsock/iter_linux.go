@@ -1,0 +1,222 @@
+package bpfsock
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Netns is a network namespace, held open.
+type Netns struct {
+	// Inode is the namespace's inode number, as ip netns identify and
+	// /proc/PID/ns/net show it.
+	Inode uint64
+	// PID is a process of the cgroup in it; zero for the caller's own.
+	PID int
+
+	f *os.File
+}
+
+// Own reports whether ns is the caller's namespace.
+func (ns *Netns) Own() bool { return ns.PID == 0 }
+
+// Close closes the namespace's descriptor.
+func (ns *Netns) Close() error { return ns.f.Close() }
+
+// Namespaces returns the caller's network namespace, first, and those of
+// the processes in the cgroup at cgroupPath and its descendants, once
+// each. A process that ends while it looks is left out. The caller closes
+// them.
+func Namespaces(cgroupPath string) ([]*Netns, error) {
+	self, err := openNetns("/proc/thread-self/ns/net", 0)
+	if err != nil {
+		return nil, err
+	}
+	nss := []*Netns{self}
+	seen := map[uint64]bool{self.Inode: true}
+	err = filepath.WalkDir(cgroupPath, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) && path != cgroupPath {
+				return nil // a child cgroup removed meanwhile
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		pids, err := cgroupProcs(filepath.Join(path, "cgroup.procs"))
+		if errors.Is(err, os.ErrNotExist) && path != cgroupPath {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, pid := range pids {
+			var st unix.Stat_t
+			p := fmt.Sprintf("/proc/%d/ns/net", pid)
+			if err := unix.Stat(p, &st); err != nil {
+				if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+					continue
+				}
+				return fmt.Errorf("bpfsock: the network namespace of process %d: %w", pid, &os.PathError{Op: "stat", Path: p, Err: err})
+			}
+			if seen[st.Ino] {
+				continue
+			}
+			ns, err := openNetns(p, pid)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			seen[ns.Inode] = true
+			nss = append(nss, ns)
+		}
+		return nil
+	})
+	if err != nil {
+		for _, ns := range nss {
+			ns.Close()
+		}
+		return nil, fmt.Errorf("bpfsock: finding the network namespaces of cgroup %s: %w", cgroupPath, err)
+	}
+	return nss, nil
+}
+
+// openNetns opens the namespace file p, of process pid.
+func openNetns(p string, pid int) (*Netns, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("bpfsock: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bpfsock: %w", os.NewSyscallError("fstat", err))
+	}
+	return &Netns{Inode: st.Ino, PID: pid, f: f}, nil
+}
+
+// cgroupProcs reads the pids in a cgroup.procs file.
+func cgroupProcs(path string) ([]int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var pids []int
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		pid, err := strconv.Atoi(sc.Text())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a pid", path, sc.Text())
+		}
+		pids = append(pids, pid)
+	}
+	return pids, sc.Err()
+}
+
+// RunIter attaches the iterator program prog once and runs it in each of
+// the namespaces: it opens an instance in the namespace (a TCP iterator
+// walks the sockets of the namespace it is opened in, whatever the
+// reader's), reads what the program writes, and gives it to each. Entering
+// another namespace needs CAP_SYS_ADMIN; the caller's own needs nothing
+// more. It stops at the first error, and checks ctx between namespaces.
+func RunIter(ctx context.Context, prog *ebpf.Program, nss []*Netns, each func(ns *Netns, out []byte) error) error {
+	it, err := link.AttachIter(link.IterOptions{Program: prog})
+	if err != nil {
+		return fmt.Errorf("bpfsock: attaching the iterator: %w", err)
+	}
+	defer it.Close()
+	for _, ns := range nss {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var rd io.ReadCloser
+		open := func() error {
+			var err error
+			rd, err = it.Open()
+			return err
+		}
+		if ns.Own() {
+			err = open()
+		} else {
+			err = inNetns(ns, open)
+		}
+		if err != nil {
+			return fmt.Errorf("bpfsock: opening the iterator in network namespace %d: %w", ns.Inode, err)
+		}
+		out, err := io.ReadAll(rd)
+		rd.Close()
+		if err != nil {
+			return fmt.Errorf("bpfsock: running the iterator in network namespace %d: %w", ns.Inode, err)
+		}
+		if err := each(ns, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunApply runs a policy's apply iterator ([Kernel.ApplyIter]) in each
+// namespace and returns, per namespace, the connections it set.
+func RunApply(ctx context.Context, prog *ebpf.Program, nss []*Netns) (map[*Netns][]IterRecord, error) {
+	set := map[*Netns][]IterRecord{}
+	err := RunIter(ctx, prog, nss, func(ns *Netns, out []byte) error {
+		rs, err := parseIterRecords(out)
+		set[ns] = rs
+		return err
+	})
+	return set, err
+}
+
+// inNetns runs f on a thread of its own that has entered namespace ns,
+// and takes the thread back to its namespace after. A thread that cannot
+// go back is never used again.
+func inNetns(ns *Netns, f func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- err
+			return
+		}
+		defer self.Close()
+		if err := unix.Setns(int(ns.f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			if errors.Is(err, unix.EPERM) {
+				err = fmt.Errorf("%w: entering another network namespace needs CAP_SYS_ADMIN", err)
+			}
+			done <- os.NewSyscallError("setns", err)
+			return
+		}
+		ferr := f()
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Leave the thread locked: it ends with this goroutine.
+			done <- errors.Join(ferr, os.NewSyscallError("setns back", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- ferr
+	}()
+	return <-done
+}
+
+func nativeUint16(b []byte) uint16 { return binary.NativeEndian.Uint16(b) }
+func nativeUint32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }
+func nativeUint64(b []byte) uint64 { return binary.NativeEndian.Uint64(b) }
