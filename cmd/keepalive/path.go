@@ -214,7 +214,7 @@ func findError(err error, r idletimeout.Result) error {
 // learned writes what a search that ended early knew of the path: "a flow
 // was kept after 7s of silence, none lost"; empty when nothing.
 func learned(r idletimeout.Result) string {
-	died := r.Died.Round(time.Millisecond)
+	died := r.Died.Truncate(time.Millisecond)
 	switch {
 	case r.Survived > 0 && died > 0:
 		return fmt.Sprintf("a flow was kept after %v of silence and one lost after %v", r.Survived, died)
@@ -236,11 +236,11 @@ func progressLine(p idletimeout.Progress) string {
 	s += ": " + plural(p.Open, "connection") + " open; "
 	switch {
 	case p.Survived > 0 && p.Died > 0:
-		s += fmt.Sprintf("kept %v of silence, lost %v", p.Survived, p.Died.Round(time.Millisecond))
+		s += fmt.Sprintf("kept %v of silence, lost %v", p.Survived, p.Died.Truncate(time.Millisecond))
 	case p.Survived > 0:
 		s += fmt.Sprintf("kept %v of silence, none lost yet", p.Survived)
 	case p.Died > 0:
-		s += fmt.Sprintf("lost %v of silence, none kept yet", p.Died.Round(time.Millisecond))
+		s += fmt.Sprintf("lost %v of silence, none kept yet", p.Died.Truncate(time.Millisecond))
 	default:
 		s += "nothing known yet"
 	}
@@ -287,7 +287,7 @@ func newPathJSON(r idletimeout.Result, t pathTarget, c keepalive.Config, serr er
 		Address:    r.Address,
 		Session:    sessionNames[t.server],
 		Survived:   r.Survived.String(),
-		Died:       r.Died.Round(time.Millisecond).String(),
+		Died:       r.Died.Truncate(time.Millisecond).String(),
 		LowerBound: !measured(r),
 		Cause:      r.Cause.String(),
 		End:        r.End.String(),
@@ -320,7 +320,7 @@ func printPath(e *env, r idletimeout.Result, o idletimeout.Options, t pathTarget
 	if maxT == 0 {
 		maxT = 2 * time.Hour
 	}
-	died := r.Died.Round(time.Millisecond)
+	died := r.Died.Truncate(time.Millisecond)
 	fmt.Fprintf(w, "path to %s: %s\n", r.Address, verdict(r, t, maxT))
 	if t.server != "" {
 		session := fmt.Sprintf("logged in to %s as %q", t.server, t.user)
@@ -420,7 +420,7 @@ func boundWhy(r idletimeout.Result, maxT time.Duration) string {
 
 // verdict is the report's first line: what the idle timeout is.
 func verdict(r idletimeout.Result, t pathTarget, maxT time.Duration) string {
-	died := r.Died.Round(time.Millisecond)
+	died := r.Died.Truncate(time.Millisecond)
 	switch {
 	case r.Cause == idletimeout.CauseReset && r.End == idletimeout.EndReset:
 		return fmt.Sprintf("the idle timeout is %v", died)
