@@ -123,7 +123,13 @@
 // come again and again, while a segment of the handshake sent again (the
 // last ACK of the handshake lost) comes once. When two flows have been
 // heard from twice running within x, no silence from x on can be
-// measured, and [Result.Heard] says from where.
+// measured, and [Result.Heard] says from where. A handshake is sent again
+// only in the first minute after the connect (Linux gives up at 63s), so a
+// flow that tests a longer silence is asked once its first minute is
+// over: heard from by then, it tests nothing (the middleboxes may count its
+// silence from a later segment than the kernel does); heard from after,
+// it was the server, and two such flows are enough (Redis, whose probes
+// come after 300s, is known by 309s).
 //
 // A search whose connections keep being lost to something other than the
 // path (the server ending or refusing them, or heard from) may run out of

@@ -80,6 +80,13 @@ const (
 	// traffic.
 	goodbyeWait = time.Second
 
+	// handshakeWindow is how long after its connect a flow may receive a
+	// segment of its own handshake sent again: the server sends its
+	// SYN-ACK again 1s, 3s, 7s, 15s and 31s after the first when no
+	// answer comes (tcp_synack_retries 5, Linux's default), and gives up
+	// at 63s. A segment heard later comes from the server by itself.
+	handshakeWindow = 64 * time.Second
+
 	// maxTries is how many times a point's test is given to another flow
 	// after its flow was lost to something other than the path, in one
 	// pass.
@@ -193,6 +200,16 @@ type flow struct {
 	// goodbye, when not zero, is when data broke the flow's silence, not
 	// yet known to be the server's last words or its own traffic.
 	goodbye time.Duration
+	// settled reports that the flow has been asked, handshakeWindow
+	// after its connect, whether segments reached it since: from then
+	// on, a segment heard cannot be its handshake sent again.
+	settled bool
+}
+
+// lateCheck reports whether f, parked for a test after handshakeWindow,
+// is due to be asked whether it was heard from during its first minute.
+func (f *flow) lateCheck() bool {
+	return f.state == fsParked && f.point != nil && !f.settled && f.listenX == 0 && f.point.x > handshakeWindow
 }
 
 // armAt returns when the flow's Idle must be set for its probe to leave
@@ -446,6 +463,9 @@ func (e *engine) next() (time.Duration, bool) {
 		if f.goodbye != 0 && (f.state == fsParked || f.state == fsFired) {
 			take(f.goodbye + goodbyeWait)
 		}
+		if f.lateCheck() {
+			take(f.opened + handshakeWindow)
+		}
 	}
 	if t, ok := e.decideAt(); ok {
 		take(t)
@@ -478,6 +498,22 @@ func (e *engine) tick(now time.Duration) {
 		if f.state != fsParked {
 			continue
 		}
+		if f.lateCheck() && now >= f.opened+handshakeWindow {
+			// What reached the flow so far may be its handshake sent
+			// again, after which its silence is unknown; from now on,
+			// what reaches it is the server's own.
+			f.settled = true
+			switch e.d.heard(f.id) {
+			case heardSegments:
+				p := f.point
+				e.closeFlow(f)
+				e.retry(p)
+				continue
+			case heardData:
+				continue // its event follows
+			}
+			e.d.park(f.id)
+		}
 		if f.listenX != 0 && now >= f.listenAt {
 			// Heard from again within the same silence: the server
 			// sends segments by itself, again and again.
@@ -505,6 +541,15 @@ func (e *engine) tick(now time.Duration) {
 			f.last, f.lastData = now, now
 			continue
 		case heardSegments:
+			if f.settled {
+				// Heard from after its first minute: the server sends
+				// segments by itself, as a second flow heard from
+				// within x of silence again would show.
+				e.recur(p.x)
+				e.closeFlow(f)
+				e.retry(p)
+				continue
+			}
 			e.heardFrom(f, now)
 			continue
 		}
