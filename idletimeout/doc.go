@@ -106,9 +106,11 @@
 //
 // A connection the server ends within a second of its connect was
 // refused: the server limits connections (sshd's MaxStartups, MySQL's
-// max_connections). Its test is given to another flow, and
-// [Result.Refused] counts them; if every connection is refused, Find
-// fails. Data the server sends within a second of the connect, a greeting
+// max_connections). Its test is given to another flow, [Result.Refused]
+// counts them, and from then on the search opens no more connections than
+// were open then, two of them kept from every test so that the server's
+// own end, if it has one, is still measured; if every connection is
+// refused, Find fails. Data the server sends within a second of the connect, a greeting
 // (MySQL, MariaDB, SSH), starts the silence afresh, and [Result.Spoke] says
 // that the server ending connections had sent one.
 //

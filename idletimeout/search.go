@@ -200,6 +200,9 @@ type flow struct {
 	// goodbye, when not zero, is when data broke the flow's silence, not
 	// yet known to be the server's last words or its own traffic.
 	goodbye time.Duration
+	// sentinel reports that the flow is kept from every test, so that its
+	// silence counts from its connect until the server ends it.
+	sentinel bool
 	// settled reports that the flow has been asked, handshakeWindow
 	// after its connect, whether segments reached it since: from then
 	// on, a segment heard cannot be its handshake sent again.
@@ -221,7 +224,7 @@ func (f *flow) armAt() time.Duration {
 // free reports whether f is connected, silent since a known moment and
 // unassigned: it may re-test a point.
 func (f *flow) free() bool {
-	return f.state == fsParked && f.point == nil && f.listenX == 0
+	return f.state == fsParked && f.point == nil && f.listenX == 0 && !f.sentinel
 }
 
 type pointState int
@@ -310,6 +313,9 @@ type engine struct {
 
 	gap      time.Duration // between the starts of two connects
 	nextDial time.Duration // the earliest the next connect may start
+	// limit, when not zero, is the most connections the server was seen
+	// to hold at once: it refused one with that many open.
+	limit int
 
 	pass        int
 	points      []*point      // this pass's, ascending
@@ -396,12 +402,27 @@ func (e *engine) dialLimit() int {
 	return dialConcurrency
 }
 
+// room reports whether another connection may be opened: fewer than
+// Flows open, and fewer than the server was seen to hold.
+func (e *engine) room() bool {
+	return e.open < e.s.flows && (e.limit == 0 || e.open < e.limit)
+}
+
 // dialMore dials test flows in ascending order of their silence, at most
-// dialLimit at once and one per gap.
+// dialLimit at once and one per gap. Once the server has refused a
+// connection, the tests of the flows it would not hold are given to flows
+// already open.
 func (e *engine) dialMore(now time.Duration) {
 	for e.dialing < e.dialLimit() && len(e.toDial) > 0 && now >= e.nextDial {
 		f := e.toDial[0]
 		e.toDial = e.toDial[1:]
+		if !e.room() {
+			p := f.point
+			e.testsOut--
+			e.closeFlow(f)
+			e.retry(p)
+			continue
+		}
 		e.dialFlow(f)
 		e.nextDial = now + e.gap
 	}
@@ -481,7 +502,7 @@ func (e *engine) tick(now time.Duration) {
 	if e.reserveAt >= 0 && now >= e.reserveAt {
 		e.reserveAt = -1
 		for range reserves {
-			if e.open < e.s.flows {
+			if e.room() {
 				e.reservesOut++
 				e.dialFlow(e.newFlow(reserveFlow))
 			}
@@ -819,6 +840,9 @@ func (e *engine) ended(f *flow, ev event) {
 		a.end = EndReset
 	}
 	if f.refreshed {
+		// Its probe made the middleboxes count its silence afresh: that
+		// its end crossed the path tells nothing of the path's timeout,
+		// only whose clock ended it.
 		e.witnesses = append(e.witnesses, a)
 		return
 	}
@@ -826,16 +850,57 @@ func (e *engine) ended(f *flow, ev event) {
 }
 
 // refusedFlow records a connection the server ended within a second of
-// its connect: it limits connections. A search whose every connection so
-// far was refused fails.
+// its connect: it limits connections, and no more than are open now are
+// opened from then on. A search whose every connection so far was refused
+// fails.
 func (e *engine) refusedFlow(after time.Duration, p *point) {
 	e.refused++
+	if e.limit == 0 || e.open < e.limit {
+		e.limit = max(e.open, 1)
+		e.keepSentinels()
+	}
 	if p != nil {
 		e.retry(p)
 	}
 	if e.refused >= e.opened {
 		e.fail(fmt.Errorf("keepalive: %s closed or reset a connection %v after it opened, before it was idle for a second: it may limit connections from one client (lower Flows, now %d), or not hold idle connections at all",
 			e.s.address, after.Round(time.Millisecond), e.s.flows))
+	}
+}
+
+// sentinels is how many flows a search whose connections the server
+// limits keeps from every test: a server's own end is known from flows
+// whose silence counts from their last data, and with every flow the
+// server holds tested, none would be left.
+const sentinels = 2
+
+// keepSentinels makes sentinels of the open flows still unprobed whose
+// tests come last, giving their tests to other flows.
+func (e *engine) keepSentinels() {
+	n := 0
+	for _, f := range e.flows {
+		if f.sentinel && f.state != fsClosed {
+			n++
+		}
+	}
+	for ; n < sentinels; n++ {
+		var pick *flow
+		for _, f := range e.flows {
+			if f.state != fsParked || f.refreshed || f.sentinel || f.listenX != 0 {
+				continue
+			}
+			if pick == nil || pick.point != nil && (f.point == nil || f.point.x > pick.point.x) {
+				pick = f
+			}
+		}
+		if pick == nil {
+			return
+		}
+		pick.sentinel = true
+		if p := pick.point; p != nil {
+			pick.point = nil
+			e.retry(p)
+		}
 	}
 }
 
@@ -1098,7 +1163,7 @@ func (e *engine) assignRetests(now time.Duration) {
 			e.closeFlow(victim)
 		}
 	}
-	if e.open < e.s.flows {
+	if e.room() {
 		e.reservesOut++
 		e.dialFlow(e.newFlow(reserveFlow))
 	}

@@ -471,6 +471,25 @@ func TestSearchRefused(t *testing.T) {
 	assert.Equal(t, 5*time.Second+p.rtt/2, r.Died)
 	assert.NotZero(t, r.Refused)
 
+	// A server that holds 10 connections at most, and ends each after
+	// 20s: once it refuses one, the search opens no more than it holds,
+	// rather than dial again and again.
+	p = labPath(0)
+	p.serverClose, p.maxConns = 20*time.Second, 10
+	x := newSim(t, p, Options{Max: time.Minute})
+	r, err = x.run()
+	require.NoError(t, err)
+	t.Logf("%+v", r)
+	assert.Equal(t, CauseServerClose, r.Cause)
+	assert.Equal(t, 20*time.Second+p.rtt/2, r.Died)
+	// The connects in flight when the first refusal came are refused
+	// too: about a round trip's worth, one every 5ms.
+	assert.LessOrEqual(t, r.Refused, 5, "connections refused")
+	assert.LessOrEqual(t, x.maxOpen, 10+5, "connections open at once")
+	// Two of the connections it holds are kept from every test, so that
+	// their ends, after 20s, tell that the path kept them that long.
+	assert.Less(t, r.Elapsed, 21*time.Second, "known when the server ends the connections it holds")
+
 	p = labPath(6 * time.Second)
 	p.refuseConn = func(n int) bool { return n >= 3 && n%2 == 1 }
 	r, err = newSim(t, p, Options{Max: 20 * time.Second}).run()

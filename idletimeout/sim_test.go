@@ -45,6 +45,10 @@ type simPath struct {
 	// refuseConn, if not nil, tells the connections the server ends at
 	// once, as one that limits connections does.
 	refuseConn func(n int) bool
+	// maxConns, if not zero, makes the server end at once a connection
+	// that arrives while it holds that many, as MySQL's max_connections
+	// does.
+	maxConns int
 	// resent, if not nil, tells the connections whose SYN is sent again:
 	// they connect a second later.
 	resent func(n int) bool
@@ -185,7 +189,7 @@ func (x *sim) dial(id flowID) {
 		switch {
 		case f.unaccepted:
 			// The server knows nothing of it: no data, no close.
-		case x.p.refuseConn != nil && x.p.refuseConn(c):
+		case x.p.refuseConn != nil && x.p.refuseConn(c), x.p.maxConns > 0 && x.open > x.p.maxConns:
 			x.at(x.now+x.p.rtt, func() {
 				if f.open {
 					x.end(id, f, endEOF)
