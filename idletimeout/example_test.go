@@ -9,12 +9,13 @@ import (
 	"github.com/keepalive-go/keepalive/idletimeout"
 )
 
-// A service measures the path to its database at start-up, and sets its
-// keepalive from the answer.
+// A service measures the path to its message broker at start-up, and
+// sets its keepalive from the answer: from the path's timeout when one
+// was measured, from the silence it is known to keep otherwise.
 func ExampleFind() {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	r, err := idletimeout.Find(ctx, "db.internal:5432", idletimeout.Options{
+	r, err := idletimeout.Find(ctx, "kafka.internal:9092", idletimeout.Options{
 		Max: 10 * time.Minute,
 		Progress: func(p idletimeout.Progress) {
 			log.Printf("%v: %d connections, kept %v, lost %v", p.Elapsed.Round(time.Second), p.Open, p.Survived, p.Died)
@@ -23,7 +24,14 @@ func ExampleFind() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("the path keeps an idle flow for %v, and loses it after %v (%v)\n", r.Survived, r.Died, r.Cause)
+	switch r.Cause {
+	case idletimeout.CauseDrop, idletimeout.CauseReset:
+		fmt.Printf("the path keeps an idle flow for %v, and loses it after %v (%v)\n", r.Survived, r.Died, r.Cause)
+	case idletimeout.CauseServerClose:
+		fmt.Printf("the server ends idle connections after %v (%v); the path keeps them at least %v\n", r.Died, r.End, r.Survived)
+	default:
+		fmt.Printf("the path keeps idle flows at least %v\n", r.Survived)
+	}
 	c, err := r.Suggest(2 * time.Minute)
 	if err != nil {
 		log.Fatal(err)

@@ -21,6 +21,10 @@ const (
 	// (TCP_INFO) whether it was answered.
 	pollInterval = 10 * time.Millisecond
 
+	// tcpEstablished is TCP_INFO's state of an established connection
+	// (TCP_ESTABLISHED, include/net/tcp_states.h).
+	tcpEstablished = 1
+
 	// answeredSlack separates, in TCP_INFO's time since the last ACK, an
 	// answer to the probe (at most the time since the flow was fired) from
 	// the silence before it (at least the time since it was fired plus
@@ -111,8 +115,19 @@ type netFlow struct {
 	segs, dataSegs uint32
 }
 
-// quiet records the segments received so far, as the start of a silence.
+// quiet records the segments received so far, as the start of a silence,
+// once the kernel has sent the ACK it owes: data received last (a login's
+// last answer, a greeting) is acknowledged up to 200ms later, and that ACK
+// is a packet that the middleboxes count, which the kernel's keepalive
+// timer does not. TCP_QUICKACK sends it now.
 func (nf *netFlow) quiet() {
+	if nf.tcp != nil {
+		if rc, err := nf.tcp.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) {
+				unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1)
+			})
+		}
+	}
 	if ti, err := tcpInfo(nf.tcp); err == nil {
 		nf.segs, nf.dataSegs = ti.Segs_in, ti.Data_segs_in
 	}
@@ -177,13 +192,18 @@ func (d *netDriver) connect(ctx context.Context) (net.Conn, error) {
 	return conn, nil
 }
 
-// describe says what a failed dial means.
+// describe says what a failed dial means. An error of a Dial of the
+// caller's that is not the network's (a login that failed) says it
+// itself.
 func (d *netDriver) describe(err error) error {
+	var ne net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("refused the connection: %w", err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("did not answer within %v: %w", d.s.dialTimeout, err)
+	case d.s.dial != nil && !errors.As(err, &ne):
+		return err
 	default:
 		return fmt.Errorf("could not be reached: %w", err)
 	}
@@ -207,10 +227,21 @@ func (d *netDriver) accept(ev *event) bool {
 		nf.cancel = nil
 		nf.conn = ev.conn
 		nf.tcp = tcpConn(ev.conn)
+		if ti, err := tcpInfo(nf.tcp); err == nil {
+			ev.resent = ti.Total_retrans > 0
+			// The kernel counts silence from the last packet it
+			// received, which the dialing goroutine may have seen
+			// late on a busy machine: the search counts from the
+			// same moment.
+			ev.at = min(ev.at, d.now()-time.Duration(ti.Last_ack_recv)*time.Millisecond)
+		}
 		nf.quiet()
 		d.wg.Add(1)
 		go d.read(ev.id, ev.conn)
 	case evData:
+		if ti, err := tcpInfo(nf.tcp); err == nil {
+			ev.at = min(ev.at, d.now()-time.Duration(ti.Last_data_recv)*time.Millisecond)
+		}
 		nf.quiet()
 	case evDialFailed:
 		nf.closed = true
@@ -253,19 +284,26 @@ func endOf(err error) endKind {
 	}
 }
 
-func (d *netDriver) fire(id flowID, idle time.Duration) fireResult {
+func (d *netDriver) heard(id flowID) heardKind {
 	nf := d.flows[id]
-	if ti, err := tcpInfo(nf.tcp); err == nil && ti.Segs_in != nf.segs {
-		if ti.Data_segs_in != nf.dataSegs {
-			return fireData
-		}
-		return fireHeard
+	ti, err := tcpInfo(nf.tcp)
+	switch {
+	case err != nil || ti.Segs_in == nf.segs:
+		// An error means the connection has just ended: its reader
+		// says how.
+		return heardNothing
+	case ti.Data_segs_in != nf.dataSegs:
+		return heardData
 	}
+	return heardSegments
+}
+
+func (d *netDriver) fire(id flowID, idle time.Duration) {
+	nf := d.flows[id]
 	// An error means the connection has just ended: its reader says how.
 	_ = keepalive.Set(nf.conn, keepalive.Config{Idle: idle, Interval: d.s.interval, Count: d.s.count})
 	nf.firedAt = time.Now()
 	d.firing[id] = nf
-	return fired
 }
 
 func (d *netDriver) park(id flowID) {
@@ -284,11 +322,12 @@ func (d *netDriver) close(id flowID) {
 
 // poll asks the kernel, for each flow whose probe is out, whether an
 // answer has arrived since it was fired: no probe outstanding, and an ACK
-// more recent than the firing.
+// more recent than the firing, on a connection still established (a FIN
+// is an ACK too, and its reader reports the end).
 func (d *netDriver) poll(e *engine) {
 	for id, nf := range d.firing {
 		ti, err := tcpInfo(nf.tcp)
-		if err != nil {
+		if err != nil || ti.State != tcpEstablished {
 			continue
 		}
 		ackAge := time.Duration(ti.Last_ack_recv) * time.Millisecond

@@ -58,11 +58,29 @@ type Options struct {
 	DialTimeout time.Duration
 
 	// Dial connects to the address, which Find has resolved to an IP
-	// address and port. If nil, a [keepalive.Dialer] is used. Otherwise
-	// the connection it returns must be a [*net.TCPConn], or wrap one
-	// through a NetConn method, and its keepalive is set with
-	// [keepalive.Set]. Dial is called from several goroutines at once, with
-	// a context that ends at DialTimeout or when the search ends.
+	// address and port, and returns the connection whose silence is
+	// measured. If nil, a [keepalive.Dialer] connects, and the server
+	// meets connections on which nothing is said: one that ends
+	// connections that do not log in within a time (PostgreSQL's
+	// authentication_timeout, MySQL's connect_timeout, sshd's
+	// LoginGraceTime) hides the path beyond that time.
+	//
+	// Dial may set up a session before it returns, logging in as a
+	// database client does, so that the server holds each connection as an
+	// idle session, subject only to its timeout for idle sessions, if it
+	// has one: the search counts silence from when Dial returns, and from
+	// then on reads the connection for data the server sends, so Dial must
+	// leave nothing unread that the server has sent. Find ends each
+	// connection with its Close method, which may end the session first
+	// (a PostgreSQL Terminate message, a MySQL COM_QUIT).
+	//
+	// The connection must be a [*net.TCPConn], or wrap one through a
+	// NetConn method (as a [crypto/tls.Conn] does); its keepalive is set with
+	// [keepalive.Set]. Dial is called from several goroutines at once,
+	// with a context that ends at DialTimeout or when the search ends. An
+	// error from the first call fails Find with that error, named after
+	// the address; a later one, with an error that says how many
+	// connections were open.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 
 	// Progress, if not nil, is called from Find's goroutine when the
@@ -98,19 +116,26 @@ const (
 	CauseNone Cause = iota
 
 	// CauseDrop: the probes of a flow silent for Died went unanswered and
-	// the kernel declared it dead (ETIMEDOUT): something on the path, a
-	// firewall, NAT or load balancer, forgot the flow and drops its
-	// packets without a word.
+	// the kernel declared it dead (ETIMEDOUT), and so did a second flow's
+	// after the same silence: something on the path, a firewall, NAT or
+	// load balancer, forgot the flow and drops its packets without a
+	// word.
 	CauseDrop
 
-	// CauseReset: a reset (ECONNRESET) ended a flow silent for Died, in
-	// answer to its probe or by itself: a middlebox that forgot the flow,
-	// or the server, rejects it.
+	// CauseReset: something on the path forgot flows silent for Died and
+	// reset them: a reset answered the probe of a flow silent that long,
+	// and a second flow's (End EndProbeReset), or reset flows by itself
+	// after Died of silence counted from their last packet, keepalive
+	// probes included (End EndReset), as load balancers that reset both
+	// ends of the flows they forget do.
 	CauseReset
 
-	// CauseServerClose: the server closed connections (FIN) after Died of
-	// silence by itself. Keepalive probes do not count as activity for a
-	// server: only data keeps such connections open.
+	// CauseServerClose: the server ended connections by itself, by FIN
+	// or by reset (End says which), after Died of silence counted from
+	// the last data it received or sent: keepalive probes do not count for
+	// it, only data does. Whether it ends connections that never log in
+	// (a login timeout) or idle ones is the caller's to tell: the server
+	// met connections as [Options.Dial] left them.
 	CauseServerClose
 )
 
@@ -133,26 +158,88 @@ func (c Cause) MarshalText() ([]byte, error) {
 	return []byte(causeNames[c]), nil
 }
 
+// End is how the connections lost after Result.Died ended, which is how
+// their Cause was known.
+type End int
+
+const (
+	// EndNone: no connection was lost.
+	EndNone End = iota
+
+	// EndUnanswered: a flow's keepalive probes went unanswered
+	// (ETIMEDOUT), and a second flow's after the same silence.
+	EndUnanswered
+
+	// EndProbeReset: a reset answered a flow's keepalive probe, and a
+	// second flow's after the same silence.
+	EndProbeReset
+
+	// EndReset: connections were reset before any probe of theirs, two
+	// after the same silence. A connection whose probe had been answered
+	// tells whose clock reset them: counted from its last data, the
+	// server's (CauseServerClose); from the answer, a middlebox's
+	// (CauseReset). With no such connection, the server is taken to have
+	// reset them.
+	EndReset
+
+	// EndFIN: connections were closed by a FIN before any probe of
+	// theirs, two after the same silence: the server closed them
+	// (CauseServerClose).
+	EndFIN
+)
+
+var endNames = [...]string{"none", "unanswered", "probe-reset", "reset", "fin"}
+
+// String returns "none", "unanswered", "probe-reset", "reset" or "fin".
+func (e End) String() string {
+	if e < 0 || int(e) >= len(endNames) {
+		return "End(" + strconv.Itoa(int(e)) + ")"
+	}
+	return endNames[e]
+}
+
+// MarshalText implements [encoding.TextMarshaler] with the names of
+// [End.String].
+func (e End) MarshalText() ([]byte, error) {
+	if e < 0 || int(e) >= len(endNames) {
+		return nil, fmt.Errorf("keepalive: invalid End %d", int(e))
+	}
+	return []byte(endNames[e]), nil
+}
+
 // Result is what [Find] learned of a path.
 type Result struct {
-	// Survived is the longest silence after which a flow was seen to be
-	// kept by the path: a keepalive probe sent after it was answered, or
-	// the server's FIN crossed the path after it. It is a whole number of
-	// seconds; zero if no flow survived the shortest silence tested, 1s.
-	// With CauseNone it is Max, unless Heard is set.
+	// Survived is the longest silence the path was seen to keep a flow
+	// for, a whole number of seconds: a keepalive probe sent after it was
+	// answered. With CauseServerClose it is Died truncated to whole
+	// seconds, since the server's FIN or reset crossed the path after that
+	// silence: the path keeps flows at least that long, and its own idle
+	// timeout, if it has one, is longer and hidden by the server's. With
+	// CauseNone it is Max, unless Heard is set. Zero if no flow survived
+	// the shortest silence tested, 1s.
 	Survived time.Duration
 
 	// Died is the shortest silence after which a flow was lost, and Cause
-	// says how. With CauseDrop and CauseReset it is a tested silence, a
-	// whole number of seconds, and the path's idle timeout lies between
-	// Survived (excluded) and Died (included). With CauseServerClose, and
-	// with CauseReset when the reset came without a probe, it is the
-	// silence measured from the connection's last data to its end. Zero
-	// with CauseNone.
+	// says how. With CauseDrop, and CauseReset with EndProbeReset, it is a
+	// tested silence, a whole number of seconds, and the path's idle
+	// timeout lies between Survived (excluded) and Died (included). With
+	// EndReset and EndFIN it is the silence measured from the
+	// connections' last data to their end. Zero with CauseNone.
 	Died time.Duration
 
 	// Cause is how the flow silent for Died was lost.
 	Cause Cause
+
+	// End is how the connections lost after Died ended; EndNone with
+	// CauseNone.
+	End End
+
+	// Spoke reports, with CauseServerClose, that the server had sent data
+	// on the connections it ended, after [Options.Dial] returned them and
+	// before it ended them: it speaks first (a greeting, as MySQL, MariaDB
+	// and SSH servers send) and then ends a connection that does not
+	// answer.
+	Spoke bool
 
 	// Elapsed is the time from the call to the answer.
 	Elapsed time.Duration
@@ -163,20 +250,38 @@ type Result struct {
 	// Passes is the number of passes the search took.
 	Passes int
 
-	// Retests counts the flows lost after a silence that a fresh flow then
-	// tested again, since the loss of packets alone could explain them;
-	// Spurious counts the losses that a re-test, or a flow kept for a
-	// longer silence, showed to be lost packets rather than a forgotten
-	// flow.
+	// Retests counts the flows lost after a silence that another flow
+	// then tested again, since something other than the path could explain
+	// the loss; Spurious counts the losses that a re-test, or a flow kept
+	// for a longer silence, showed to be lost packets rather than a
+	// forgotten flow.
 	Retests, Spurious int
 
-	// Heard, when not zero, is a silence within which a connection
-	// received segments without data: keepalive probes of the server's
-	// own (Go servers send them after 15s by default). Each keeps the
-	// path's middleboxes from counting the silence, so no silence from
-	// Heard on can be measured: Survived is below it, and with CauseNone
-	// the path's own timeout, if it has one, is longer than the server's
-	// keepalive and unknown.
+	// Unaccepted counts the connections reset in answer to a probe after
+	// a silence that another flow was then seen to keep: the server's
+	// kernel did not know them, because the server never accepted them
+	// (its listen queue overflowed, and the SYN cookie that stood for
+	// one no longer matched).
+	Unaccepted int
+
+	// Refused counts the connections the server ended within a second of
+	// their connect, before they could be tested: it limits connections
+	// (sshd's MaxStartups, MySQL's max_connections).
+	Refused int
+
+	// Resent counts the connections whose SYN had to be sent again: the
+	// server's listen queue was full, or a packet was lost. Each halves
+	// the pace of the connects that follow.
+	Resent int
+
+	// Heard, when not zero, is a silence within which connections were
+	// heard from again and again, without data or with data the server
+	// sent by itself: keepalive probes of the server's own (Go servers
+	// send them after 15s by default, Redis after 300s), or its own
+	// messages. Each keeps the path's middleboxes from counting the
+	// silence, so no silence from Heard on can be measured: Survived is
+	// below it, and with CauseNone the path's own timeout, if it has one,
+	// is longer than the server's keepalive and unknown.
 	Heard time.Duration
 
 	// Address is the address dialed: the host given, resolved once.
@@ -188,9 +293,13 @@ type Result struct {
 // keep, when a vanished peer must be noticed within detect. It fails when
 // Survived is too short for keepalive to keep the flow (under 3s).
 //
-// Note that with CauseServerClose no Config keeps the connection open
-// past Died: the server counts only data. The Config still keeps the
-// middleboxes of the path from forgetting the flow first.
+// With CauseDrop and CauseReset, Survived is the path's measured idle
+// timeout, to the resolution of the search. With CauseNone and
+// CauseServerClose it is only a lower bound: the Config is right for a
+// path that keeps idle flows for Survived, and nothing is known of the
+// path beyond it (it may keep them longer, so that the Config probes more
+// often than it needs to). Note that with CauseServerClose no Config
+// keeps the connection open past Died: the server counts only data.
 func (r Result) Suggest(detect time.Duration) (keepalive.Config, error) {
 	return keepalive.Suggest(r.Survived, detect)
 }

@@ -75,6 +75,24 @@ func TestCause(t *testing.T) {
 	assert.Error(t, err)
 }
 
+func TestEnd(t *testing.T) {
+	for e, want := range map[idletimeout.End]string{
+		idletimeout.EndNone:       "none",
+		idletimeout.EndUnanswered: "unanswered",
+		idletimeout.EndProbeReset: "probe-reset",
+		idletimeout.EndReset:      "reset",
+		idletimeout.EndFIN:        "fin",
+	} {
+		assert.Equal(t, want, e.String())
+		b, err := e.MarshalText()
+		require.NoError(t, err)
+		assert.Equal(t, want, string(b))
+	}
+	assert.Equal(t, "End(9)", idletimeout.End(9).String())
+	_, err := idletimeout.End(-1).MarshalText()
+	assert.Error(t, err)
+}
+
 func TestResultSuggest(t *testing.T) {
 	r := idletimeout.Result{Survived: 345 * time.Second, Died: 351 * time.Second, Cause: idletimeout.CauseDrop}
 	c, err := r.Suggest(2 * time.Minute)

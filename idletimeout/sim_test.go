@@ -25,9 +25,46 @@ type simPath struct {
 	// serverProbe is the Idle of the server's own keepalive: its probes
 	// refresh the middlebox and reach the client; zero none.
 	serverProbe time.Duration
-	rtt         time.Duration // client to server and back
-	dialTime    time.Duration // connect
-	refuse      bool          // every connect is refused
+	// serverReset makes the server end idle connections with a reset
+	// instead of a FIN, as MariaDB does.
+	serverReset bool
+	// farewell makes the server send data right before it ends an idle
+	// connection, as PostgreSQL does (FATAL: terminating connection due
+	// to idle-session timeout).
+	farewell bool
+	// greet makes the server send data as soon as a connection opens, as
+	// MySQL and SSH servers do.
+	greet bool
+	// serverData, if not zero, makes the server send data of its own
+	// after each serverData of silence.
+	serverData time.Duration
+	// unaccepted, if not nil, tells the connections (from 0, in the order
+	// they connect) that the server never accepted: its kernel answers
+	// any probe of theirs with a reset.
+	unaccepted func(n int) bool
+	// refuseConn, if not nil, tells the connections the server ends at
+	// once, as one that limits connections does.
+	refuseConn func(n int) bool
+	// maxConns, if not zero, makes the server end at once a connection
+	// that arrives while it holds that many, as MySQL's max_connections
+	// does.
+	maxConns int
+	// resent, if not nil, tells the connections whose SYN is sent again:
+	// they connect a second later.
+	resent func(n int) bool
+	// handshake, if not nil, tells how many times the server sends its
+	// SYN-ACK again to each connection, 0, 1 or 2: once when the last
+	// segment of the handshake is lost, a second after the connect, and
+	// again 2s later when the answer to that is lost too. Each reaches the
+	// client as a segment without data.
+	handshake func(n int) int
+	// reportLate delays the report of each connect, as a dialing
+	// goroutine scheduled late on a busy machine does: the engine then
+	// counts silence from later than the kernel does.
+	reportLate time.Duration
+	rtt        time.Duration // client to server and back
+	dialTime   time.Duration // connect
+	refuse     bool          // every connect is refused
 	// loseProbe and loseAck lose the n-th probe (from 0) of the k-th
 	// firing (from 1) of a flow at idle, or its answer, before the
 	// middlebox sees it.
@@ -48,6 +85,9 @@ type sim struct {
 	open    int
 	maxOpen int
 	fires   map[time.Duration]int // firings at each idle
+	dials   int                   // connects started
+	started []time.Duration       // when each connect started
+	conns   int                   // connections made
 }
 
 type simFlow struct {
@@ -56,7 +96,8 @@ type simFlow struct {
 	mbLast     time.Duration // the middlebox's last packet of the flow
 	lastData   time.Duration
 	forgotten  bool
-	heard      bool // a server probe arrived since the flow fell silent
+	unaccepted bool
+	heard      bool // a segment without data arrived since the flow fell silent
 	gen        int  // bumped to cancel the probes and answers in flight
 }
 
@@ -120,15 +161,59 @@ func (x *sim) forgets(f *simFlow, t time.Duration) bool {
 }
 
 func (x *sim) dial(id flowID) {
-	x.at(x.now+x.p.dialTime, func() {
+	n := x.dials
+	x.dials++
+	x.started = append(x.started, x.now)
+	delay := x.p.dialTime
+	resent := x.p.resent != nil && x.p.resent(n)
+	if resent {
+		delay += time.Second
+	}
+	x.at(x.now+delay, func() {
 		if x.p.refuse {
 			x.send(event{kind: evDialFailed, id: id, err: errors.New("connection refused")})
 			return
 		}
+		c := x.conns
+		x.conns++
 		f := &simFlow{open: true, kernelLast: x.now, mbLast: x.now, lastData: x.now}
+		f.unaccepted = x.p.unaccepted != nil && x.p.unaccepted(c)
 		x.flows[id] = f
 		x.open++
 		x.maxOpen = max(x.maxOpen, x.open)
+		if x.p.reportLate > 0 {
+			x.at(x.now+x.p.reportLate, func() { x.send(event{kind: evOpened, id: id, resent: resent}) })
+		} else {
+			x.send(event{kind: evOpened, id: id, resent: resent})
+		}
+		switch {
+		case f.unaccepted:
+			// The server knows nothing of it: no data, no close.
+		case x.p.refuseConn != nil && x.p.refuseConn(c), x.p.maxConns > 0 && x.open > x.p.maxConns:
+			x.at(x.now+x.p.rtt, func() {
+				if f.open {
+					x.end(id, f, endEOF)
+				}
+			})
+			return
+		case x.p.greet:
+			x.serverSends(id, f, x.now+x.p.rtt/2)
+		}
+		if x.p.handshake != nil {
+			// The SYN-ACK comes again 1s after the connect, and if the
+			// answer to that is lost too, 2s later.
+			for _, after := range []time.Duration{time.Second, 3 * time.Second}[:x.p.handshake(c)] {
+				x.at(x.now+after, func() {
+					if f.open && !x.forgets(f, x.now) {
+						f.mbLast = x.now
+						f.heard = true
+					}
+				})
+			}
+		}
+		if f.unaccepted {
+			return
+		}
 		if x.p.serverClose > 0 {
 			x.serverClose(id, f)
 		}
@@ -138,16 +223,51 @@ func (x *sim) dial(id flowID) {
 		if x.p.serverProbe > 0 {
 			x.serverProbes(id, f, x.now+x.p.rtt/2+x.p.serverProbe)
 		}
-		x.send(event{kind: evOpened, id: id})
+		if x.p.serverData > 0 {
+			x.serverSends(id, f, x.now+x.p.rtt/2+x.p.serverData)
+		}
 	})
 }
 
-// serverClose has the server close f once it has been idle for
-// serverClose; the FIN reaches the client if the middlebox still knows
-// the flow when it passes.
-func (x *sim) serverClose(id flowID, f *simFlow) {
-	x.at(f.lastData+x.p.serverClose+x.p.rtt/2, func() {
+// serverSends has the server send data on f at t, reaching the client
+// half a round trip later if the middlebox still knows the flow; with
+// serverData, again after that much silence.
+func (x *sim) serverSends(id flowID, f *simFlow, t time.Duration) {
+	x.at(t+x.p.rtt/2, func() {
 		if !f.open || x.forgets(f, x.now) {
+			return
+		}
+		f.mbLast, f.kernelLast, f.lastData = x.now, x.now, x.now
+		f.gen++ // data restarts the silence: no probe is out any more
+		x.send(event{kind: evData, id: id})
+		if x.p.serverData > 0 {
+			x.serverSends(id, f, x.now+x.p.rtt/2+x.p.serverData)
+		}
+	})
+}
+
+// serverClose has the server end f once it has been idle for
+// serverClose, counted from the last data; the FIN or reset reaches the
+// client if the middlebox still knows the flow when it passes.
+func (x *sim) serverClose(id flowID, f *simFlow) {
+	last := f.lastData
+	x.at(last+x.p.serverClose+x.p.rtt/2, func() {
+		if !f.open {
+			return
+		}
+		if f.lastData != last {
+			x.serverClose(id, f) // data meanwhile
+			return
+		}
+		if x.forgets(f, x.now) {
+			return
+		}
+		if x.p.farewell {
+			f.mbLast, f.kernelLast = x.now, x.now
+			x.send(event{kind: evData, id: id})
+		}
+		if x.p.serverReset {
+			x.end(id, f, endReset)
 			return
 		}
 		x.end(id, f, endEOF)
@@ -191,15 +311,18 @@ func (x *sim) end(id flowID, f *simFlow, k endKind) {
 	x.send(event{kind: evEnded, id: id, end: k, err: errors.New("ended")})
 }
 
-func (x *sim) fire(id flowID, idle time.Duration) fireResult {
-	f := x.flows[id]
-	if f.heard {
-		return fireHeard
+func (x *sim) heard(id flowID) heardKind {
+	if x.flows[id].heard {
+		return heardSegments
 	}
+	return heardNothing
+}
+
+func (x *sim) fire(id flowID, idle time.Duration) {
+	f := x.flows[id]
 	f.gen++
 	x.fires[idle]++
 	x.probe(id, f, f.gen, idle, x.fires[idle], 0, max(x.now, f.kernelLast+idle)+x.p.slack)
-	return fired
 }
 
 // probe sends the n-th probe of a firing at t, as the kernel's keepalive
@@ -230,6 +353,15 @@ func (x *sim) probe(id flowID, f *simFlow, gen int, idle time.Duration, k, n int
 			return
 		}
 		f.mbLast = x.now
+		if f.unaccepted {
+			// The server's kernel knows nothing of the flow.
+			x.at(x.now+x.p.rtt, func() {
+				if f.open && f.gen == gen {
+					x.end(id, f, endReset)
+				}
+			})
+			return
+		}
 		x.at(x.now+x.p.rtt, func() {
 			if !f.open || f.gen != gen || x.p.loseAck(idle, k, n) || x.forgets(f, x.now) {
 				return

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keepalive-go/keepalive"
+
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // The dead-peer tests show what an application sees when keepalive
@@ -83,7 +85,7 @@ func cutFlow(t testing.TB, conn net.Conn) (last time.Time) {
 	var serr error
 	require.NoError(t, rc.Control(func(fd uintptr) { serr = attachDropAll(int(fd)) }))
 	if errors.Is(serr, os.ErrPermission) {
-		unavailable(t, fmt.Sprintf("cannot cut a flow: setsockopt SO_ATTACH_FILTER: %v (this kernel wants CAP_NET_ADMIN for it)", serr))
+		testserver.Skip(t, fmt.Sprintf("cannot cut a flow: setsockopt SO_ATTACH_FILTER: %v (this kernel wants CAP_NET_ADMIN for it)", serr))
 	}
 	require.NoError(t, os.NewSyscallError("setsockopt SO_ATTACH_FILTER", serr))
 	info := tcpInfo(t, tc)

@@ -20,6 +20,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
+
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // The deployment files of `keepalive enforce` in ops/deploy, checked as
@@ -39,7 +41,7 @@ const (
 // keepaliveCommand builds the command of this tree, once per test binary.
 var keepaliveCommand = sync.OnceValues(func() (string, error) {
 	if _, err := exec.LookPath("go"); err != nil {
-		return "", errUnavailable{"building the command needs the go command: " + err.Error()}
+		return "", testserver.Unavailable{Reason: "building the command needs the go command: " + err.Error()}
 	}
 	bin := filepath.Join(tmpRoot, "keepalive")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
@@ -54,8 +56,8 @@ var keepaliveCommand = sync.OnceValues(func() (string, error) {
 func needCommand(t *testing.T) string {
 	t.Helper()
 	bin, err := keepaliveCommand()
-	if u := (errUnavailable{}); errors.As(err, &u) {
-		unavailable(t, u.reason)
+	if u := (testserver.Unavailable{}); errors.As(err, &u) {
+		testserver.Skip(t, u.Reason)
 	}
 	require.NoError(t, err)
 	return bin
@@ -260,7 +262,7 @@ func TestSystemdDropIn(t *testing.T) {
 	verify := func(dropIn string) string {
 		analyze, err := exec.LookPath("systemd-analyze")
 		if err != nil {
-			unavailable(t, "systemd-analyze is not installed (Debian package systemd): "+err.Error())
+			testserver.Skip(t, "systemd-analyze is not installed (Debian package systemd): "+err.Error())
 		}
 		dir := t.TempDir()
 		require.NoError(t, os.WriteFile(filepath.Join(dir, unit), []byte("[Service]\nExecStart=/bin/sleep infinity\n"), 0o644))

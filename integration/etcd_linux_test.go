@@ -19,6 +19,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // etcdServer starts the server on first use.
@@ -33,7 +35,7 @@ func etcd(t testing.TB) *server {
 // startEtcd starts Debian's etcd (etcd-server) as a one-member cluster
 // with a data folder of its own, its client and peer URLs on 127.0.0.1.
 func startEtcd() *server {
-	bin, err := lookPath("etcd", "/usr/bin/etcd")
+	bin, err := testserver.LookPath("etcd", "/usr/bin/etcd")
 	if err != nil {
 		return &server{err: err}
 	}
@@ -43,7 +45,7 @@ func startEtcd() *server {
 	}
 	attempt := 0
 	return startOnFreePort(func(port int) (*server, error) {
-		peerPort, err := freePort()
+		peerPort, err := testserver.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -55,12 +57,12 @@ func startEtcd() *server {
 			"--listen-client-urls", client, "--advertise-client-urls", client,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", "keepalive="+peer)
-		p, err := startProcess("etcd", cmd, filepath.Join(tmpRoot, "etcd.log"), syscall.SIGKILL, nil, hostSpawn, onStop)
+		p, err := testserver.Start("etcd", cmd, filepath.Join(tmpRoot, "etcd.log"), syscall.SIGKILL, nil, hostSpawn, onStop)
 		if err != nil {
 			return nil, err
 		}
 		s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-		err = p.waitReady(func(ctx context.Context) error {
+		err = p.WaitReady(func(ctx context.Context) error {
 			c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Addr}, DialTimeout: time.Second, Logger: zap.NewNop()})
 			if err != nil {
 				return err
@@ -70,7 +72,7 @@ func startEtcd() *server {
 			return err
 		})
 		if err != nil {
-			p.kill()
+			p.Kill()
 			return nil, err
 		}
 		return s, nil

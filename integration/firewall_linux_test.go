@@ -5,18 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/keepalive-go/keepalive"
 	"github.com/keepalive-go/keepalive/internal/netlab"
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // TestPgxThroughFirewall runs PostgreSQL behind a stateful firewall that
@@ -38,16 +36,16 @@ func TestPgxThroughFirewall(t *testing.T) {
 		failTimeout      = 3 * time.Second // how long the query without the library is given
 	)
 	lab := netlab.New(t, netlab.Options{ConntrackTimeout: conntrackTimeout, Tag: "kaint"})
-	pg, err := initPostgres("postgres-lab-")
-	if u := (errUnavailable{}); errors.As(err, &u) {
-		unavailable(t, u.reason)
+	pg, err := testserver.InitPostgres(tmpRoot, "postgres-lab-")
+	if u := (testserver.Unavailable{}); errors.As(err, &u) {
+		testserver.Skip(t, u.Reason)
 	}
 	require.NoError(t, err)
-	require.NoError(t, pg.trust(lab.ClientAddr().String()+"/32"))
+	require.NoError(t, pg.Trust(lab.ClientAddr().String()+"/32"))
 	addr := netip.AddrPortFrom(lab.ServerAddr(), 5432)
 	dsn := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", addr.Addr(), addr.Port())
 	ready := pgReady(dsn)
-	require.NoError(t, pg.start(addr.Addr().String(), int(addr.Port()), netnsSpawn(t, lab.Server), t.Cleanup,
+	require.NoError(t, pg.Start(addr.Addr().String(), int(addr.Port()), testserver.NetnsSpawn(t, lab.Server), t.Cleanup,
 		func(ctx context.Context) error { return lab.Client(func() error { return ready(ctx) }) }))
 
 	tests := []struct {
@@ -111,38 +109,4 @@ func TestPgxThroughFirewall(t *testing.T) {
 		t.Logf("firewall dropped %d packets", n)
 		assert.NotZero(t, n, "packets the firewall dropped")
 	})
-}
-
-// netnsSpawn returns a spawnFunc that starts processes in the namespace
-// that run (a netlab.Lab's Client or Server) enters, from a thread that
-// stays in that namespace until the test's cleanup; a process must be
-// stopped before then (register its stop with t.Cleanup after this call),
-// since the thread's end sends it its parent-death signal.
-func netnsSpawn(t *testing.T, run func(func() error) error) spawnFunc {
-	var ns *os.File
-	require.NoError(t, run(func() error {
-		var err error
-		ns, err = os.Open("/proc/thread-self/ns/net")
-		return err
-	}))
-	release := make(chan struct{})
-	t.Cleanup(func() {
-		close(release)
-		ns.Close()
-	})
-	return func(start func() error) error {
-		done := make(chan error, 1)
-		go func() {
-			// The thread is left locked, and so ends with the goroutine
-			// instead of going back to the runtime in the wrong namespace.
-			runtime.LockOSThread()
-			if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-				done <- os.NewSyscallError("setns", err)
-				return
-			}
-			done <- start()
-			<-release
-		}()
-		return <-done
-	}
 }

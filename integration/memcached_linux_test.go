@@ -18,6 +18,8 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // memcachedServer starts the server on first use.
@@ -32,7 +34,7 @@ func memcached(t testing.TB) *server {
 // startMemcached starts Debian's memcached on 127.0.0.1, TCP only, with
 // 16 MB of memory.
 func startMemcached() *server {
-	bin, err := lookPath("memcached", "/usr/bin/memcached")
+	bin, err := testserver.LookPath("memcached", "/usr/bin/memcached")
 	if err != nil {
 		return &server{err: err}
 	}
@@ -41,14 +43,14 @@ func startMemcached() *server {
 		if os.Geteuid() == 0 {
 			args = append(args, "-u", "root") // else memcached refuses root
 		}
-		p, err := startProcess("memcached", exec.Command(bin, args...), filepath.Join(tmpRoot, "memcached.log"), syscall.SIGKILL, nil, hostSpawn, onStop)
+		p, err := testserver.Start("memcached", exec.Command(bin, args...), filepath.Join(tmpRoot, "memcached.log"), syscall.SIGKILL, nil, hostSpawn, onStop)
 		if err != nil {
 			return nil, err
 		}
 		s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-		err = p.waitReady(func(context.Context) error { return memcache.New(s.Addr).Ping() })
+		err = p.WaitReady(func(context.Context) error { return memcache.New(s.Addr).Ping() })
 		if err != nil {
-			p.kill()
+			p.Kill()
 			return nil, err
 		}
 		return s, nil

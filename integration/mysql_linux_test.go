@@ -6,17 +6,16 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // mariaServer starts the server on first use.
@@ -31,7 +30,7 @@ func mariadb(t testing.TB) *server {
 }
 
 func startMariaDB() *server {
-	m, err := initMariaDB("mariadb")
+	m, err := testserver.InitMariaDB(tmpRoot, "mariadb")
 	if err != nil {
 		return &server{err: err}
 	}
@@ -42,69 +41,11 @@ func startMariaDB() *server {
 			cfg.User, cfg.Net, cfg.Addr = "root", "tcp", s.Addr
 			return mariaPing(ctx, cfg)
 		}
-		if err := m.start("127.0.0.1", port, hostSpawn, onStop, ready, "--skip-log-bin"); err != nil {
+		if err := m.Start("127.0.0.1", port, hostSpawn, onStop, ready, "--skip-log-bin"); err != nil {
 			return nil, err
 		}
 		return s, nil
 	})
-}
-
-// mariaCluster is a MariaDB data folder made by mariadb-install-db, with
-// root@localhost and no password.
-type mariaCluster struct {
-	mariadbd string
-	dir      string   // the data folder, the socket, the pid file
-	common   []string // the options both install and server take
-}
-
-// initMariaDB runs mariadb-install-db in a new folder under tmpRoot.
-func initMariaDB(name string) (*mariaCluster, error) {
-	install, err := lookPath("mariadb-install-db", "/usr/bin/mysql_install_db")
-	if err != nil {
-		return nil, err
-	}
-	mariadbd, err := lookPath("mariadbd", "/usr/sbin/mariadbd", "/usr/sbin/mysqld")
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp(tmpRoot, name+"-")
-	if err != nil {
-		return nil, err
-	}
-	// Small InnoDB files: the server holds no tables of its own.
-	common := []string{"--datadir=" + filepath.Join(dir, "data"), "--innodb-buffer-pool-size=16M", "--innodb-log-file-size=8M"}
-	if os.Geteuid() == 0 {
-		common = append(common, "--user=root") // else mariadbd refuses root
-	}
-	args := append([]string{"--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"}, common...)
-	if err := run(exec.Command(install, args...)); err != nil {
-		return nil, err
-	}
-	return &mariaCluster{mariadbd: mariadbd, dir: dir, common: common}, nil
-}
-
-// socket is the server's Unix-domain socket, which reaches it from any
-// network namespace.
-func (m *mariaCluster) socket() string { return filepath.Join(m.dir, "mysqld.sock") }
-
-// start starts mariadbd listening on addr:port with the extra options,
-// through spawn, registers its stop with register, and waits until ready
-// succeeds.
-func (m *mariaCluster) start(addr string, port int, spawn spawnFunc, register func(func()), ready func(ctx context.Context) error, extra ...string) error {
-	args := append([]string{"--no-defaults"}, m.common...)
-	args = append(args, "--port="+strconv.Itoa(port), "--bind-address="+addr,
-		"--socket="+m.socket(), "--pid-file="+filepath.Join(m.dir, "mysqld.pid"),
-		"--tmpdir="+m.dir, "--skip-name-resolve")
-	args = append(args, extra...)
-	p, err := startProcess("mariadbd", exec.Command(m.mariadbd, args...), m.dir+".log", syscall.SIGKILL, nil, spawn, register)
-	if err != nil {
-		return err
-	}
-	if err := p.waitReady(ready); err != nil {
-		p.kill()
-		return err
-	}
-	return nil
 }
 
 // mariaPing connects with cfg and pings the server.

@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // startedNATS starts the server on first use.
@@ -38,24 +40,24 @@ func natsSrv(t testing.TB) *natsServer {
 }
 
 func startNATS() *natsServer {
-	bin, err := lookPath("nats-server", "/usr/sbin/nats-server", "/usr/bin/nats-server")
+	bin, err := testserver.LookPath("nats-server", "/usr/sbin/nats-server", "/usr/bin/nats-server")
 	if err != nil {
 		return &natsServer{server: server{err: err}}
 	}
 	var monitor string
 	s := startOnFreePort(func(port int) (*server, error) {
-		mport, err := freePort()
+		mport, err := testserver.FreePort()
 		if err != nil {
 			return nil, err
 		}
 		cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-m", strconv.Itoa(mport))
-		p, err := startProcess("nats-server", cmd, filepath.Join(tmpRoot, "nats.log"), syscall.SIGKILL, nil, hostSpawn, onStop)
+		p, err := testserver.Start("nats-server", cmd, filepath.Join(tmpRoot, "nats.log"), syscall.SIGKILL, nil, hostSpawn, onStop)
 		if err != nil {
 			return nil, err
 		}
 		s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 		monitor = net.JoinHostPort("127.0.0.1", strconv.Itoa(mport))
-		err = p.waitReady(func(ctx context.Context) error {
+		err = p.WaitReady(func(ctx context.Context) error {
 			nc, err := nats.Connect("nats://"+s.Addr, nats.Timeout(time.Second), nats.NoReconnect())
 			if err != nil {
 				return err
@@ -65,7 +67,7 @@ func startNATS() *natsServer {
 			return err
 		})
 		if err != nil {
-			p.kill()
+			p.Kill()
 			return nil, err
 		}
 		return s, nil

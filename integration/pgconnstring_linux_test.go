@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keepalive-go/keepalive"
+
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // libpqKeepalive are the keepalive options of the issue, as libpq reads
@@ -64,9 +66,9 @@ func TestPostgresConnString(t *testing.T) {
 		conn := cs.conn
 		t.Run(form, func(t *testing.T) {
 			t.Run("psql", func(t *testing.T) {
-				psql, err := lookPath("psql", "/usr/lib/postgresql/*/bin/psql")
+				psql, err := testserver.LookPath("psql", "/usr/lib/postgresql/*/bin/psql")
 				if err != nil {
-					unavailable(t, err.Error())
+					testserver.Skip(t, err.Error())
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 				defer cancel()

@@ -3,14 +3,9 @@ package integration_test
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -23,6 +18,8 @@ import (
 	"github.com/lib/pq"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // pgServer starts the server on first use.
@@ -42,95 +39,6 @@ func pgDSN(s *server, extra string) string {
 	return fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable %s", host, port, extra)
 }
 
-// pgCluster is a PostgreSQL data folder made by initdb, with the binaries
-// that made it.
-type pgCluster struct {
-	bin  string              // the folder of initdb, pg_ctl and postgres
-	cred *syscall.Credential // whom to run them as; nil for the test's user
-	dir  string              // owned by cred: the data folder, the socket, the log
-	data string
-}
-
-// initPostgres runs initdb in a new folder under tmpRoot whose name starts
-// with prefix. Every local connection is trusted.
-func initPostgres(prefix string) (*pgCluster, error) {
-	initdb, err := lookPath("initdb", "/usr/lib/postgresql/*/bin/initdb")
-	if err != nil {
-		return nil, err
-	}
-	if real, err := filepath.EvalSymlinks(initdb); err == nil {
-		initdb = real
-	}
-	pg := &pgCluster{bin: filepath.Dir(initdb)}
-	// initdb, pg_ctl and postgres refuse to run as root: as root, run them
-	// as the postgres user that Debian's package creates.
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return nil, errUnavailable{"PostgreSQL refuses to run as root and there is no postgres user to run it as: " + err.Error()}
-		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-		pg.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	}
-	if pg.dir, err = os.MkdirTemp(tmpRoot, prefix); err != nil {
-		return nil, err
-	}
-	if pg.cred != nil {
-		if err := os.Chown(pg.dir, int(pg.cred.Uid), int(pg.cred.Gid)); err != nil {
-			return nil, err
-		}
-	}
-	pg.data = filepath.Join(pg.dir, "data")
-	if err := run(pg.command("initdb", "-D", pg.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C")); err != nil {
-		return nil, err
-	}
-	return pg, nil
-}
-
-// command returns a command that runs one of the cluster's binaries as its
-// owner.
-func (pg *pgCluster) command(name string, args ...string) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(pg.bin, name), args...)
-	cmd.Dir = pg.dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: pg.cred}
-	return cmd
-}
-
-// trust lets clients from cidr connect without a password; initdb trusts
-// only loopback.
-func (pg *pgCluster) trust(cidr string) error {
-	f, err := os.OpenFile(filepath.Join(pg.data, "pg_hba.conf"), os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(f, "host all all %s trust\n", cidr)
-	return errors.Join(err, f.Close())
-}
-
-// start starts postgres listening on addr:port, through spawn, registers its
-// stop (pg_ctl stop -m fast) with register, and waits until ready succeeds.
-//
-// postgres is started directly rather than through pg_ctl start, which would
-// detach it from the test binary and let it outlive a crash.
-func (pg *pgCluster) start(addr string, port int, spawn spawnFunc, register func(func()), ready func(ctx context.Context) error) error {
-	cmd := pg.command("postgres", "-D", pg.data, "-p", strconv.Itoa(port), "-k", pg.dir,
-		"-c", "listen_addresses="+addr, "-c", "fsync=off", "-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off", "-c", "shared_buffers=16MB", "-c", "max_connections=30")
-	stop := func() error {
-		return run(pg.command("pg_ctl", "stop", "-D", pg.data, "-m", "fast", "-w", "-t", "15"))
-	}
-	p, err := startProcess("postgres", cmd, pg.dir+".log", syscall.SIGQUIT, stop, spawn, register)
-	if err != nil {
-		return err
-	}
-	if err := p.waitReady(ready); err != nil {
-		p.kill()
-		return err
-	}
-	return nil
-}
-
 // pgReady returns a readiness check that connects with dsn.
 func pgReady(dsn string) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
@@ -143,13 +51,13 @@ func pgReady(dsn string) func(ctx context.Context) error {
 }
 
 func startPostgres() *server {
-	pg, err := initPostgres("postgres-")
+	pg, err := testserver.InitPostgres(tmpRoot, "postgres-")
 	if err != nil {
 		return &server{err: err}
 	}
 	return startOnFreePort(func(port int) (*server, error) {
 		s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-		if err := pg.start("127.0.0.1", port, hostSpawn, onStop, pgReady(pgDSN(s, ""))); err != nil {
+		if err := pg.Start("127.0.0.1", port, hostSpawn, onStop, pgReady(pgDSN(s, ""))); err != nil {
 			return nil, err
 		}
 		return s, nil

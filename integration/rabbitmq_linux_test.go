@@ -16,6 +16,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // rabbitServer starts the server on first use.
@@ -38,7 +40,7 @@ func amqpURL(s *server) string { return "amqp://guest:guest@" + s.Addr + "/" }
 // mapper) that the test starts on a port of its own rather than letting
 // Erlang start a shared one that would outlive the test.
 func startRabbitMQ() *server {
-	script, err := lookPath("rabbitmq-server", "/usr/lib/rabbitmq/bin/rabbitmq-server")
+	script, err := testserver.LookPath("rabbitmq-server", "/usr/lib/rabbitmq/bin/rabbitmq-server")
 	if err != nil {
 		return &server{err: err}
 	}
@@ -47,7 +49,7 @@ func startRabbitMQ() *server {
 	if s, err := filepath.EvalSymlinks("/usr/lib/rabbitmq/bin/rabbitmq-server"); err == nil {
 		script = s
 	}
-	epmd, err := lookPath("epmd", "/usr/bin/epmd", "/usr/lib/erlang/erts-*/bin/epmd")
+	epmd, err := testserver.LookPath("epmd", "/usr/bin/epmd", "/usr/lib/erlang/erts-*/bin/epmd")
 	if err != nil {
 		return &server{err: err}
 	}
@@ -61,12 +63,12 @@ func startRabbitMQ() *server {
 		}
 	}
 	epmdPort, err := startOnFreePortN(func(port int) error {
-		p, err := startProcess("epmd", exec.Command(epmd, "-port", strconv.Itoa(port), "-address", "127.0.0.1"),
+		p, err := testserver.Start("epmd", exec.Command(epmd, "-port", strconv.Itoa(port), "-address", "127.0.0.1"),
 			filepath.Join(tmpRoot, "epmd.log"), syscall.SIGKILL, nil, hostSpawn, onStop)
 		if err != nil {
 			return err
 		}
-		return p.waitReady(func(ctx context.Context) error {
+		return p.WaitReady(func(ctx context.Context) error {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 			if err != nil {
@@ -79,7 +81,7 @@ func startRabbitMQ() *server {
 		return &server{err: err}
 	}
 	return startOnFreePort(func(port int) (*server, error) {
-		distPort, err := freePort()
+		distPort, err := testserver.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -105,12 +107,12 @@ func startRabbitMQ() *server {
 		}
 		// The shell script execs erl, which execs the Erlang VM: the
 		// process started is the broker, which stops cleanly on SIGTERM.
-		p, err := startProcess("rabbitmq-server", cmd, filepath.Join(tmpRoot, "rabbitmq.log"), syscall.SIGKILL, nil, hostSpawn, onStop)
+		p, err := testserver.Start("rabbitmq-server", cmd, filepath.Join(tmpRoot, "rabbitmq.log"), syscall.SIGKILL, nil, hostSpawn, onStop)
 		if err != nil {
 			return nil, err
 		}
 		s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-		err = p.waitReady(func(ctx context.Context) error {
+		err = p.WaitReady(func(ctx context.Context) error {
 			c, err := amqp.DialConfig(amqpURL(s), amqp.Config{Dial: amqp.DefaultDial(time.Second)})
 			if err != nil {
 				return err
@@ -118,7 +120,7 @@ func startRabbitMQ() *server {
 			return c.Close()
 		})
 		if err != nil {
-			p.kill()
+			p.Kill()
 			return nil, err
 		}
 		return s, nil

@@ -22,6 +22,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // The Go the README presents to paste: every ```go block, the code in the
@@ -510,7 +512,7 @@ func buildSnippets(t *testing.T, readme string) ([]readmeSnippet, string, error)
 func TestREADMESnippets(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("go"); err != nil {
-		unavailable(t, "the go command, which builds the README's snippets, is not on PATH: "+err.Error())
+		testserver.Skip(t, "the go command, which builds the README's snippets, is not on PATH: "+err.Error())
 	}
 	b, err := os.ReadFile("../README.md")
 	require.NoError(t, err)

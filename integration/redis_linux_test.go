@@ -18,6 +18,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // redisServer starts the server without TLS on first use.
@@ -45,7 +47,7 @@ func redisTLS(t testing.TB) *server {
 // startRedis starts redis-server on 127.0.0.1 with no persistence; with a
 // certificate it listens for TLS only (--port 0 --tls-port N).
 func startRedis(c *testCert) *server {
-	bin, err := lookPath("redis-server", "/usr/bin/redis-server")
+	bin, err := testserver.LookPath("redis-server", "/usr/bin/redis-server")
 	if err != nil {
 		return &server{err: err}
 	}
@@ -68,18 +70,18 @@ func startRedis(c *testCert) *server {
 				"--tls-auth-clients", "no")
 			tlsConfig = &tls.Config{RootCAs: c.Pool, ServerName: "127.0.0.1"}
 		}
-		p, err := startProcess(name, exec.Command(bin, args...), filepath.Join(tmpRoot, name+".log"), syscall.SIGKILL, nil, hostSpawn, onStop)
+		p, err := testserver.Start(name, exec.Command(bin, args...), filepath.Join(tmpRoot, name+".log"), syscall.SIGKILL, nil, hostSpawn, onStop)
 		if err != nil {
 			return nil, err
 		}
 		s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-		err = p.waitReady(func(ctx context.Context) error {
+		err = p.WaitReady(func(ctx context.Context) error {
 			rdb := redis.NewClient(&redis.Options{Addr: s.Addr, TLSConfig: tlsConfig, MaxRetries: -1})
 			defer rdb.Close()
 			return rdb.Ping(ctx).Err()
 		})
 		if err != nil {
-			p.kill()
+			p.Kill()
 			return nil, err
 		}
 		return s, nil

@@ -26,6 +26,7 @@ import (
 	"github.com/keepalive-go/keepalive"
 	"github.com/keepalive-go/keepalive/integration/replicate"
 	"github.com/keepalive-go/keepalive/internal/netlab"
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // The replication scenario, compressed from hours to seconds: a firewall
@@ -77,17 +78,17 @@ type replDB interface {
 func TestReplicatePostgres(t *testing.T) {
 	t.Parallel()
 	lab := netlab.New(t, netlab.Options{ConntrackTimeout: replConntrack, Tag: "karpg"})
-	pg, err := initPostgres("postgres-repl-")
-	if u := (errUnavailable{}); errors.As(err, &u) {
-		unavailable(t, u.reason)
+	pg, err := testserver.InitPostgres(tmpRoot, "postgres-repl-")
+	if u := (testserver.Unavailable{}); errors.As(err, &u) {
+		testserver.Skip(t, u.Reason)
 	}
 	require.NoError(t, err)
-	require.NoError(t, pg.trust(lab.ClientAddr().String()+"/32"))
-	require.NoError(t, pg.configure("wal_level = logical"))
+	require.NoError(t, pg.Trust(lab.ClientAddr().String()+"/32"))
+	require.NoError(t, pg.Configure("wal_level = logical"))
 	// The test's own connections use the Unix-domain socket, which is
 	// reached from the host's network namespace and crosses no firewall.
-	local := fmt.Sprintf("host=%s port=5432 user=postgres dbname=postgres", pg.dir)
-	require.NoError(t, pg.start(lab.ServerAddr().String(), 5432, netnsSpawn(t, lab.Server), t.Cleanup, pgReady(local)))
+	local := fmt.Sprintf("host=%s port=5432 user=postgres dbname=postgres", pg.Dir)
+	require.NoError(t, pg.Start(lab.ServerAddr().String(), 5432, testserver.NetnsSpawn(t, lab.Server), t.Cleanup, pgReady(local)))
 
 	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 	defer cancel()
@@ -111,7 +112,7 @@ func TestReplicatePostgres(t *testing.T) {
 		_, err := conn.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
-	db := &pgReplDB{t: t, conn: conn, server: lab.ServerAddr(), log: pg.dir + ".log"}
+	db := &pgReplDB{t: t, conn: conn, server: lab.ServerAddr(), log: pg.Dir + ".log"}
 	replicationScenario(t, lab, db)
 	t.Run("two instances", func(t *testing.T) { twoInstances(t, lab, db) })
 }
@@ -199,33 +200,23 @@ func (db *pgReplDB) postgres(dial func(ctx context.Context, network, address str
 	}
 }
 
-// configure appends settings to the cluster's postgresql.conf.
-func (pg *pgCluster) configure(lines ...string) error {
-	f, err := os.OpenFile(filepath.Join(pg.data, "postgresql.conf"), os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(f, strings.Join(lines, "\n"))
-	return errors.Join(err, f.Close())
-}
-
 // TestReplicateMariaDB streams the MariaDB binary log (go-mysql's
 // BinlogSyncer, whose Dialer is the library's) through a firewall that
 // forgets idle flows; see replicationScenario.
 func TestReplicateMariaDB(t *testing.T) {
 	t.Parallel()
 	lab := netlab.New(t, netlab.Options{ConntrackTimeout: replConntrack, Tag: "karmy"})
-	m, err := initMariaDB("mariadb-repl")
-	if u := (errUnavailable{}); errors.As(err, &u) {
-		unavailable(t, u.reason)
+	m, err := testserver.InitMariaDB(tmpRoot, "mariadb-repl")
+	if u := (testserver.Unavailable{}); errors.As(err, &u) {
+		testserver.Skip(t, u.Reason)
 	}
 	require.NoError(t, err)
 	// The test's own connections use the Unix-domain socket.
 	local := mysql.NewConfig()
-	local.User, local.Net, local.Addr = "root", "unix", m.socket()
-	require.NoError(t, m.start(lab.ServerAddr().String(), 3306, netnsSpawn(t, lab.Server), t.Cleanup,
+	local.User, local.Net, local.Addr = "root", "unix", m.Socket()
+	require.NoError(t, m.Start(lab.ServerAddr().String(), 3306, testserver.NetnsSpawn(t, lab.Server), t.Cleanup,
 		func(ctx context.Context) error { return mariaPing(ctx, local) },
-		"--log-bin="+filepath.Join(m.dir, "binlog"), "--binlog-format=ROW", "--binlog-row-metadata=FULL", "--server-id=1"))
+		"--log-bin="+filepath.Join(m.Dir, "binlog"), "--binlog-format=ROW", "--binlog-row-metadata=FULL", "--server-id=1"))
 
 	connector, err := mysql.NewConnector(local)
 	require.NoError(t, err)
@@ -248,7 +239,7 @@ func TestReplicateMariaDB(t *testing.T) {
 		_, err := sqlDB.ExecContext(ctx, q)
 		require.NoError(t, err, q)
 	}
-	db := &mariaReplDB{t: t, db: sqlDB, addr: netip.AddrPortFrom(lab.ServerAddr(), 3306), log: m.dir + ".log"}
+	db := &mariaReplDB{t: t, db: sqlDB, addr: netip.AddrPortFrom(lab.ServerAddr(), 3306), log: m.Dir + ".log"}
 	replicationScenario(t, lab, db)
 	t.Run("two instances", func(t *testing.T) { twoInstances(t, lab, db) })
 	t.Run("no REPLICATION MASTER ADMIN", func(t *testing.T) {

@@ -22,6 +22,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/keepalive-go/keepalive/internal/testserver"
 )
 
 // startedSSHD starts the server on first use.
@@ -62,9 +64,9 @@ func sshd(t testing.TB) *sshServer {
 func startSSHD() *sshServer {
 	fail := func(err error) *sshServer { return &sshServer{server: server{err: err}} }
 	if os.Geteuid() != 0 {
-		return fail(errUnavailable{"sshd needs root to log a user in: run the tests as root"})
+		return fail(testserver.Unavailable{Reason: "sshd needs root to log a user in: run the tests as root"})
 	}
-	bin, err := lookPath("sshd", "/usr/sbin/sshd")
+	bin, err := testserver.LookPath("sshd", "/usr/sbin/sshd")
 	if err != nil {
 		return fail(err)
 	}
@@ -124,13 +126,13 @@ StrictModes no
 		if err != nil {
 			return nil, err
 		}
-		p, err := startProcess("sshd", exec.Command(bin, "-D", "-e", "-f", conf), filepath.Join(tmpRoot, "sshd.log"), syscall.SIGTERM, nil, hostSpawn, onStop)
+		p, err := testserver.Start("sshd", exec.Command(bin, "-D", "-e", "-f", conf), filepath.Join(tmpRoot, "sshd.log"), syscall.SIGTERM, nil, hostSpawn, onStop)
 		if err != nil {
 			return nil, err
 		}
 		srv := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 		cfg := s.clientConfig()
-		err = p.waitReady(func(ctx context.Context) error {
+		err = p.WaitReady(func(ctx context.Context) error {
 			c, err := ssh.Dial("tcp", srv.Addr, cfg)
 			if err != nil {
 				return err
@@ -138,7 +140,7 @@ StrictModes no
 			return c.Close()
 		})
 		if err != nil {
-			p.kill()
+			p.Kill()
 			return nil, err
 		}
 		return srv, nil

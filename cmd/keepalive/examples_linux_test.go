@@ -35,13 +35,14 @@ func TestExamples(t *testing.T) {
 	// What the examples name that the test replaces: ADDR by a loopback
 	// listener whose connections are closed after a moment, so that -watch
 	// ends; the server of path by one on loopback that holds every
-	// connection; pid 1234 and port 5432 by this process and its
+	// connection, and its database URL by one of a PostgreSQL server
+	// started for the example, where app logs in; pid 1234 and port 5432 by this process and its
 	// connection; the exporter's address by an ephemeral port; files by
 	// files of the test's own; the cgroup of enforce by a cgroup of the
 	// test's own.
 	stand := map[string]string{
 		"localhost:5432":                        ln.Addr().String(),
-		"db.internal:5432":                      holder.addr,
+		"redis.internal:6379":                   holder.addr,
 		"1234":                                  fmt.Sprint(os.Getpid()),
 		"5432":                                  fmt.Sprint(portOf(held)),
 		"127.0.0.1:9977":                        "127.0.0.1:0",
@@ -75,6 +76,9 @@ func TestExamples(t *testing.T) {
 				for i, a := range args {
 					if v, ok := stand[a]; ok {
 						args[i] = v
+					}
+					if strings.HasPrefix(a, "postgres://") {
+						args[i] = examplePostgres(t, a)
 					}
 					if a == "-prom" {
 						wrote = args[i+1]
