@@ -192,6 +192,8 @@ func waitFor(d time.Duration, cond func() bool) bool {
 // that was lost packets costs a re-test: the check allows for each it
 // counts.
 func TestFindLab(t *testing.T) {
+	// Two minutes of waiting, beside the sweeps.
+	t.Parallel()
 	const cv = 2 * time.Second // Count·Interval
 	tests := []struct {
 		name     string

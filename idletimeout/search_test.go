@@ -79,6 +79,8 @@ func checkBounds(t *testing.T, r Result, truth time.Duration, slack time.Duratio
 }
 
 func TestSearchDrop(t *testing.T) {
+	// A minute of CPU under the race detector, beside the lab's waits.
+	t.Parallel()
 	var worstShort, worstAfterDied time.Duration
 	for _, truth := range timeouts(2 * time.Hour) {
 		p := labPath(truth)
@@ -104,6 +106,8 @@ func TestSearchDrop(t *testing.T) {
 }
 
 func TestSearchReset(t *testing.T) {
+	// A minute of CPU under the race detector, beside the lab's waits.
+	t.Parallel()
 	var worst time.Duration
 	for _, truth := range timeouts(2 * time.Hour) {
 		p := labPath(truth)
