@@ -42,8 +42,9 @@ const (
 // closing included; request and TIME_WAIT sockets are not full sockets)
 // with the keepalive values in force, read with bpf_getsockopt, its owner,
 // inode and cgroup, and the Record the policies' programs keep for it in
-// shared's socket storage map, if any. It changes nothing. [RunDump] runs
-// it.
+// shared's socket storage map, if any; with shared nil (no policy is
+// pinned, so no map holds records), none has a Record. It changes
+// nothing. [RunDump] runs it.
 func (k *Kernel) DumpIter(shared *Shared) (*ebpf.Program, error) {
 	b := &builder{k: k, p: &Policy{}, m: &Maps{Shared: shared}}
 	out := b.label("out")
@@ -89,17 +90,19 @@ func (k *Kernel) DumpIter(shared *Shared) (*ebpf.Program, error) {
 		)
 		b.mark(ok)
 	}
-	b.storage(false)
-	none := b.label("no_record")
-	b.emit(asm.JEq.Imm(asm.R8, 0, none))
-	for off := int16(0); off < recordLen; off += 8 {
-		b.emit(
-			asm.LoadMem(asm.R1, asm.R8, off, asm.DWord),
-			asm.StoreMem(asm.R10, stDump+dRecord+off, asm.R1, asm.DWord),
-		)
+	if shared != nil {
+		b.storage(false)
+		none := b.label("no_record")
+		b.emit(asm.JEq.Imm(asm.R8, 0, none))
+		for off := int16(0); off < recordLen; off += 8 {
+			b.emit(
+				asm.LoadMem(asm.R1, asm.R8, off, asm.DWord),
+				asm.StoreMem(asm.R10, stDump+dRecord+off, asm.R1, asm.DWord),
+			)
+		}
+		b.emit(asm.StoreImm(asm.R10, stDump+dFlags, dumpHasRecord, asm.Byte))
+		b.mark(none)
 	}
-	b.emit(asm.StoreImm(asm.R10, stDump+dFlags, dumpHasRecord, asm.Byte))
-	b.mark(none)
 	for _, part := range []struct{ off, n int32 }{{stRec, dumpAddrLen}, {stDump, dumpRestLen}} {
 		b.emit(
 			asm.LoadMem(asm.R1, asm.R6, iterMeta, asm.DWord),

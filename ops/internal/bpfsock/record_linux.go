@@ -148,6 +148,8 @@ const (
 	setsockoptName = prefix + "sso"
 	iterName       = prefix + "iter"
 	dumpName       = prefix + "dump"
+	setName        = prefix + "set"
+	selName        = prefix + "sel"
 )
 
 // maxPolicies bounds the policies in force on a host at once.
