@@ -131,6 +131,24 @@ func skipOutsideCI(t testing.TB, format string, args ...any) {
 	t.Skipf(format, args...)
 }
 
+// methods are the two ways audit reads and apply changes the sockets of
+// other processes; the tests of each run for both.
+var methods = []audit.Method{audit.MethodBPF, audit.MethodPidfd}
+
+// forMethods runs f as a subtest for each of methods; the BPF iterator's
+// is skipped (failed in CI) without root.
+func forMethods(t *testing.T, f func(t *testing.T, m audit.Method)) {
+	t.Helper()
+	for _, m := range methods {
+		t.Run(m.String(), func(t *testing.T) {
+			if m == audit.MethodBPF {
+				needRoot(t, "the BPF iterator needs CAP_BPF and CAP_PERFMON")
+			}
+			f(t, m)
+		})
+	}
+}
+
 // needRoot skips (in CI fails) a test that needs root.
 func needRoot(t testing.TB, why string) {
 	t.Helper()

@@ -90,6 +90,13 @@ keepalive_connections{command="COMMAND",verdict="off"} 1
 keepalive_connections{command="COMMAND",verdict="ok"} 0
 keepalive_connections{command="COMMAND",verdict="slow-detect"} 0
 keepalive_connections{command="COMMAND",verdict="unknown"} 0
+# HELP keepalive_probing_connections TCP connections, by the command of the process that holds them (empty when not known), whose keepalive probes are out unanswered now: the peer has not answered for at least an interval, and the connection is dropped when the count reaches its TCP_KEEPCNT.
+# TYPE keepalive_probing_connections gauge
+keepalive_probing_connections{command="COMMAND"} 0
+# HELP keepalive_read_connections TCP connections whose keepalive values were read from the socket, by method: bpf (a BPF TCP iterator, no ptrace) or pidfd (pidfd_getfd, ptrace).
+# TYPE keepalive_read_connections gauge
+keepalive_read_connections{method="bpf"} BPF_READ
+keepalive_read_connections{method="pidfd"} PIDFD_READ
 # HELP keepalive_scrape_errors_total Audits of the host's TCP connections that failed.
 # TYPE keepalive_scrape_errors_total counter
 keepalive_scrape_errors_total 0
@@ -124,6 +131,10 @@ keepalive_connections{command="COMMAND",verdict="off"} 1
 keepalive_connections{command="COMMAND",verdict="ok"} 0
 keepalive_connections{command="COMMAND",verdict="slow-detect"} 0
 keepalive_connections{command="COMMAND",verdict="unknown"} 0
+# HELP keepalive_read_connections TCP connections whose keepalive values were read from the socket, by method: bpf (a BPF TCP iterator, no ptrace) or pidfd (pidfd_getfd, ptrace).
+# TYPE keepalive_read_connections gauge
+keepalive_read_connections{method="bpf"} 0
+keepalive_read_connections{method="pidfd"} 0
 # HELP keepalive_enabled Whether keepalive (SO_KEEPALIVE) is on for the connection: 1 on, 0 off.
 # TYPE keepalive_enabled gauge
 keepalive_enabled{DIALED} 1
@@ -135,7 +146,12 @@ keepalive_enabled{ACCEPTED} 0
 				Audit:         audit.Options{Filter: ownConns(dialed), Criteria: audit.Criteria{IdleTimeout: 350 * time.Second}, KernelOnly: tt.kernelOnly},
 				PerConnection: tt.perConnection,
 			})
-			want := strings.NewReplacer("COMMAND", command(t), "DIALED", connLabels(t, dialed), "ACCEPTED", connLabels(t, accepted)).Replace(tt.want)
+			// As root, the BPF iterator reads both ends; else pidfd_getfd.
+			bpf, pidfd := "2", "0"
+			if os.Geteuid() != 0 {
+				bpf, pidfd = pidfd, bpf
+			}
+			want := strings.NewReplacer("COMMAND", command(t), "DIALED", connLabels(t, dialed), "ACCEPTED", connLabels(t, accepted), "BPF_READ", bpf, "PIDFD_READ", pidfd).Replace(tt.want)
 			names := regexp.MustCompile(`(?m)^# TYPE (\S+)`).FindAllStringSubmatch(want, -1)
 			var only []string
 			for _, n := range names {
@@ -143,7 +159,7 @@ keepalive_enabled{ACCEPTED} 0
 			}
 			assert.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want), only...))
 			if !tt.perConnection {
-				assert.Equal(t, 7, testutil.CollectAndCount(c), "5 verdicts of one command, the duration and the errors")
+				assert.Equal(t, 10, testutil.CollectAndCount(c), "5 verdicts and the probing of one command, the connections read by 2 methods, the duration and the errors")
 			}
 			problems, err := testutil.CollectAndLint(c)
 			require.NoError(t, err)

@@ -54,7 +54,8 @@ func (w Want) values() [5]uint32 {
 }
 
 // NewSelection creates an empty selection that holds at most n sockets,
-// unpinned: it goes when it is closed and no program uses it any more.
+// unpinned: it goes when it is closed and no program uses it any more. Its
+// entries are allocated as they are added.
 func NewSelection(n int) (*Selection, error) {
 	m, err := ebpf.NewMap(&ebpf.MapSpec{
 		Name:       selName,
@@ -62,6 +63,7 @@ func NewSelection(n int) (*Selection, error) {
 		KeySize:    8,
 		ValueSize:  selLen,
 		MaxEntries: uint32(max(n, 1)),
+		Flags:      unix.BPF_F_NO_PREALLOC,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bpfsock: creating the selection map: %w", err)
