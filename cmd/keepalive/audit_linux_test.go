@@ -97,9 +97,9 @@ func TestAuditTable(t *testing.T) {
 	out := squeeze(r.stdout)
 	for _, w := range []string{
 		fmt.Sprintf("(pid %d): 2 connections\n", os.Getpid()),
-		"FD LOCAL REMOTE STATE KEEPALIVE IDLE INTERVAL COUNT USER TIMEOUT DETECTS IN SOURCE VERDICT",
-		fmt.Sprintf(" %v %v established on 20s 4s 2 none 28s socket ok \n", dialed.LocalAddr(), dialed.RemoteAddr()),
-		fmt.Sprintf(" %v %v established off %v %v %d none never socket off \n", dialed.RemoteAddr(), dialed.LocalAddr(), acc.Idle, acc.Interval, acc.Count),
+		"FD LOCAL REMOTE STATE KEEPALIVE IDLE INTERVAL COUNT USER TIMEOUT DETECTS IN SOURCE SET BY VERDICT",
+		fmt.Sprintf(" %v %v established on 20s 4s 2 none 28s socket - ok \n", dialed.LocalAddr(), dialed.RemoteAddr()),
+		fmt.Sprintf(" %v %v established off %v %v %d none never socket - off \n", dialed.RemoteAddr(), dialed.LocalAddr(), acc.Idle, acc.Interval, acc.Count),
 		"\n2 connections: 1 ok, 1 off\nchecked against an idle timeout of 5m50s and detection within 30s\n",
 	} {
 		assert.Contains(t, out, w)
@@ -114,8 +114,8 @@ func TestAuditKernelOnly(t *testing.T) {
 	r := runArgs(context.Background(), "audit", "-kernel-only", "-port", fmt.Sprint(portOf(dialed)), "-idle-timeout", "30s")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	out := squeeze(r.stdout)
-	assert.Regexp(t, fmt.Sprintf(` %v %v established on \(timer (40|39)s\) - - - - - kernel at-risk \n`, dialed.LocalAddr(), dialed.RemoteAddr()), out)
-	assert.Contains(t, out, fmt.Sprintf(" %v %v established off - - - - never kernel off \n", dialed.RemoteAddr(), dialed.LocalAddr()))
+	assert.Regexp(t, fmt.Sprintf(` %v %v established on \(timer (40|39)s\) - - - - - kernel - at-risk \n`, dialed.LocalAddr(), dialed.RemoteAddr()), out)
+	assert.Contains(t, out, fmt.Sprintf(" %v %v established off - - - - never kernel - off \n", dialed.RemoteAddr(), dialed.LocalAddr()))
 	assert.Contains(t, out, "\n-kernel-only: values were not read from the sockets\n")
 }
 

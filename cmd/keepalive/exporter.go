@@ -63,11 +63,16 @@ remote addresses. It serves until interrupted.
 		ff := addFilterFlags(fs, "only connections that process `pid` holds, in its network namespace")
 		cf := addCriteriaFlags(fs)
 		kernelOnly := boolFlag(fs, "kernel-only", "do not read values from the sockets: export only what the kernel reports")
+		method := addMethodFlag(fs, "read")
+		bpffs := addBPFFSFlag(fs)
 		perConn := boolFlag(fs, "per-connection", "also export one series per connection and value")
 		timeout := durationFlag(fs, "timeout", 10*time.Second, "10s", "no limit", "give up a scrape's audit after this `duration`, Prometheus' default scrape timeout")
 		return func(ctx context.Context, e *env, args []string) error {
 			if err := noArgs(args); err != nil {
 				return err
+			}
+			if *kernelOnly && *method != audit.MethodAuto {
+				return usagef("-kernel-only reads no values: -method is not for it")
 			}
 			if _, _, err := net.SplitHostPort(*listen); err != nil {
 				return usagef("-listen %q is not host:port: %v", *listen, err)
@@ -77,7 +82,7 @@ remote addresses. It serves until interrupted.
 			}
 			logger := slog.New(slog.NewTextHandler(&prefixWriter{prefix: "keepalive exporter: ", w: e.stderr}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			o := metrics.Options{
-				Audit:         audit.Options{Criteria: cf.criteria(), Filter: ff.filter(), KernelOnly: *kernelOnly},
+				Audit:         audit.Options{Criteria: cf.criteria(), Filter: ff.filter(), KernelOnly: *kernelOnly, Method: *method, BPFFS: *bpffs},
 				PerConnection: *perConn,
 				Timeout:       *timeout,
 				ErrorLog:      logger,
