@@ -324,6 +324,16 @@ func (m Method) String() string {
 // MarshalText implements [encoding.TextMarshaler] with String.
 func (m Method) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
 
+// UnmarshalText implements [encoding.TextUnmarshaler] with ParseMethod.
+func (m *Method) UnmarshalText(b []byte) error {
+	v, err := ParseMethod(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
 // ParseMethod parses "auto", "bpf" or "pidfd".
 func ParseMethod(s string) (Method, error) {
 	for i, n := range methodNames {
@@ -515,14 +525,14 @@ type Result struct {
 // meanwhile is not found, and one opened on the same descriptor since has
 // another inode. Each is read, changed and read again inside the kernel,
 // and only the named options are written: an unnamed field that holds the
-// system default still follows the sysctl after. A named zero field is
-// set to the default of the process's network namespace. Through
+// system default still follows the sysctl after. Through
 // pidfd_getfd (MethodPidfd, or where the iterator cannot run or could not
 // read a socket's options), each socket is duplicated into this process,
 // changed with keepalive.Set, read back and closed; a descriptor is
 // duplicated only when sock_diag lists its socket as TCP, and changed only
 // when the duplicate is still that socket. [Result.After]'s Method says
-// which was used.
+// which was used. Either way a named zero field is set to the default of
+// the process's network namespace.
 //
 // Apply fails with a [*PermissionError] when the caller may not inspect
 // the process, before any socket is changed; with MethodBPF, it fails when

@@ -384,7 +384,14 @@ func apply(ctx context.Context, f Filter, ch Change) ([]Result, error) {
 	if len(todo) == 0 {
 		return results, nil
 	}
-	n, err := applyPidfd(ctx, f.PID, results, todo, ch, changed, bpfErr)
+	var n int
+	err = l.nss[0].Do(func() error {
+		// In the process's network namespace, whose system defaults
+		// keepalive.Set writes for a field put back to its default.
+		var err error
+		n, err = applyPidfd(ctx, f.PID, results, todo, ch, changed, bpfErr)
+		return err
+	})
 	var perr *PermissionError
 	if errors.As(err, &perr) {
 		return nil, err
@@ -417,7 +424,7 @@ func all(n int) []int {
 
 // applyPidfd sets ch through pidfd_getfd on the sockets of the results
 // whose indexes are todo, and returns how many it reached, all unless ctx
-// is done. changed says that a socket of the process was changed already;
+// is done. It runs in the process's network namespace. changed says that a socket of the process was changed already;
 // unless one was, a refusal of ptrace is returned as the error, naming
 // bpfErr, why the BPF iterator could not run, too.
 func applyPidfd(ctx context.Context, pid int, results []Result, todo []int, ch Change, changed bool, bpfErr error) (int, error) {

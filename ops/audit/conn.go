@@ -171,7 +171,7 @@ func (h How) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
 // zero means the peer has not answered for at least an interval, and the
 // connection is dropped when the count reaches the socket's Count. Zero
 // when no keepalive timer is pending.
-func (c *Conn) UnansweredProbes() int {
+func (c Conn) UnansweredProbes() int {
 	if c.Timer.Kind != TimerKeepalive {
 		return 0
 	}

@@ -20,7 +20,7 @@ import (
 // The test binary doubles as a helper process that holds connections, so
 // that audit and apply act on processes the tests started. TestMain runs
 // the helper instead of the tests when helperEnv is set.
-const helperEnv = "AUDIT_TEST_HELPER" // "hold" (testproc.Hold), "probe", "accept" or "churn"
+const helperEnv = "AUDIT_TEST_HELPER" // "hold" (testproc.Hold), "probe", "accept", "churn" or "auditor"
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
@@ -36,6 +36,8 @@ func TestMain(m *testing.M) {
 		os.Exit(acceptHelper())
 	case "churn":
 		os.Exit(churnHelper())
+	case "auditor":
+		os.Exit(auditor())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)

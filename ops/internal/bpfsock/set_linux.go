@@ -93,10 +93,11 @@ func (s *Selection) Close() error { return s.m.Close() }
 // descriptor holds any more has none, and is never selected), it reads
 // the five options with bpf_getsockopt, sets those the entry names, in
 // the order SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT,
-// TCP_USER_TIMEOUT, and reads them again. The change is whole or none, as
-// keepalive.Set makes it: when the kernel refuses an option, those set
-// before it are set back to the values read before, and the rest are not
-// tried. A socket whose options cannot all be read first is not changed
+// TCP_USER_TIMEOUT, and reads them again. As keepalive.Set does, it
+// writes no option that holds the value asked already, but SO_KEEPALIVE
+// on, and makes the change whole or not at all: when the kernel refuses
+// an option, those set before it are set back to the values read before,
+// and the rest are not tried. A socket whose options cannot all be read first is not changed
 // (its restore could not be made). Each socket is changed once, also when
 // the kernel shows it to the program again after a full output buffer.
 // [RunSet] runs it.
@@ -129,14 +130,25 @@ func (k *Kernel) SetIter(sel *Selection) (*ebpf.Program, error) {
 		asm.JNE.Imm(asm.R1, 0, after),
 	)
 	for i, o := range optionSyscalls {
-		skip, refused := b.label("skip"), b.label("refused")
+		skip, refused, write := b.label("skip"), b.label("refused"), b.label("write")
 		b.emit(
 			asm.LoadMem(asm.R1, asm.R8, selFields, asm.Word),
 			asm.And.Imm(asm.R1, int32(o.opt)),
 			asm.JEq.Imm(asm.R1, 0, skip),
+			// A value the socket holds already is not written, but
+			// SO_KEEPALIVE on, as keepalive.Set does.
+			asm.LoadMem(asm.R1, asm.R8, int16(selWant+4*i), asm.Word),
+			asm.LoadMem(asm.R2, asm.R8, int16(selBefore+4*i), asm.Word),
+			asm.JNE.Reg(asm.R1, asm.R2, write),
+		)
+		if o.opt == KeepAlive {
+			b.emit(asm.JNE.Imm(asm.R1, 0, write))
+		}
+		b.emit(asm.Ja.Label(skip))
+		b.mark(write)
+		b.emit(
 			// The value goes through the stack, where the helper reads
 			// it.
-			asm.LoadMem(asm.R1, asm.R8, int16(selWant+4*i), asm.Word),
 			asm.StoreMem(asm.R10, stOptval, asm.R1, asm.Word),
 			asm.Mov.Reg(asm.R1, asm.R7),
 			asm.Mov.Imm(asm.R2, o.level),
@@ -255,10 +267,10 @@ type SetResult struct {
 	// read as zero. With BeforeErrs not empty, nothing was set.
 	Before, After         InForce
 	BeforeErrs, AfterErrs Options
-	// Set is the options set and left set: all those asked for, unless
-	// the kernel refused one (Refused), in which case Set is empty once
-	// those set before it were set back, and RestoreErrs names those that
-	// could not be.
+	// Set is the options written and left so: those asked for that did
+	// not hold the value already, unless the kernel refused one (Refused),
+	// in which case Set is empty once those written before it were set
+	// back, and RestoreErrs names those that could not be.
 	Set Options
 	// Refused is the option the kernel refused, with Errno its error;
 	// zero when none was.

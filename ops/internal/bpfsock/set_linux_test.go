@@ -161,3 +161,18 @@ func TestSetIterOverflow(t *testing.T) {
 		}
 	}
 }
+
+// TestSetIterHeld asks for values a socket holds already: none is written
+// but SO_KEEPALIVE on, as keepalive.Set does.
+func TestSetIterHeld(t *testing.T) {
+	dialled, _ := pairs(t, 1)
+	c := dialled[0]
+	sel, run := setup(t, 1)
+	v := read(t, c.c)
+	require.NoError(t, sel.Add(c.inode, Want{Set: AllOptions, KeepAlive: 1, Idle: uint32(v.Idle / time.Second), Interval: uint32(v.Interval / time.Second), Count: uint32(v.Count)}))
+	r := run()[c.inode]
+	assert.Equal(t, KeepAlive, r.Set, "only SO_KEEPALIVE on is written")
+	want := v
+	want.KeepAlive = true
+	assert.Equal(t, want, read(t, c.c))
+}
