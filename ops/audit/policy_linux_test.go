@@ -2,7 +2,6 @@ package audit_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,97 +10,34 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/keepalive-go/keepalive"
-	"github.com/keepalive-go/keepalive/internal/cgrouptest"
 	"github.com/keepalive-go/keepalive/internal/testproc"
 	"github.com/keepalive-go/keepalive/ops/audit"
 	"github.com/keepalive-go/keepalive/ops/enforce"
+	"github.com/keepalive-go/keepalive/ops/internal/policytest"
 )
 
-// policyLab is what a test of attribution needs: the BPF tests' lock, a
-// bpffs of its own, and at cleanup the policies removed and a check that
-// no object of the project is left.
+// policyLab is a policytest.Lab that audits.
 type policyLab struct {
-	t      *testing.T
-	bpffs  string
-	before enforce.Objects
+	*policytest.Lab
+	t *testing.T
 }
 
 func newPolicyLab(t *testing.T) *policyLab {
-	t.Helper()
-	needRoot(t, "policies need CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON")
-	cgrouptest.Lock(t)
-	dir := t.TempDir()
-	require.NoError(t, unix.Mount("bpffs", dir, "bpf", 0, "mode=0700"))
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	l := &policyLab{t: t, bpffs: dir}
-	var err error
-	l.before, err = enforce.LoadedObjects()
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		// The policies went with their cgroups (l.cgroup); then no
-		// object the test made may be left. The kernel frees a program's
-		// maps after an RCU grace period.
-		var now enforce.Objects
-		ok := assert.Eventually(t, func() bool {
-			now, err = enforce.LoadedObjects()
-			return err == nil && within(now, l.before)
-		}, 20*time.Second, 10*time.Millisecond)
-		if !ok {
-			t.Errorf("the project's BPF objects: before %v; now %v", l.before, now)
-		}
-		_, err = os.Stat(filepath.Join(l.bpffs, "keepalive"))
-		assert.ErrorIs(t, err, os.ErrNotExist, "the project's directory is left in bpffs")
-	})
-	return l
-}
-
-// within reports whether every object of now was there before: ids are
-// not reused soon, and objects of before may have gone since.
-func within(now, before enforce.Objects) bool {
-	for _, s := range [][2][]uint32{{now.Programs, before.Programs}, {now.Maps, before.Maps}, {now.Links, before.Links}} {
-		for _, id := range s[0] {
-			if !slices.Contains(s[1], id) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// cgroup makes a cgroup for the test, and at cleanup removes the policy
-// on it, if any, before the cgroup goes.
-func (l *policyLab) cgroup() string {
-	l.t.Helper()
-	cg := cgrouptest.New(l.t)
-	l.t.Cleanup(func() {
-		_, err := enforce.Remove(context.Background(), l.bpffs, cg)
-		if !errors.Is(err, os.ErrNotExist) {
-			assert.NoError(l.t, err, "removing the policy on %s", cg)
-		}
-	})
-	return cg
-}
-
-func (l *policyLab) enforce(cgroup string, c keepalive.Config, f enforce.Filter) enforce.Policy {
-	l.t.Helper()
-	res, err := enforce.Enforce(context.Background(), enforce.Options{Cgroup: cgroup, Config: c, Filter: f, BPFFS: l.bpffs})
-	require.NoError(l.t, err)
-	return res.Policy
+	return &policyLab{policytest.New(t), t}
 }
 
 // audit audits every process by method m, with the lab's policies, and
 // checks that it leaves no descriptor open and nothing pinned.
 func (l *policyLab) audit(m audit.Method) *audit.Report {
 	l.t.Helper()
-	fds, pins := descriptors(l.t), pinned(l.t, l.bpffs)
-	rep, err := audit.Audit(context.Background(), audit.Options{Method: m, BPFFS: l.bpffs})
+	fds, pins := descriptors(l.t), pinned(l.t, l.BPFFS)
+	rep, err := audit.Audit(context.Background(), audit.Options{Method: m, BPFFS: l.BPFFS})
 	require.NoError(l.t, err)
 	require.NoError(l.t, rep.PoliciesErr)
 	assert.Equal(l.t, fds, descriptors(l.t), "descriptors by kind before and after the audit")
-	assert.Equal(l.t, pins, pinned(l.t, l.bpffs), "bpffs before and after the audit")
+	assert.Equal(l.t, pins, pinned(l.t, l.BPFFS), "bpffs before and after the audit")
 	return rep
 }
 
@@ -146,15 +82,15 @@ func coverage(rep *audit.Report, id uint64) (audit.Coverage, bool) {
 // the one getsockopt reads on the socket.
 func TestAuditPolicy(t *testing.T) {
 	l := newPolicyLab(t)
-	cgA, cgB := l.cgroup(), l.cgroup()
+	cgA, cgB := l.Cgroup(), l.Cgroup()
 	pa := keepalive.Config{Idle: 61 * time.Second, Interval: 6 * time.Second, Count: 6, UserTimeout: 66 * time.Second}
 	pb := keepalive.Config{Idle: 62 * time.Second}
 	before := startHoldWith(t, testproc.Opts{Cgroup: cgA}, 1, "off", nil)
 	outside := startHold(t, 1, "off", false, nil)
-	polA := l.enforce(cgA, pa, enforce.Filter{})
+	polA := l.Enforce(cgA, pa, enforce.Filter{})
 	after := startHoldWith(t, testproc.Opts{Cgroup: cgA}, 1, "off", nil)
 	inB := startHoldWith(t, testproc.Opts{Cgroup: cgB}, 1, "off", nil)
-	polB := l.enforce(cgB, pb, enforce.Filter{})
+	polB := l.Enforce(cgB, pb, enforce.Filter{})
 	sys, err := keepalive.SystemDefaults()
 	require.NoError(t, err)
 	withB := valuesOfConfig(keepalive.Config{Idle: pb.Idle, Interval: sys.Interval, Count: sys.Count})
@@ -209,11 +145,11 @@ func TestAuditPolicy(t *testing.T) {
 
 	// A removed: its connections keep its values and its record, which
 	// cgroup B's policy keeps the map of; nothing names a policy on A.
-	_, err = enforce.Remove(context.Background(), l.bpffs, cgA)
+	_, err = enforce.Remove(context.Background(), l.BPFFS, cgA)
 	require.NoError(t, err)
 	// B replaced by a policy of other flows, which leaves its
 	// connections with the values and the record of the one before.
-	polB2 := l.enforce(cgB, keepalive.Config{Idle: 63 * time.Second}, enforce.Filter{Ports: []uint16{1}})
+	polB2 := l.Enforce(cgB, keepalive.Config{Idle: 63 * time.Second}, enforce.Filter{Ports: []uint16{1}})
 	t.Run("ended", func(t *testing.T) {
 		forMethods(t, func(t *testing.T, m audit.Method) {
 			rep := l.audit(m)
