@@ -307,6 +307,8 @@ func methodsText(rep *audit.Report) string {
 	}
 	var s string
 	switch {
+	case bpf == 0 && pidfd == 0:
+		s = "no values were read from the sockets"
 	case pidfd == 0 && rep.BPFError == nil:
 		s = "values read through the BPF iterator: no process was ptraced"
 	case bpf == 0:

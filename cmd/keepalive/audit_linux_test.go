@@ -76,6 +76,13 @@ func TestAuditJSON(t *testing.T) {
 		assert.Equal(t, k.Interval.String(), m["interval"])
 		assert.Equal(t, float64(k.Count), m["count"])
 		assert.Equal(t, k.UserTimeout.String(), m["user_timeout"])
+		assert.Equal(t, float64(ownNetns()), m["netns"])
+		method := "bpf" // as root, through the BPF iterator
+		if os.Geteuid() != 0 {
+			method = "pidfd"
+		}
+		assert.Equal(t, method, m["method"])
+		assert.NotContains(t, m, "set_by", "no policy set it")
 		for _, key := range []string{"verdict", "idle_timeout_verdict", "detect_verdict"} {
 			assert.Contains(t, m, key)
 		}
@@ -170,6 +177,7 @@ func wantMetrics(t *testing.T, c keepalive.Config, dialed, accepted net.Conn) []
 		fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"at-risk\"} 1\n", command),
 		fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"off\"} 1\n", command),
 		fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"ok\"} 0\n", command),
+		fmt.Sprintf("\nkeepalive_probing_connections{command=%q} 0\n", command),
 		"\nkeepalive_scrape_errors_total 0\n",
 		fmt.Sprintf("\nkeepalive_idle_seconds%s %g\n", labels(dialed), c.Idle.Seconds()),
 		fmt.Sprintf("\nkeepalive_interval_seconds%s %g\n", labels(dialed), c.Interval.Seconds()),
@@ -309,6 +317,7 @@ func TestAuditCmdUnsearched(t *testing.T) {
 	assert.Contains(t, out, " why: open /proc/")
 	assert.Contains(t, out, fmt.Sprintf("this process runs as uid %d without CAP_SYS_PTRACE", nobody))
 	assert.NotContains(t, out, "kthreadd", "kernel threads hold no descriptors")
+	assert.Contains(t, out, fmt.Sprintf("no values were read from the sockets; the BPF iterator could not run: this process (uid %d) lacks CAP_BPF, CAP_PERFMON", nobody))
 }
 
 // TestUnsearched checks how the processes an audit could not search are

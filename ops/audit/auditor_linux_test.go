@@ -47,6 +47,10 @@ type auditorSpec struct {
 	// ApplyPIDs are the processes apply sets Change on, each in turn.
 	ApplyPIDs []int
 	Change    string // the Config's text; every field named
+	// Count audits every process once and reports how many connections
+	// it listed, and nothing else: the benchmark's run under strace.
+	// KernelOnly reads no values then.
+	Count, KernelOnly bool
 }
 
 // auditedConn is a connection as the auditor reports it.
@@ -88,6 +92,8 @@ type auditorResult struct {
 	ApplyPerm    []bool   // errors.As *audit.PermissionError
 	ApplyPermOps []string
 	Applied      []appliedConn
+
+	Counted int // with Count
 }
 
 func reported(cs []audit.Conn, pids []int) []auditedConn {
@@ -134,6 +140,15 @@ func auditor() int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r := auditorResult{UID: os.Getuid()}
+	if spec.Count {
+		rep, err := audit.Audit(ctx, audit.Options{Method: spec.Method, KernelOnly: spec.KernelOnly})
+		if err != nil {
+			return fail(err)
+		}
+		r.Counted = len(rep.Conns)
+		json.NewEncoder(os.Stdout).Encode(r)
+		return 0
+	}
 	targets := append(append([]int{spec.AuditPID}, spec.PIDs...), spec.ApplyPIDs...)
 	for _, pid := range targets {
 		if pid != 0 {
