@@ -168,7 +168,7 @@ func readAll(ctx context.Context, l *listing, method Method, d *dumper, pol *pol
 				}
 			}
 		}
-		socks, err := d.dump(ctx, l.nss)
+		found, errs, err := d.read(ctx, l.nss, conns, pol)
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -176,20 +176,18 @@ func readAll(ctx context.Context, l *listing, method Method, d *dumper, pol *pol
 			return err
 		case err != nil:
 			rep.BPFError = err
-		}
-		for i := range conns {
-			c := &conns[i]
-			s, ok := socks[uint64(c.Inode)]
-			switch {
-			case err != nil:
-			case !ok:
-				// The iterator ran in the connection's namespace and did not
-				// find the socket held by a descriptor: it was closed.
-				c.Err = closedError(c)
-			case s.Errs != 0 && method == MethodBPF:
-				c.Err = fmt.Errorf("audit: socket %d: bpf_getsockopt could not read %s (Linux 6.1 or later reads every keepalive option)", c.Inode, Fields(s.Errs))
-			case s.Errs == 0:
-				setBPFValues(c, s, pol)
+		default:
+			for i := range conns {
+				c := &conns[i]
+				switch {
+				case !found[i]:
+					// The iterator ran in the connection's namespace and did
+					// not find the socket held by a descriptor: it was
+					// closed.
+					c.Err = closedError(c)
+				case errs[i] != 0 && method == MethodBPF:
+					c.Err = fmt.Errorf("audit: socket %d: bpf_getsockopt could not read %s (Linux 6.1 or later reads every keepalive option)", c.Inode, Fields(errs[i]))
+				}
 			}
 		}
 	}

@@ -176,32 +176,40 @@ func newDumper(pol *policies) (*dumper, error) {
 
 func (d *dumper) close() { d.prog.Close() }
 
-// dump runs the dump iterator in each namespace and returns the sockets
-// that descriptors hold, by inode, with their records in the policies'
-// map.
-func (d *dumper) dump(ctx context.Context, nss []*bpfsock.Netns) (map[uint64]bpfsock.Socket, error) {
-	dumps, err := bpfsock.RunDump(ctx, d.prog, nss)
-	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+// read runs the dump iterator in each namespace and records in each of
+// conns the values it read from the socket, with its cgroup and record;
+// it returns which of conns it found, and those whose options
+// bpf_getsockopt could not all read, by index. Nothing of a socket
+// that is not one of conns is kept.
+func (d *dumper) read(ctx context.Context, nss []*bpfsock.Netns, conns []Conn, pol *policies) (found []bool, errs map[int]bpfsock.Options, err error) {
+	idx := make(map[uint64]int, len(conns))
+	for i := range conns {
+		idx[uint64(conns[i].Inode)] = i
 	}
-	n := 0
-	for _, socks := range dumps {
-		n += len(socks)
-	}
-	byInode := make(map[uint64]bpfsock.Socket, n)
-	for _, socks := range dumps {
-		for _, s := range socks {
-			if s.Inode != 0 {
-				byInode[s.Inode] = s
-			}
+	found = make([]bool, len(conns))
+	errs = map[int]bpfsock.Options{}
+	err = bpfsock.DumpEach(ctx, d.prog, nss, func(_ *bpfsock.Netns, s *bpfsock.Socket) error {
+		i, ok := idx[s.Inode]
+		if !ok || s.Inode == 0 {
+			return nil
 		}
+		found[i] = true
+		if s.Errs != 0 {
+			errs[i] = s.Errs
+			return nil
+		}
+		setBPFValues(&conns[i], s, pol)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit: %w", err)
 	}
-	return byInode, nil
+	return found, errs, nil
 }
 
 // setBPFValues records in c the values the dump iterator read from its
 // socket, and its cgroup and record.
-func setBPFValues(c *Conn, s bpfsock.Socket, pol *policies) {
+func setBPFValues(c *Conn, s *bpfsock.Socket, pol *policies) {
 	setValues(c, s.KeepAlive, keepalive.Config{Off: !s.KeepAlive, Idle: s.Idle, Interval: s.Interval, Count: s.Count, UserTimeout: s.UserTimeout})
 	c.Method, c.Cgroup = MethodBPF, s.Cgroup
 	if s.HasRecord {

@@ -1,8 +1,10 @@
 package bpfsock
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"time"
 
@@ -156,16 +158,38 @@ const dumpLen = dumpAddrLen + dumpRestLen
 // namespace and returns the sockets of each.
 func RunDump(ctx context.Context, prog *ebpf.Program, nss []*Netns) (map[*Netns][]Socket, error) {
 	socks := map[*Netns][]Socket{}
-	err := RunIter(ctx, prog, nss, func(ns *Netns, out []byte) error {
-		if len(out)%dumpLen != 0 {
-			return fmt.Errorf("bpfsock: the dump iterator wrote %d bytes, not a whole number of %d-byte records", len(out), dumpLen)
-		}
-		for ; len(out) > 0; out = out[dumpLen:] {
-			socks[ns] = append(socks[ns], parseSocket(out[:dumpLen]))
-		}
+	err := DumpEach(ctx, prog, nss, func(ns *Netns, s *Socket) error {
+		socks[ns] = append(socks[ns], *s)
 		return nil
 	})
 	return socks, err
+}
+
+// DumpEach runs the dump iterator prog ([Kernel.DumpIter]) in each
+// namespace, and calls each with every socket as it is read, which it
+// must not keep: nothing else is held in memory, whatever the number of
+// sockets. It stops at the first error each returns.
+func DumpEach(ctx context.Context, prog *ebpf.Program, nss []*Netns, each func(ns *Netns, s *Socket) error) error {
+	var b [dumpLen]byte
+	var s Socket
+	return runIter(ctx, prog, nss, func(ns *Netns, r io.Reader) error {
+		br := bufio.NewReaderSize(r, 64<<10)
+		for {
+			_, err := io.ReadFull(br, b[:])
+			switch {
+			case err == io.EOF:
+				return nil
+			case err == io.ErrUnexpectedEOF:
+				return fmt.Errorf("bpfsock: the dump iterator wrote a part of a %d-byte record in network namespace %d", dumpLen, ns.Inode)
+			case err != nil:
+				return fmt.Errorf("bpfsock: running the iterator in network namespace %d: %w", ns.Inode, err)
+			}
+			s = parseSocket(b[:])
+			if err := each(ns, &s); err != nil {
+				return err
+			}
+		}
+	})
 }
 
 // parseSocket decodes one socket of the dump iterator's output.

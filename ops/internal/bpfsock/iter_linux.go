@@ -177,6 +177,17 @@ func cgroupProcs(path string) ([]int, error) {
 // another namespace needs CAP_SYS_ADMIN; the caller's own needs nothing
 // more. It stops at the first error, and checks ctx between namespaces.
 func RunIter(ctx context.Context, prog *ebpf.Program, nss []*Netns, each func(ns *Netns, out []byte) error) error {
+	return runIter(ctx, prog, nss, func(ns *Netns, r io.Reader) error {
+		out, err := io.ReadAll(r)
+		if err != nil {
+			return fmt.Errorf("bpfsock: running the iterator in network namespace %d: %w", ns.Inode, err)
+		}
+		return each(ns, out)
+	})
+}
+
+// runIter is RunIter with the program's output given as it is read.
+func runIter(ctx context.Context, prog *ebpf.Program, nss []*Netns, each func(ns *Netns, r io.Reader) error) error {
 	it, err := link.AttachIter(link.IterOptions{Program: prog})
 	if err != nil {
 		return fmt.Errorf("bpfsock: attaching the iterator: %w", err)
@@ -195,12 +206,9 @@ func RunIter(ctx context.Context, prog *ebpf.Program, nss []*Netns, each func(ns
 		if err := ns.Do(open); err != nil {
 			return fmt.Errorf("bpfsock: opening the iterator in network namespace %d: %w", ns.Inode, err)
 		}
-		out, err := io.ReadAll(rd)
+		err := each(ns, rd)
 		rd.Close()
 		if err != nil {
-			return fmt.Errorf("bpfsock: running the iterator in network namespace %d: %w", ns.Inode, err)
-		}
-		if err := each(ns, out); err != nil {
 			return err
 		}
 	}
