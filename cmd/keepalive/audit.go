@@ -346,10 +346,33 @@ func printNamespaces(w io.Writer, nss []audit.Namespace) {
 }
 
 // printCoverage lists the policies in force, with what each has set and
-// how many of the connections listed it covers.
+// how many of the connections listed it covers, and the cgroups of the
+// policies that have ended whose values connections keep.
 func printCoverage(w io.Writer, rep *audit.Report) {
 	if rep.PoliciesErr != nil {
 		fmt.Fprint(w, wrap("the policies of keepalive enforce could not be read: "+message(rep.PoliciesErr), ""))
+	}
+	var ended []uint64
+	n, paths := map[uint64]int{}, map[uint64]string{}
+	for i := range rep.Conns {
+		if b := rep.Conns[i].SetBy; b != nil && !b.InForce {
+			if n[b.CgroupID] == 0 {
+				ended = append(ended, b.CgroupID)
+			}
+			n[b.CgroupID]++
+			paths[b.CgroupID] = b.Cgroup
+		}
+	}
+	if len(ended) > 0 {
+		parts := make([]string, len(ended))
+		for i, id := range ended {
+			where := "removed since"
+			if paths[id] != "" {
+				where = paths[id]
+			}
+			parts[i] = fmt.Sprintf("cgroup %d (%s): %d", id, where, n[id])
+		}
+		fmt.Fprint(w, wrap("connections that keep the values of a policy that has ended, by its cgroup: "+strings.Join(parts, ", "), ""))
 	}
 	if len(rep.Policies) == 0 {
 		return

@@ -14,8 +14,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/internal/cgrouptest"
 	"github.com/keepalive-go/keepalive/internal/sockopts"
 )
 
@@ -91,16 +93,45 @@ func TestAuditCmdPolicy(t *testing.T) {
 		assert.Equal(t, 4, n, "-method %s: the four ends", method)
 	}
 
+	// Another policy keeps the records' map: the connections say that
+	// the policy that set them has ended, and on which cgroup.
+	other := cgrouptest.New(t)
+	r = runArgs(context.Background(), "enforce", "-cgroup", other, "-idle", "62s")
+	require.Equal(t, exitOK, r.code, r.stderr)
 	r = runArgs(context.Background(), "enforce", "-remove", "-cgroup", cg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	r = runArgs(context.Background(), "audit", "-port", port)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	t.Logf("stdout:\n%s", r.stdout)
+	out = squeeze(r.stdout)
+	id := cgroupID(t, cg)
+	for e := range ends {
+		assert.Regexp(t, fmt.Sprintf(`\n %d %s \S+ established on 31s 7s 4 59s 59s socket ended \(cgroup %d\) ok \n`, e.fd, regexp.QuoteMeta(e.local), id), out,
+			"the values stay, and the record says the policy ended")
+	}
+	assert.Contains(t, strings.Join(strings.Fields(r.stdout), " "),
+		fmt.Sprintf("connections that keep the values of a policy that has ended, by its cgroup: cgroup %d (%s): 4", id, cg))
+	assert.Contains(t, out, "\n1 policy in force (keepalive enforce):\n #1 "+other+": ")
+
+	r = runArgs(context.Background(), "enforce", "-remove", "-cgroup", other)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	r = runArgs(context.Background(), "audit", "-port", port)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	out = squeeze(r.stdout)
 	for e := range ends {
 		assert.Regexp(t, fmt.Sprintf(`\n %d %s \S+ established on 31s 7s 4 59s 59s socket - ok \n`, e.fd, regexp.QuoteMeta(e.local)), out,
-			"the values stay; the record went with the last policy")
+			"the values stay; the records went with the last policy")
 	}
 	assert.NotContains(t, out, "in force (keepalive enforce)")
+	assert.NotContains(t, out, "ended")
+}
+
+// cgroupID returns the id of the cgroup at path: its inode number.
+func cgroupID(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	require.NoError(t, unix.Stat(path, &st))
+	return st.Ino
 }
 
 // TestAuditCmdMethod checks -method: each method says it was used, and

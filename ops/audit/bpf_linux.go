@@ -24,7 +24,8 @@ import (
 type policies struct {
 	list   []enforce.Policy
 	shared *bpfsock.Shared
-	err    error // why they could not be read
+	err    error             // why they could not be read
+	paths  map[uint64]string // the paths of cgroups no policy is on, by id
 }
 
 // openPolicies reads the policies pinned in the bpffs at bpffs (or
@@ -70,6 +71,17 @@ func (p *policies) setBy(r bpfsock.Record) *SetBy {
 			b.Cgroup = pol.Cgroup
 			b.InForce = pol.ID == r.Policy && pol.Attached
 		}
+	}
+	if b.Cgroup == "" {
+		if p.paths == nil {
+			p.paths = map[uint64]string{}
+		}
+		path, ok := p.paths[r.Cgroup]
+		if !ok {
+			path, _ = bpfsock.CgroupPath(r.Cgroup)
+			p.paths[r.Cgroup] = path
+		}
+		b.Cgroup = path
 	}
 	return b
 }

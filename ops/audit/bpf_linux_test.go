@@ -274,31 +274,19 @@ func TestAuditProbing(t *testing.T) {
 	})
 }
 
-// dropAll attaches to c a socket filter that drops every packet the
-// socket receives: its peer's probes go unanswered, as a vanished peer's
-// would.
-func dropAll(t *testing.T, c *net.TCPConn) {
+// dropAll attaches to c a socket filter that drops everything it
+// receives: its peer's probes go unanswered, as a vanished peer's would.
+func dropAll(t *testing.T, c net.Conn) {
 	t.Helper()
-	rc, err := c.SyscallConn()
-	require.NoError(t, err)
-	filter := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
-	var serr error
-	require.NoError(t, rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: 1, Filter: &filter[0]})
-	}))
-	require.NoError(t, serr)
+	require.NoError(t, sockopts.DropAll(c.(*net.TCPConn)))
 }
 
 // probesOut reads tcp_info's count of unanswered probes on c.
-func probesOut(t *testing.T, c *net.TCPConn) int {
+func probesOut(t *testing.T, c net.Conn) int {
 	t.Helper()
-	rc, err := c.SyscallConn()
+	n, err := sockopts.Probes(c.(*net.TCPConn))
 	require.NoError(t, err)
-	var info *unix.TCPInfo
-	var gerr error
-	require.NoError(t, rc.Control(func(fd uintptr) { info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }))
-	require.NoError(t, gerr)
-	return int(info.Probes)
+	return n
 }
 
 // descriptorKind names what a descriptor of this process is, from its

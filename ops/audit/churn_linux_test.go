@@ -129,7 +129,12 @@ func churnHelper() int {
 		fmt.Fprintln(os.Stderr, "churn:", err)
 		return 2
 	}
-	const workers, open = 4, 32
+	// 512 connections open at a time: at thousands a second each lives
+	// some tens of milliseconds, long enough for an audit on a loaded
+	// machine (the race detector, other work) to read some of those it
+	// listed, short enough that many close between its listing and its
+	// reading.
+	const workers, open = 4, 128
 	d := &net.Dialer{KeepAlive: -1, Control: func(network, address string, rc syscall.RawConn) error {
 		var st unix.Stat_t
 		var err error

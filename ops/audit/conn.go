@@ -111,7 +111,8 @@ type Conn struct {
 // set a connection's options, as the record they keep on the socket says.
 type SetBy struct {
 	// Cgroup is the path of the policy's cgroup as enforce was given it;
-	// empty when no policy is pinned for that cgroup any more.
+	// for one no policy is pinned on any more, its path now, found by its
+	// id (open_by_handle_at), or empty when it is gone.
 	Cgroup string
 
 	// CgroupID is the id of the policy's cgroup.

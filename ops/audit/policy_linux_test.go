@@ -144,7 +144,8 @@ func TestAuditPolicy(t *testing.T) {
 	})
 
 	// A removed: its connections keep its values and its record, which
-	// cgroup B's policy keeps the map of; nothing names a policy on A.
+	// cgroup B's policy keeps the map of, which names A by its id, found
+	// by its file handle.
 	_, err = enforce.Remove(context.Background(), l.BPFFS, cgA)
 	require.NoError(t, err)
 	// B replaced by a policy of other flows, which leaves its
@@ -153,8 +154,8 @@ func TestAuditPolicy(t *testing.T) {
 	t.Run("ended", func(t *testing.T) {
 		forMethods(t, func(t *testing.T, m audit.Method) {
 			rep := l.audit(m)
-			check(t, m, rep, before, polA, false, "", audit.Existing, audit.Existing)
-			check(t, m, rep, after, polA, false, "", audit.Dialled, audit.Accepted)
+			check(t, m, rep, before, polA, false, cgA, audit.Existing, audit.Existing)
+			check(t, m, rep, after, polA, false, cgA, audit.Dialled, audit.Accepted)
 			check(t, m, rep, inB, polB, false, cgB, audit.Existing, audit.Existing)
 			for _, c := range connsOf(rep, after.PID) {
 				assert.Equal(t, valuesOfConfig(pa), valuesOf(c), "fd %d keeps the removed policy's values", c.FD)

@@ -412,8 +412,9 @@ func Remove(ctx context.Context, bpffs, cgroup string) (*Policy, error) {
 }
 
 // LoadedObjects lists the project's BPF objects loaded in the kernel, as
-// bpftool prog show, map show and link show would find them by name. It
-// needs CAP_SYS_ADMIN.
+// bpftool prog show, map show and link show would find them by name: those
+// of the policies, not the iterators and maps that an audit or an apply
+// (package audit) loads for the time it runs. It needs CAP_SYS_ADMIN.
 func LoadedObjects() (Objects, error) {
 	return loadedObjects()
 }

@@ -233,30 +233,33 @@ func RunApply(ctx context.Context, prog *ebpf.Program, nss []*Netns) (map[*Netns
 func inNetns(ns *Netns, f func() error) error {
 	done := make(chan error, 1)
 	go func() {
+		var err error
+		// Sent once the descriptor below is closed, so that none is
+		// left open when inNetns returns.
+		defer func() { done <- err }()
 		runtime.LockOSThread()
-		self, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
+		self, oerr := os.Open("/proc/thread-self/ns/net")
+		if oerr != nil {
 			runtime.UnlockOSThread()
-			done <- err
+			err = oerr
 			return
 		}
 		defer self.Close()
-		if err := unix.Setns(int(ns.f.Fd()), unix.CLONE_NEWNET); err != nil {
+		if serr := unix.Setns(int(ns.f.Fd()), unix.CLONE_NEWNET); serr != nil {
 			runtime.UnlockOSThread()
-			if errors.Is(err, unix.EPERM) {
-				err = fmt.Errorf("%w: entering another network namespace needs CAP_SYS_ADMIN", err)
+			if errors.Is(serr, unix.EPERM) {
+				serr = fmt.Errorf("%w: entering another network namespace needs CAP_SYS_ADMIN", serr)
 			}
-			done <- os.NewSyscallError("setns", err)
+			err = os.NewSyscallError("setns", serr)
 			return
 		}
-		ferr := f()
-		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+		err = f()
+		if serr := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); serr != nil {
 			// Leave the thread locked: it ends with this goroutine.
-			done <- errors.Join(ferr, os.NewSyscallError("setns back", err))
+			err = errors.Join(err, os.NewSyscallError("setns back", serr))
 			return
 		}
 		runtime.UnlockOSThread()
-		done <- ferr
 	}()
 	return <-done
 }

@@ -150,13 +150,9 @@ func (k *Kernel) SetIter(sel *Selection) (*ebpf.Program, error) {
 			// The value goes through the stack, where the helper reads
 			// it.
 			asm.StoreMem(asm.R10, stOptval, asm.R1, asm.Word),
-			asm.Mov.Reg(asm.R1, asm.R7),
-			asm.Mov.Imm(asm.R2, o.level),
-			asm.Mov.Imm(asm.R3, o.name),
-			asm.Mov.Reg(asm.R4, asm.R10),
-			asm.Add.Imm(asm.R4, stOptval),
-			asm.Mov.Imm(asm.R5, 4),
-			asm.FnSetsockopt.Call(),
+		)
+		b.sockopt(asm.FnSetsockopt, asm.R7, o.level, o.name)
+		b.emit(
 			asm.JNE.Imm(asm.R0, 0, refused),
 			asm.LoadMem(asm.R1, asm.R8, selSetOK, asm.Word),
 			asm.Or.Imm(asm.R1, int32(o.opt)),
@@ -183,13 +179,9 @@ func (k *Kernel) SetIter(sel *Selection) (*ebpf.Program, error) {
 			asm.JEq.Imm(asm.R1, 0, skip),
 			asm.LoadMem(asm.R1, asm.R8, int16(selBefore+4*i), asm.Word),
 			asm.StoreMem(asm.R10, stOptval, asm.R1, asm.Word),
-			asm.Mov.Reg(asm.R1, asm.R7),
-			asm.Mov.Imm(asm.R2, o.level),
-			asm.Mov.Imm(asm.R3, o.name),
-			asm.Mov.Reg(asm.R4, asm.R10),
-			asm.Add.Imm(asm.R4, stOptval),
-			asm.Mov.Imm(asm.R5, 4),
-			asm.FnSetsockopt.Call(),
+		)
+		b.sockopt(asm.FnSetsockopt, asm.R7, o.level, o.name)
+		b.emit(
 			asm.JEq.Imm(asm.R0, 0, skip),
 			asm.LoadMem(asm.R1, asm.R8, selRestErr, asm.Word),
 			asm.Or.Imm(asm.R1, int32(o.opt)),
@@ -220,13 +212,9 @@ func (b *builder) readInto(off, errs int16) {
 		ok := b.label("read")
 		b.emit(
 			asm.StoreImm(asm.R10, stOptval, 0, asm.Word),
-			asm.Mov.Reg(asm.R1, asm.R7),
-			asm.Mov.Imm(asm.R2, o.level),
-			asm.Mov.Imm(asm.R3, o.name),
-			asm.Mov.Reg(asm.R4, asm.R10),
-			asm.Add.Imm(asm.R4, stOptval),
-			asm.Mov.Imm(asm.R5, 4),
-			asm.FnGetsockopt.Call(),
+		)
+		b.sockopt(asm.FnGetsockopt, asm.R7, o.level, o.name)
+		b.emit(
 			asm.JEq.Imm(asm.R0, 0, ok),
 			asm.LoadMem(asm.R1, asm.R8, errs, asm.Word),
 			asm.Or.Imm(asm.R1, int32(o.opt)),
