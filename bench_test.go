@@ -42,7 +42,7 @@ var benchConfig = keepalive.Config{Idle: 30 * time.Second, Interval: 10 * time.S
 var benchKeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 4}
 
 // benchConfigUserTimeout adds the usual UserTimeout, Idle + Interval*Count.
-var benchConfigUserTimeout = benchConfig.WithUserTimeout(keepalive.Config{})
+var benchConfigUserTimeout = keepalive.Config{Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 4, UserTimeout: 70 * time.Second}
 
 // benchAhead bounds how many connections one side may open before the other
 // has caught up, so that the listen backlog never overflows.

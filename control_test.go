@@ -20,7 +20,7 @@ func TestConfigControl(t *testing.T) {
 	sys := systemValues(t)
 	for _, tt := range shapes(t) {
 		t.Run(tt.name, func(t *testing.T) {
-			want := withDefaults(tt.c, sys)
+			want := tt.c.WithDefaults(sys)
 			lc := net.ListenConfig{KeepAlive: -1, Control: tt.c.Control}
 			// A plain TCP listener: a Multipath TCP socket (Linux's
 			// default for listeners) has no user timeout.

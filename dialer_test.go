@@ -29,7 +29,7 @@ func TestDialAndAcceptValues(t *testing.T) {
 	t.Logf("system defaults: %+v", sys)
 	for _, tt := range shapes(t) {
 		t.Run(tt.name, func(t *testing.T) {
-			want := withDefaults(tt.c, sys)
+			want := tt.c.WithDefaults(sys)
 			lnp, err := keepalive.Listen("tcp", "127.0.0.1:0", tt.c)
 			require.NoError(t, err)
 			t.Cleanup(func() { lnp.Close() })
@@ -57,7 +57,7 @@ func TestDialAndAcceptValues(t *testing.T) {
 // TestDialNetworks checks "tcp4" and "tcp6" as well as "tcp".
 func TestDialNetworks(t *testing.T) {
 	c := fullConfig(t)
-	want := withDefaults(c, systemValues(t))
+	want := c.WithDefaults(systemValues(t))
 	for _, tt := range []struct{ network, address string }{
 		{"tcp4", "127.0.0.1:0"},
 		{"tcp6", "[::1]:0"},
@@ -91,7 +91,7 @@ func TestDialNetworks(t *testing.T) {
 func TestConfiguredNetDialerTLS(t *testing.T) {
 	serverTLS, clientTLS := tlsConfigs(t)
 	c := fullConfig(t)
-	want := withDefaults(c, systemValues(t))
+	want := c.WithDefaults(systemValues(t))
 	ln := handshakeListener{tls.NewListener(listen(t, &keepalive.ListenConfig{Config: c}), serverTLS)}
 	d := &keepalive.Dialer{Config: c}
 	nd, err := d.ConfiguredNetDialer()
@@ -117,7 +117,7 @@ func TestConfiguredNetDialerTLS(t *testing.T) {
 // that zero or a negative timeout sets none.
 func TestDialTimeout(t *testing.T) {
 	c := configFor(t, 31*time.Second, 0, 0, 0)
-	want := withDefaults(c, systemValues(t))
+	want := c.WithDefaults(systemValues(t))
 	ln := listen(t, &keepalive.ListenConfig{})
 	d := &keepalive.Dialer{Config: c}
 
@@ -167,7 +167,7 @@ func TestDialerBaseKeepAlive(t *testing.T) {
 				require.NoError(t, err)
 				for _, m := range []namedDial{{"DialContext", d.DialContext}, {"ConfiguredNetDialer", nd.DialContext}} {
 					dialed, _ := pair(t, ln, m.dial)
-					assertHolds(t, dialed, withDefaults(tt.c, sys), m.name)
+					assertHolds(t, dialed, tt.c.WithDefaults(sys), m.name)
 				}
 				if b.nd != nil {
 					assert.Equal(t, before, *b.nd, "NetDialer modified")
@@ -221,7 +221,7 @@ func TestCallerHookError(t *testing.T) {
 func TestDialerConcurrent(t *testing.T) {
 	const workers, perWorker = 8, 25
 	c := fullConfig(t)
-	want := withDefaults(c, systemValues(t))
+	want := c.WithDefaults(systemValues(t))
 	readable := getError(t) == ""
 	ln := listen(t, &keepalive.ListenConfig{Config: c})
 	d := &keepalive.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: c}
@@ -299,7 +299,7 @@ func TestDialerConcurrent(t *testing.T) {
 // (net.inet.tcp.always_keepalive), every dial fails, saying so.
 func TestOff(t *testing.T) {
 	c := offConfig(t)
-	want := withDefaults(c, systemValues(t))
+	want := c.WithDefaults(systemValues(t))
 	ln := listen(t, &keepalive.ListenConfig{Config: c})
 	d := &keepalive.Dialer{Config: c}
 	for _, m := range dialMethods(t, d) {

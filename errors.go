@@ -29,21 +29,32 @@ type FieldError struct {
 	// limits their sum (see [Config.Validate]).
 	Field string
 
-	// Value is the field's value as the text form of [Config.String]
-	// writes it, in the field's own unit on this platform: "32768s",
-	// "1.5s", "2592000000ms", "128"; "on" or "off" for Off.
-	Value string
+	// Value is the field's value, as an int64: for Idle, Interval,
+	// UserTimeout and Idle+Interval*Count a time.Duration
+	// (time.Duration(Value) is the duration), for Count the number of
+	// probes, for Off 1 when Off is true and 0 when it is false. For
+	// Idle+Interval*Count it is the sum, each zero field at the system
+	// default, or math.MaxInt64 where the sum overflows.
+	Value int64
 
-	// Min and Max are the valid range in the same notation, "1s" and
-	// "32767s". Both are empty when the platform cannot set the field.
-	Min, Max string
+	// Min and Max bound a valid non-zero value, in Value's terms:
+	// time.Duration(Max) is the largest valid Idle. Both are zero when
+	// the platform cannot set the field.
+	Min, Max int64
 
 	// Err is the reason: [ErrOutOfRange], [ErrNotWhole], or an error that
 	// wraps [errors.ErrUnsupported] and says why the platform cannot set
 	// the field.
 	Err error
 
-	unit time.Duration // the field's unit, for the message
+	// o and unit are the kind and the unit of the field's values on this
+	// platform, which the message writes them in: "32768s", "1.5s",
+	// "2592000000ms", "128".
+	o    option
+	unit time.Duration
+	// valueText, where not empty, is the value as the message writes it,
+	// for a sum that overflows: "32767s+32767s*4294967296".
+	valueText string
 	// with names what the range depends on, for a range set by another
 	// field: "with Interval 60s: ...".
 	with string
@@ -53,19 +64,31 @@ func (e *FieldError) Error() string { return "keepalive: " + e.text() }
 
 // text is the message without the package prefix.
 func (e *FieldError) text() string {
+	value := e.valueText
+	if value == "" {
+		value = e.format(e.Value)
+	}
 	switch {
 	case errors.Is(e.Err, ErrOutOfRange):
-		s := fmt.Sprintf("%s %s is out of range %s..%s", e.Field, e.Value, e.Min, e.Max)
+		s := fmt.Sprintf("%s %s is out of range %s..%s", e.Field, value, e.format(e.Min), e.format(e.Max))
 		if e.with != "" {
 			s += " " + e.with
 		}
 		return s
 	case errors.Is(e.Err, ErrNotWhole):
-		return fmt.Sprintf("%s %s is not a whole number of %s", e.Field, e.Value, unitName(e.unit))
+		return fmt.Sprintf("%s %s is not a whole number of %s", e.Field, value, unitName(e.unit))
 	case e.Err != nil:
 		return e.Err.Error()
 	}
-	return e.Field + " " + e.Value + " is invalid"
+	return e.Field + " " + value + " is invalid"
+}
+
+// format writes v, in Value's terms, as the message does.
+func (e *FieldError) format(v int64) string {
+	if e.o == optKeepAlive {
+		return strconv.FormatBool(v != 0)
+	}
+	return formatValue(e.o, v, e.unit)
 }
 
 func (e *FieldError) Unwrap() error { return e.Err }

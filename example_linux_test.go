@@ -16,11 +16,16 @@ func ExampleConfig_Validate() {
 	err := c.Validate()
 	fmt.Println(err)
 
-	// Each field at fault is a FieldError, found by errors.As.
+	// Each field at fault is a FieldError, found by errors.As, with its
+	// value and range as the Config holds them.
 	var ve *keepalive.ValidationError
 	if errors.As(err, &ve) {
 		for _, fe := range ve.Errors {
-			fmt.Printf("%s=%s want %s..%s: %v\n", fe.Field, fe.Value, fe.Min, fe.Max, fe.Err)
+			if fe.Field == "Count" {
+				fmt.Printf("%s=%d want %d..%d: %v\n", fe.Field, fe.Value, fe.Min, fe.Max, fe.Err)
+				continue
+			}
+			fmt.Printf("%s=%v want %v..%v: %v\n", fe.Field, time.Duration(fe.Value), time.Duration(fe.Min), time.Duration(fe.Max), fe.Err)
 		}
 	}
 	var fe *keepalive.FieldError
@@ -29,8 +34,8 @@ func ExampleConfig_Validate() {
 	}
 	// Output:
 	// keepalive: Idle 36000s is out of range 1s..32767s; Interval 1.5s is not a whole number of seconds; Count 128 is out of range 1..127
-	// Idle=36000s want 1s..32767s: out of range
-	// Interval=1.5s want 1s..32767s: not a whole number of the unit
+	// Idle=10h0m0s want 1s..9h6m7s: out of range
+	// Interval=1.5s want 1s..9h6m7s: not a whole number of the unit
 	// Count=128 want 1..127: out of range
 	// first: Idle
 }

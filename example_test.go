@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"time"
@@ -16,16 +17,31 @@ func ExampleConfig() {
 	// Notice a vanished peer within two minutes instead of over two hours.
 	c := keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}
 
-	// Linux's usual defaults; keepalive.SystemDefaults reads this machine's.
+	// Every field is set: nothing depends on this machine's defaults.
+	dt, err := c.DetectionTime()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("this Config:", dt)
+
+	// Linux's usual defaults, for comparison; keepalive.SystemDefaults
+	// reads this machine's, which DetectionTime uses for zero fields.
 	sys := keepalive.Config{Idle: 2 * time.Hour, Interval: 75 * time.Second, Count: 9}
-	fmt.Println("system defaults:", keepalive.Config{}.DetectionTime(sys))
-	fmt.Println("this Config:", c.DetectionTime(sys))
+	dt, err = sys.DetectionTime()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("system defaults:", dt)
 
 	// Bound unacknowledged data by the same time.
-	fmt.Println("UserTimeout:", c.WithUserTimeout(sys).UserTimeout)
+	c, err = c.WithUserTimeout()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("UserTimeout:", c.UserTimeout)
 	// Output:
-	// system defaults: 2h11m15s
 	// this Config: 1m50s
+	// system defaults: 2h11m15s
 	// UserTimeout: 1m50s
 }
 
@@ -53,7 +69,11 @@ func ExampleDialer() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(c, "notices a vanished peer within", c.DetectionTime(keepalive.Config{}))
+	dt, err := c.DetectionTime()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(c, "notices a vanished peer within", dt)
 }
 
 func ExampleDialer_DialContext() {
@@ -210,7 +230,11 @@ func ExampleSystemDefaults() {
 		log.Fatal(err)
 	}
 	fmt.Println("Idle", sys.Idle, "Interval", sys.Interval, "Count", sys.Count)
-	fmt.Println("a dead peer is noticed after", keepalive.Config{}.DetectionTime(sys))
+	dt, err := sys.DetectionTime()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("a dead peer is noticed after", dt)
 }
 
 func ExampleGet() {
@@ -230,17 +254,21 @@ func ExampleGet() {
 		fmt.Println("keepalive is off: a vanished peer is never noticed while idle")
 		return
 	}
-	fmt.Printf("%v: a vanished peer is noticed within %v\n", c, c.DetectionTime(keepalive.Config{}))
+	dt, err := c.DetectionTime()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%v: a vanished peer is noticed within %v\n", c, dt)
 }
 
 func ExamplePlatform() {
 	p := keepalive.Platform()
 	c := keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}
 	// A driver that wants a user timeout only where the platform has one.
-	if p.UserTimeout.Set {
+	if p.UserTimeout.Settable {
 		c.UserTimeout = 110 * time.Second
 	}
-	fmt.Printf("user timeout via %s: %v; values read back: %v\n", p.UserTimeout.Option, p.UserTimeout.Set, p.Idle.Get)
+	fmt.Printf("user timeout via %s: %v; values read back: %v\n", p.UserTimeout.Option, p.UserTimeout.Settable, p.Idle.Readable)
 	d := &keepalive.Dialer{Config: c}
 	_ = d
 }
@@ -251,8 +279,9 @@ func ExamplePlatform() {
 func ExampleConfig_off() {
 	c := keepalive.Config{Off: true, UserTimeout: 30 * time.Second}
 	fmt.Println(c)
-	fmt.Println(c.DetectionTime(keepalive.Config{}) == keepalive.Never)
+	dt, err := c.DetectionTime()
+	fmt.Println(dt == math.MaxInt64, err)
 	// Output:
 	// off,user-timeout=30s
-	// true
+	// true <nil>
 }

@@ -43,13 +43,13 @@ func ExampleSuggest() {
 		log.Fatal(err)
 	}
 	fmt.Println(c)
-	fmt.Println(c.DetectionTime(keepalive.Config{}))
+	fmt.Println(c.DetectionTime())
 
 	_, err = keepalive.Suggest(350*time.Second, time.Second)
 	fmt.Println(err)
 	// Output:
 	// idle=15s,interval=5s,count=3,user-timeout=30s
-	// 30s
+	// 30s <nil>
 	// keepalive: cannot notice a dead peer within 1s: the shortest Config (idle 1s, interval 1s, count 1) takes 2s
 }
 

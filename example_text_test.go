@@ -17,14 +17,22 @@ func ExampleConfig_String() {
 	// ""
 }
 
-// DetectionTime fills the fields a Config leaves zero from the system's
-// values: here Linux's usual ones, which SystemDefaults reads from the
-// machine.
+// DetectionTime takes the fields a Config leaves zero at the system's
+// values, which it reads from this machine. For the defaults of another,
+// here Linux's usual ones, fill them in with WithDefaults.
 func ExampleConfig_DetectionTime() {
 	sys := keepalive.Config{Idle: 7200 * time.Second, Interval: 75 * time.Second, Count: 9}
-	fmt.Println(keepalive.Config{}.DetectionTime(sys))
-	fmt.Println(keepalive.Config{Idle: time.Minute}.DetectionTime(sys))
-	fmt.Println(keepalive.Config{Idle: time.Minute, Interval: 10 * time.Second, Count: 5}.DetectionTime(sys))
+	for _, c := range []keepalive.Config{
+		{},
+		{Idle: time.Minute},
+		{Idle: time.Minute, Interval: 10 * time.Second, Count: 5},
+	} {
+		dt, err := c.WithDefaults(sys).DetectionTime()
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(dt)
+	}
 	// Output:
 	// 2h11m15s
 	// 12m15s
@@ -34,7 +42,7 @@ func ExampleConfig_DetectionTime() {
 // What a connection on this machine takes to notice a vanished peer with
 // the system's settings alone.
 func ExampleRetransmitTimeout() {
-	sys, err := keepalive.SystemDefaults()
+	idle, err := keepalive.Config{}.DetectionTime()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -42,6 +50,6 @@ func ExampleRetransmitTimeout() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("idle connection:", keepalive.Config{}.DetectionTime(sys))
+	fmt.Println("idle connection:", idle)
 	fmt.Println("unacknowledged data: at least", rt)
 }

@@ -27,7 +27,7 @@ var PostgresKeys = pgKeys[:]
 var CheckSpan = checkSpan
 
 // The arithmetic of illumos's and Oracle Solaris's keepalive abort threshold
-// (threshold.go), for the tests of package keepalive_test on every
+// (abortthreshold.go), for the tests of package keepalive_test on every
 // platform.
 var (
 	CheckThresholdPair = checkThresholdPair

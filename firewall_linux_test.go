@@ -105,7 +105,7 @@ func TestFirewallCutFlows(t *testing.T) {
 	t.Parallel()
 	c := keepalive.Config{Idle: time.Second, Interval: time.Second, Count: 2}
 	// Every field is set, so the system defaults play no part.
-	bound := c.DetectionTime(keepalive.Config{})
+	bound := detectionTime(t, c, keepalive.Config{})
 	limit := bound*115/100 + 200*time.Millisecond
 	type cut struct {
 		lab               *netlab.Lab

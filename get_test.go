@@ -27,7 +27,7 @@ func TestGetNew(t *testing.T) {
 	dialed, accepted := pair(t, ln, plainDial)
 	for _, e := range ends(dialed, accepted) {
 		t.Run(e.name, func(t *testing.T) {
-			untouched := withDefaults(keepalive.Config{Off: true}, sys)
+			untouched := keepalive.Config{Off: true}.WithDefaults(sys)
 			assert.Equal(t, kernelOf(t, untouched), readSocket(t, tcpConn(t, e.conn)), "getsockopt")
 			got, err := keepalive.Get(e.conn)
 			if why := getError(t); why != "" {

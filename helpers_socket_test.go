@@ -277,7 +277,7 @@ func shapes(t testing.TB) []shape {
 		if w.span == 0 {
 			return c
 		}
-		f := withDefaults(c, sys)
+		f := c.WithDefaults(sys)
 		switch o {
 		case "Idle":
 			if rest := f.Interval * time.Duration(f.Count); f.Idle > w.span-rest {
@@ -297,7 +297,7 @@ func shapes(t testing.TB) []shape {
 	// limit returns the Config with field o at its least or its largest,
 	// where the platform sets o; the zero Config elsewhere.
 	limit := func(o string, least bool) keepalive.Config {
-		pick := func(f keepalive.Support) int64 {
+		pick := func(f keepalive.FieldSupport) int64 {
 			if least {
 				return f.Min
 			}
@@ -305,13 +305,13 @@ func shapes(t testing.TB) []shape {
 		}
 		var c keepalive.Config
 		switch {
-		case o == "Idle" && p.Idle.Set:
+		case o == "Idle" && p.Idle.Settable:
 			c.Idle = time.Duration(pick(p.Idle)) * p.Idle.Unit
-		case o == "Interval" && p.Interval.Set:
+		case o == "Interval" && p.Interval.Settable:
 			c.Interval = time.Duration(pick(p.Interval)) * p.Interval.Unit
-		case o == "Count" && p.Count.Set:
+		case o == "Count" && p.Count.Settable:
 			c.Count = int(pick(p.Count))
-		case o == "UserTimeout" && p.UserTimeout.Set:
+		case o == "UserTimeout" && p.UserTimeout.Settable:
 			c.UserTimeout = time.Duration(pick(p.UserTimeout)) * p.UserTimeout.Unit
 		}
 		c = partner(t, c)
@@ -343,7 +343,7 @@ func shapes(t testing.TB) []shape {
 // the platform reads them, else what Get reports for a new socket (AIX).
 func systemValues(t testing.TB) keepalive.Config {
 	t.Helper()
-	if keepalive.Platform().SystemDefaults {
+	if keepalive.Platform().DefaultsReadable {
 		sys, err := keepalive.SystemDefaults()
 		require.NoError(t, err, "SystemDefaults")
 		return sys
@@ -360,7 +360,7 @@ func systemValues(t testing.TB) keepalive.Config {
 // defaults (AIX), the value conn holds now, which Set leaves.
 func zeroFill(t testing.TB, conn net.Conn, sys keepalive.Config) keepalive.Config {
 	t.Helper()
-	if keepalive.Platform().SystemDefaults {
+	if keepalive.Platform().DefaultsReadable {
 		return sys
 	}
 	c, err := keepalive.Get(conn)
@@ -384,11 +384,11 @@ func ends(dialed, accepted net.Conn) []end {
 func getError(t testing.TB) string {
 	t.Helper()
 	w := wantPlatform(t)
-	if !w.Off.Get {
+	if !w.Off.Readable {
 		return "keepalive: " + unsupportedText("reading keepalive settings", w.Off.why)
 	}
 	for _, f := range w.fields() {
-		if f.Set && !f.Get {
+		if f.Settable && !f.Readable {
 			return unsupportedText("reading "+f.name+" back", f.why)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 
 // The own pieces of the helpers (see helpers_test.go) of illumos and
 // Oracle Solaris, where Interval and Count stand for one keepalive abort
-// threshold (threshold.go).
+// threshold (abortthreshold.go).
 
 // kernel is what getsockopt reports for a socket, read independently of
 // keepalive.Get.

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/keepalive-go/keepalive"
 )
 
@@ -44,23 +46,13 @@ func configName(c keepalive.Config) string {
 	return s
 }
 
-// withDefaults returns c with each zero Idle, Interval, Count and
-// UserTimeout taken from sys: what Get reports after Set(c), where sys is
-// what SystemDefaults returns.
-func withDefaults(c, sys keepalive.Config) keepalive.Config {
-	if c.Idle == 0 {
-		c.Idle = sys.Idle
-	}
-	if c.Interval == 0 {
-		c.Interval = sys.Interval
-	}
-	if c.Count == 0 {
-		c.Count = sys.Count
-	}
-	if c.UserTimeout == 0 {
-		c.UserTimeout = sys.UserTimeout
-	}
-	return c
+// detectionTime is the DetectionTime of c with each zero field at sys's
+// value, which must not fail.
+func detectionTime(t testing.TB, c, sys keepalive.Config) time.Duration {
+	t.Helper()
+	d, err := c.WithDefaults(sys).DetectionTime()
+	require.NoError(t, err, "DetectionTime of %v", c)
+	return d
 }
 
 // netConner wraps a connection the way *tls.Conn does.
@@ -70,13 +62,13 @@ func (c netConner) NetConn() net.Conn { return c.Conn }
 
 // fit returns v, a duration, rounded down to a whole number of f's units
 // and within its range.
-func fit(f keepalive.Support, v time.Duration) time.Duration {
+func fit(f keepalive.FieldSupport, v time.Duration) time.Duration {
 	v -= v % f.Unit
 	return min(max(v, time.Duration(f.Min)*f.Unit), time.Duration(f.Max)*f.Unit)
 }
 
 // fitCount returns n within f's range.
-func fitCount(f keepalive.Support, n int) int {
+func fitCount(f keepalive.FieldSupport, n int) int {
 	return int(min(max(int64(n), f.Min), f.Max))
 }
 
@@ -88,16 +80,16 @@ func configFor(t testing.TB, idle, interval time.Duration, count int, userTimeou
 	t.Helper()
 	p := keepalive.Platform()
 	var c keepalive.Config
-	if p.Idle.Set && idle != 0 {
+	if p.Idle.Settable && idle != 0 {
 		c.Idle = fit(p.Idle, idle)
 	}
-	if p.Interval.Set && interval != 0 {
+	if p.Interval.Settable && interval != 0 {
 		c.Interval = fit(p.Interval, interval)
 	}
-	if p.Count.Set && count != 0 {
+	if p.Count.Settable && count != 0 {
 		c.Count = fitCount(p.Count, count)
 	}
-	if p.UserTimeout.Set && userTimeout != 0 {
+	if p.UserTimeout.Settable && userTimeout != 0 {
 		c.UserTimeout = fit(p.UserTimeout, userTimeout)
 	}
 	return partner(t, c)

@@ -142,7 +142,7 @@ func wantKernel(t testing.TB, c keepalive.Config) kernel {
 	t.Helper()
 	sys, err := keepalive.SystemDefaults()
 	require.NoError(t, err)
-	return kernelOf(t, withDefaults(c, sys))
+	return kernelOf(t, c.WithDefaults(sys))
 }
 
 // checkApplied checks that conn, which is or wraps a TCP socket of
@@ -179,7 +179,7 @@ func checkGet(t testing.TB, conn net.Conn, c keepalive.Config) {
 		sys, serr := keepalive.SystemDefaults()
 		require.NoError(t, serr)
 		if assert.NoError(t, err, "Get") {
-			assert.Equal(t, withDefaults(c, sys), got, "Get")
+			assert.Equal(t, c.WithDefaults(sys), got, "Get")
 		}
 		return
 	}

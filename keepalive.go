@@ -23,7 +23,8 @@
 // socket ([Dialer], [ListenConfig], [Config.Control]) has the defaults
 // already; [Set] on a socket that holds another value puts the default back.
 // So [Get] after Set reports the Config with each zero field filled in from
-// [SystemDefaults], and [Config.DetectionTime] of the Config is the time the
+// [SystemDefaults] ([Config.WithDefaults]), and [Config.DetectionTime] of the
+// Config, which reads the defaults for its zero fields, is the time the
 // socket takes. [Config.Off] turns keepalive off.
 //
 // This differs on purpose from [net.KeepAliveConfig], where a zero field
@@ -82,7 +83,8 @@
 // [SystemDefaults] reads the values a socket has when it sets none itself,
 // and [RetransmitTimeout] how long unacknowledged data is retransmitted;
 // [Config.DetectionTime] is the worst-case time a Config takes to notice a
-// vanished peer, with its zero fields filled from the system.
+// vanished peer, with its zero fields at the system's values, and
+// [Config.WithUserTimeout] the user timeout that matches it.
 // [Config.SysctlConf] writes the sysctl lines that would make a Config the
 // machine-wide default.
 //
@@ -365,26 +367,26 @@ func (c Config) Validate() error {
 	return &ValidationError{Errors: errs}
 }
 
-// check validates c's value of o against the platform's support for it.
+// check validates c's value of o against the platform's table.
 func (c Config) check(o option) *FieldError {
-	s := support(o)
+	so := &options()[o]
 	v := c.get(o)
 	if o == optKeepAlive {
-		if !s.Set {
-			return &FieldError{Field: optionField[o], Value: formatValue(o, v, 0), Err: s.errSet(optionField[o])}
+		if so.noSet != "" {
+			return &FieldError{Field: optionField[o], Value: 1 - v, Err: so.errSet(o), o: o}
 		}
 		return nil
 	}
 	if v == 0 {
 		return nil
 	}
-	if !s.Set {
-		return &FieldError{Field: optionField[o], Value: formatValue(o, v, s.Unit), Err: s.errSet(optionField[o])}
+	if so.noSet != "" {
+		return &FieldError{Field: optionField[o], Value: v, Err: so.errSet(o), o: o, unit: so.unit}
 	}
-	u := unitOf(o, s)
+	u := so.valueUnit()
 	var reason error
 	switch {
-	case v < s.Min*u || v > s.Max*u:
+	case v < so.min*u || v > so.max*u:
 		reason = ErrOutOfRange
 	case v%u != 0:
 		reason = ErrNotWhole
@@ -393,11 +395,12 @@ func (c Config) check(o option) *FieldError {
 	}
 	return &FieldError{
 		Field: optionField[o],
-		Value: formatValue(o, v, s.Unit),
-		Min:   formatValue(o, s.Min*u, s.Unit),
-		Max:   formatValue(o, s.Max*u, s.Unit),
+		Value: v,
+		Min:   so.min * u,
+		Max:   so.max * u,
 		Err:   reason,
-		unit:  s.Unit,
+		o:     o,
+		unit:  so.unit,
 	}
 }
 
@@ -420,7 +423,7 @@ func checkSpan(c Config, max time.Duration, sys func() (Config, error)) *FieldEr
 	if c.Idle == 0 && c.Interval == 0 && c.Count == 0 {
 		return nil
 	}
-	if s, ok := span(c.orDefaults(spanStandIn)); ok && s <= max {
+	if s, ok := span(c.WithDefaults(spanStandIn)); ok && s <= max {
 		return nil
 	}
 	if c.Idle == 0 || c.Interval == 0 || c.Count == 0 {
@@ -428,23 +431,18 @@ func checkSpan(c Config, max time.Duration, sys func() (Config, error)) *FieldEr
 		if err != nil {
 			return nil
 		}
-		c = c.orDefaults(d)
+		c = c.WithDefaults(d)
 	}
 	s, ok := span(c)
 	if ok && s <= max {
 		return nil
 	}
-	v := formatValue(optIdle, int64(s), time.Second)
+	e := &FieldError{Field: spanField, Value: int64(s), Max: int64(max), Err: ErrOutOfRange, o: optIdle, unit: time.Second}
 	if !ok {
-		v = fmt.Sprintf("%s+%s*%d", formatValue(optIdle, int64(c.Idle), time.Second), formatValue(optIdle, int64(c.Interval), time.Second), c.Count)
+		e.Value = math.MaxInt64
+		e.valueText = fmt.Sprintf("%s+%s*%d", formatValue(optIdle, int64(c.Idle), time.Second), formatValue(optIdle, int64(c.Interval), time.Second), c.Count)
 	}
-	return &FieldError{
-		Field: spanField,
-		Value: v,
-		Min:   "0s",
-		Max:   formatValue(optIdle, int64(max), time.Second),
-		Err:   ErrOutOfRange,
-	}
+	return e
 }
 
 // span returns c.Idle + c.Interval*c.Count for non-negative fields, and
@@ -454,15 +452,6 @@ func span(c Config) (time.Duration, bool) {
 		return 0, false
 	}
 	return c.Idle + c.Interval*time.Duration(c.Count), true
-}
-
-// unitOf returns the unit of option o's values in get's terms: s.Unit for a
-// duration, 1 for a count.
-func unitOf(o option, s Support) int64 {
-	if o == optCount || s.Unit == 0 {
-		return 1
-	}
-	return int64(s.Unit)
 }
 
 // Control sets c on the new socket behind rc. It has the signature of
@@ -536,8 +525,8 @@ func Set(s any, c Config) error {
 // [Set] takes it, as the kernel reports them: Off reports whether
 // SO_KEEPALIVE is off, Idle, Interval and Count the values in force (the
 // system's where the socket sets none), and UserTimeout zero when no user
-// timeout is in force. [Config.DetectionTime] of the result, with any sys,
-// is the worst-case time the socket takes to notice a vanished peer.
+// timeout is in force. [Config.DetectionTime] of the result is the
+// worst-case time the socket takes to notice a vanished peer.
 //
 // Note that a Multipath TCP socket on Linux has no user timeout: Get
 // reports UserTimeout zero for it. [Platform] tells what can be read back
@@ -549,9 +538,7 @@ func Set(s any, c Config) error {
 // Get reports it. Get reports Interval and Count zero for a socket that
 // sets neither, and fails, with an error wrapping [errors.ErrUnsupported],
 // for one that other code left in a state no Config expresses (one of them
-// set alone, or another keepalive abort threshold). For a result with
-// Interval and Count zero, [Config.DetectionTime] needs a sys that has them
-// zero too, such as [SystemDefaults] or the zero Config.
+// set alone, or another keepalive abort threshold).
 func Get(s any) (Config, error) {
 	sk, err := socketOf(s)
 	if err != nil {

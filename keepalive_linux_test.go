@@ -167,16 +167,15 @@ func TestConfigWithUserTimeoutLinux(t *testing.T) {
 		want    keepalive.Config
 		wantErr string
 	}{
-		{"zero", keepalive.Config{}, keepalive.Config{UserTimeout: 7875 * time.Second}, ""},
 		{"all set", keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}, keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5, UserTimeout: 110 * time.Second}, ""},
-		{"partial keeps zero fields zero", keepalive.Config{Idle: 60 * time.Second}, keepalive.Config{Idle: 60 * time.Second, UserTimeout: 735 * time.Second}, ""},
 		{"Count 1", keepalive.Config{Idle: time.Second, Interval: time.Second, Count: 1}, keepalive.Config{Idle: time.Second, Interval: time.Second, Count: 1, UserTimeout: 2 * time.Second}, ""},
 		{"replaces a UserTimeout", keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5, UserTimeout: time.Second}, keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5, UserTimeout: 110 * time.Second}, ""},
 		{"limits overflow UserTimeout", keepalive.Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127}, keepalive.Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127, UserTimeout: 128 * 32767 * time.Second}, "keepalive: UserTimeout 4194176000ms is out of range 1ms..2147483647ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := tt.c.WithUserTimeout(linuxDefaults)
+			got, err := tt.c.WithUserTimeout()
+			require.NoError(t, err)
 			assert.Equal(t, tt.want, got)
 			if tt.wantErr != "" {
 				assert.EqualError(t, got.Validate(), tt.wantErr)
@@ -186,7 +185,7 @@ func TestConfigWithUserTimeoutLinux(t *testing.T) {
 			// declared dead when it would have been without a UserTimeout.
 			without := tt.c
 			without.UserTimeout = 0
-			assert.Equal(t, without.DetectionTime(linuxDefaults), got.DetectionTime(linuxDefaults))
+			assert.Equal(t, detectionTime(t, without, linuxDefaults), detectionTime(t, got, linuxDefaults))
 		})
 	}
 }

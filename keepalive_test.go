@@ -1,10 +1,12 @@
 package keepalive_test
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,7 +54,7 @@ func inUnit(v int64, unit time.Duration) string {
 
 // valueText writes v, a value of the field name in the units of f, as the
 // package writes it.
-func valueText(f keepalive.Support, name string, v int64) string {
+func valueText(f keepalive.FieldSupport, name string, v int64) string {
 	if name == "Count" {
 		return strconv.FormatInt(v, 10)
 	}
@@ -61,7 +63,7 @@ func valueText(f keepalive.Support, name string, v int64) string {
 
 // unitOf returns the unit of f's values: f.Unit for a duration, 1 for a
 // count.
-func unitOf(f keepalive.Support) int64 {
+func unitOf(f keepalive.FieldSupport) int64 {
 	if f.Unit == 0 {
 		return 1
 	}
@@ -86,13 +88,14 @@ func withValue(c keepalive.Config, name string, v int64) keepalive.Config {
 
 // fieldError is what a FieldError must hold.
 type fieldError struct {
-	Field, Value, Min, Max string
-	Is                     error  // ErrOutOfRange, ErrNotWhole or errors.ErrUnsupported
-	Text                   string // the message, without the package's prefix
+	Field           string
+	Value, Min, Max int64
+	Is              error  // ErrOutOfRange, ErrNotWhole or errors.ErrUnsupported
+	Text            string // the message, without the package's prefix
 }
 
 // wantOf returns what fe holds, in the terms of fieldError; Value is left
-// empty for a field the platform cannot set.
+// zero for a field the platform cannot set.
 func wantOf(fe *keepalive.FieldError) fieldError {
 	w := fieldError{Field: fe.Field, Value: fe.Value, Min: fe.Min, Max: fe.Max, Text: strings.TrimPrefix(fe.Error(), "keepalive: ")}
 	for _, is := range []error{keepalive.ErrOutOfRange, keepalive.ErrNotWhole, errors.ErrUnsupported} {
@@ -101,23 +104,23 @@ func wantOf(fe *keepalive.FieldError) fieldError {
 		}
 	}
 	if w.Is == errors.ErrUnsupported {
-		w.Value = ""
+		w.Value = 0
 	}
 	return w
 }
 
 // rangeError is the error for v, the value of the field name, outside f's
 // range.
-func rangeError(f keepalive.Support, name string, v int64) fieldError {
+func rangeError(f keepalive.FieldSupport, name string, v int64) fieldError {
 	u := unitOf(f)
-	e := fieldError{Field: name, Value: valueText(f, name, v), Min: valueText(f, name, f.Min*u), Max: valueText(f, name, f.Max*u), Is: keepalive.ErrOutOfRange}
-	e.Text = fmt.Sprintf("%s %s is out of range %s..%s", name, e.Value, e.Min, e.Max)
+	e := fieldError{Field: name, Value: v, Min: f.Min * u, Max: f.Max * u, Is: keepalive.ErrOutOfRange}
+	e.Text = fmt.Sprintf("%s %s is out of range %s..%s", name, valueText(f, name, v), valueText(f, name, e.Min), valueText(f, name, e.Max))
 	return e
 }
 
 // wholeError is the error for v, the value of the field name, which is not
 // a whole number of f's unit.
-func wholeError(f keepalive.Support, name string, v int64) fieldError {
+func wholeError(f keepalive.FieldSupport, name string, v int64) fieldError {
 	e := rangeError(f, name, v)
 	unit := "units of " + f.Unit.String()
 	switch f.Unit {
@@ -127,7 +130,7 @@ func wholeError(f keepalive.Support, name string, v int64) fieldError {
 		unit = "milliseconds"
 	}
 	e.Is = keepalive.ErrNotWhole
-	e.Text = fmt.Sprintf("%s %s is not a whole number of %s", name, e.Value, unit)
+	e.Text = fmt.Sprintf("%s %s is not a whole number of %s", name, valueText(f, name, v), unit)
 	return e
 }
 
@@ -139,7 +142,7 @@ func unsupportedError(f namedField) fieldError {
 // offError is the error for a Config on a platform that cannot turn
 // keepalive on and off (Plan 9, js, wasip1), which refuses every Config.
 func offError(w platform) []fieldError {
-	if w.Off.Set {
+	if w.Off.Settable {
 		return nil
 	}
 	return []fieldError{{Field: "Off", Is: errors.ErrUnsupported, Text: unsupportedText("turning keepalive on and off", w.Off.why)}}
@@ -152,18 +155,21 @@ func spanError(w platform, c, sys keepalive.Config) []fieldError {
 	if w.span == 0 {
 		return nil
 	}
-	f := withDefaults(c, sys)
-	var v string
+	f := c.WithDefaults(sys)
+	var v int64
+	var text string
 	switch {
 	case f.Interval != 0 && time.Duration(f.Count) > (math.MaxInt64-f.Idle)/f.Interval:
-		v = fmt.Sprintf("%s+%s*%d", inUnit(int64(f.Idle), time.Second), inUnit(int64(f.Interval), time.Second), f.Count)
+		v = math.MaxInt64
+		text = fmt.Sprintf("%s+%s*%d", inUnit(int64(f.Idle), time.Second), inUnit(int64(f.Interval), time.Second), f.Count)
 	case f.Idle+f.Interval*time.Duration(f.Count) > w.span:
-		v = inUnit(int64(f.Idle+f.Interval*time.Duration(f.Count)), time.Second)
+		v = int64(f.Idle + f.Interval*time.Duration(f.Count))
+		text = inUnit(v, time.Second)
 	default:
 		return nil
 	}
-	e := fieldError{Field: "Idle+Interval*Count", Value: v, Min: "0s", Max: inUnit(int64(w.span), time.Second), Is: keepalive.ErrOutOfRange}
-	e.Text = fmt.Sprintf("%s %s is out of range %s..%s", e.Field, e.Value, e.Min, e.Max)
+	e := fieldError{Field: "Idle+Interval*Count", Value: v, Max: int64(w.span), Is: keepalive.ErrOutOfRange}
+	e.Text = fmt.Sprintf("%s %s is out of range 0s..%s", e.Field, text, inUnit(int64(w.span), time.Second))
 	return []fieldError{e}
 }
 
@@ -228,11 +234,11 @@ func TestConfigValidate(t *testing.T) {
 	var all keepalive.Config
 	var allWant []fieldError
 	for _, f := range w.fields() {
-		s := map[string]keepalive.Support{"Idle": p.Idle, "Interval": p.Interval, "Count": p.Count, "UserTimeout": p.UserTimeout}[f.name]
+		s := map[string]keepalive.FieldSupport{"Idle": p.Idle, "Interval": p.Interval, "Count": p.Count, "UserTimeout": p.UserTimeout}[f.name]
 		// at sets the field to v, and its partner where the platform
 		// wants Interval and Count together.
 		at := func(v int64) keepalive.Config { return partner(t, withValue(keepalive.Config{}, f.name, v)) }
-		if !s.Set {
+		if !s.Settable {
 			one := int64(time.Second)
 			if f.name == "Count" {
 				one = 1
@@ -259,7 +265,7 @@ func TestConfigValidate(t *testing.T) {
 		allWant = append(allWant, rangeError(s, f.name, -u))
 	}
 	rows = append(rows, row{"every field at once", all, append(allWant, offError(w)...)})
-	if p.Off.Set {
+	if p.Off.Settable {
 		off := configFor(t, time.Minute, 0, 0, 0)
 		off.Off = true
 		rows = append(rows, row{"Off with values", off, nil})
@@ -332,7 +338,7 @@ func TestFromKeepAliveConfig(t *testing.T) {
 	}
 	for _, f := range []struct {
 		name string
-		s    keepalive.Support
+		s    keepalive.FieldSupport
 		k    func(v int64) net.KeepAliveConfig
 	}{
 		{"Idle", p.Idle, func(v int64) net.KeepAliveConfig { return net.KeepAliveConfig{Enable: true, Idle: time.Duration(v)} }},
@@ -341,7 +347,7 @@ func TestFromKeepAliveConfig(t *testing.T) {
 		}},
 		{"Count", p.Count, func(v int64) net.KeepAliveConfig { return net.KeepAliveConfig{Enable: true, Count: int(v)} }},
 	} {
-		if !f.s.Set {
+		if !f.s.Settable {
 			continue
 		}
 		u := unitOf(f.s)
@@ -375,7 +381,7 @@ func TestFromKeepAliveConfig(t *testing.T) {
 	}
 	t.Run("Go's default Count", func(t *testing.T) {
 		_, err := keepalive.FromKeepAliveConfig(net.KeepAliveConfig{Enable: true})
-		if !p.Count.Set {
+		if !p.Count.Settable {
 			assert.ErrorIs(t, err, errors.ErrUnsupported)
 			assert.ErrorContains(t, err, "Count is not supported on ")
 		} else {
@@ -486,15 +492,65 @@ func TestConfigDetectionTime(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			want := tt.want
-			if f := withDefaults(tt.c, tt.sys); !rule {
+			if f := tt.c.WithDefaults(tt.sys); !rule {
 				want = f.Idle + f.Interval*time.Duration(f.Count)
 			}
-			assert.Equal(t, want, tt.c.DetectionTime(tt.sys))
+			assert.Equal(t, want, detectionTime(t, tt.c, tt.sys))
 		})
 	}
 	t.Run("Off", func(t *testing.T) {
-		assert.Equal(t, keepalive.Never, keepalive.Config{Off: true, Idle: time.Minute}.DetectionTime(linuxDefaults))
+		dt, err := keepalive.Config{Off: true, Idle: time.Minute}.DetectionTime()
+		require.NoError(t, err)
+		assert.Equal(t, time.Duration(math.MaxInt64), dt)
 	})
+}
+
+// TestConfigDetectionTimeDefaults checks the natural call: DetectionTime of
+// a Config with zero fields takes them at this system's values, read with
+// SystemDefaults, and fails where those cannot be read; a Config that sets
+// every field needs no defaults.
+func TestConfigDetectionTimeDefaults(t *testing.T) {
+	sys, sysErr := keepalive.SystemDefaults()
+	for _, c := range []keepalive.Config{
+		{},
+		{Idle: 31 * time.Second},
+		{Interval: 7 * time.Second, Count: 4},
+		{UserTimeout: 40 * time.Second},
+	} {
+		t.Run(configName(c), func(t *testing.T) {
+			dt, err := c.DetectionTime()
+			if !wantPlatform(t).DefaultsReadable {
+				assert.ErrorIs(t, err, errors.ErrUnsupported)
+				assert.Equal(t, sysErr, err, "the error of SystemDefaults")
+				assert.Zero(t, dt)
+				return
+			}
+			require.NoError(t, err)
+			require.NoError(t, sysErr)
+			assert.Equal(t, detectionTime(t, c, sys), dt, "with the zero fields at %+v", sys)
+		})
+	}
+	t.Run("every field set", func(t *testing.T) {
+		c := keepalive.Config{Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3}
+		dt, err := c.DetectionTime()
+		require.NoError(t, err, "no system defaults needed")
+		assert.Equal(t, 45*time.Second, dt)
+	})
+}
+
+// TestConfigWithDefaults checks that WithDefaults fills each zero field
+// from sys, and no other.
+func TestConfigWithDefaults(t *testing.T) {
+	sys := keepalive.Config{Idle: time.Hour, Interval: time.Minute, Count: 7, UserTimeout: time.Second, Off: true}
+	for _, tt := range []struct {
+		c, want keepalive.Config
+	}{
+		{keepalive.Config{}, keepalive.Config{Idle: time.Hour, Interval: time.Minute, Count: 7, UserTimeout: time.Second}},
+		{keepalive.Config{Idle: 5 * time.Second, Count: 2, Off: true}, keepalive.Config{Idle: 5 * time.Second, Interval: time.Minute, Count: 2, UserTimeout: time.Second, Off: true}},
+		{keepalive.Config{Interval: 3 * time.Second, UserTimeout: 9 * time.Second}, keepalive.Config{Idle: time.Hour, Interval: 3 * time.Second, Count: 7, UserTimeout: 9 * time.Second}},
+	} {
+		assert.Equal(t, tt.want, tt.c.WithDefaults(sys), "%v", tt.c)
+	}
 }
 
 // TestConfigWithUserTimeout checks that WithUserTimeout sets Idle +
@@ -502,25 +558,40 @@ func TestConfigDetectionTime(t *testing.T) {
 // peer when the Config without it does, under the platform's rule; where
 // the sum exceeds the platform's limit, Validate says so.
 func TestConfigWithUserTimeout(t *testing.T) {
-	linuxDefaults := keepalive.Config{Idle: 7200 * time.Second, Interval: 75 * time.Second, Count: 9}
 	ut := wantPlatform(t).UserTimeout
+	sys, sysErr := keepalive.SystemDefaults()
 	tests := []struct {
-		name  string
-		c     keepalive.Config
-		want  keepalive.Config
+		name string
+		c    keepalive.Config
+		// want is the UserTimeout of a Config that sets Idle, Interval
+		// and Count; zero where c takes some at the system's values.
+		want  time.Duration
 		large bool // the result's UserTimeout is past Linux's limit
 	}{
-		{"zero", keepalive.Config{}, keepalive.Config{UserTimeout: 7875 * time.Second}, false},
-		{"all set", keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}, keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5, UserTimeout: 110 * time.Second}, false},
-		{"partial keeps zero fields zero", keepalive.Config{Idle: 60 * time.Second}, keepalive.Config{Idle: 60 * time.Second, UserTimeout: 735 * time.Second}, false},
-		{"Count 1", keepalive.Config{Idle: time.Second, Interval: time.Second, Count: 1}, keepalive.Config{Idle: time.Second, Interval: time.Second, Count: 1, UserTimeout: 2 * time.Second}, false},
-		{"replaces a UserTimeout", keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5, UserTimeout: time.Second}, keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5, UserTimeout: 110 * time.Second}, false},
-		{"limits overflow UserTimeout", keepalive.Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127}, keepalive.Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127, UserTimeout: 128 * 32767 * time.Second}, true},
+		{"zero", keepalive.Config{}, 0, false},
+		{"all set", keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5}, 110 * time.Second, false},
+		{"partial keeps zero fields zero", keepalive.Config{Idle: 60 * time.Second}, 0, false},
+		{"Count 1", keepalive.Config{Idle: time.Second, Interval: time.Second, Count: 1}, 2 * time.Second, false},
+		{"replaces a UserTimeout", keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 5, UserTimeout: time.Second}, 110 * time.Second, false},
+		{"limits overflow UserTimeout", keepalive.Config{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127}, 128 * 32767 * time.Second, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := tt.c.WithUserTimeout(linuxDefaults)
-			assert.Equal(t, tt.want, got)
+			got, err := tt.c.WithUserTimeout()
+			want := tt.c
+			want.UserTimeout = tt.want
+			if tt.want == 0 {
+				// The zero fields count at the system's values.
+				if !wantPlatform(t).DefaultsReadable {
+					assert.ErrorIs(t, err, errors.ErrUnsupported)
+					assert.Equal(t, sysErr, err, "the error of SystemDefaults")
+					return
+				}
+				f := tt.c.WithDefaults(sys)
+				want.UserTimeout = f.Idle + f.Interval*time.Duration(f.Count)
+			}
+			require.NoError(t, err)
+			assert.Equal(t, want, got)
 			if tt.large {
 				// Validate refuses the UserTimeout where it passes the
 				// platform's limit, or where there is none.
@@ -534,12 +605,12 @@ func TestConfigWithUserTimeout(t *testing.T) {
 					}
 				}
 				switch {
-				case !ut.Set:
+				case !ut.Settable:
 					require.NotNil(t, fe)
 					assert.Equal(t, unsupportedError(namedField{"UserTimeout", ut}), wantOf(fe))
 				case got.UserTimeout > time.Duration(ut.Max)*ut.Unit:
 					require.NotNil(t, fe)
-					assert.Equal(t, rangeError(ut.Support, "UserTimeout", int64(got.UserTimeout)), wantOf(fe))
+					assert.Equal(t, rangeError(ut.FieldSupport, "UserTimeout", int64(got.UserTimeout)), wantOf(fe))
 				default:
 					assert.Nil(t, fe, "a UserTimeout within the limit")
 				}
@@ -549,7 +620,7 @@ func TestConfigWithUserTimeout(t *testing.T) {
 			// declared dead when it would have been without a UserTimeout.
 			without := tt.c
 			without.UserTimeout = 0
-			assert.Equal(t, without.DetectionTime(linuxDefaults), got.DetectionTime(linuxDefaults))
+			assert.Equal(t, detectionTime(t, without, sys), detectionTime(t, got, sys))
 		})
 	}
 }
@@ -564,13 +635,22 @@ func TestNotTCP(t *testing.T) {
 	t.Cleanup(func() { p2.Close() })
 	tests := []struct {
 		name string
-		conn net.Conn
+		conn any
 		want string
 	}{
 		{"net.Pipe", p1, "keepalive: not a TCP socket: *net.pipe"},
 		{"wrapping net.Pipe", netConner{p2}, "keepalive: not a TCP socket: *net.pipe inside keepalive_test.netConner"},
 		{"wrapping nil", netConner{}, "keepalive: not a TCP socket: nil inside keepalive_test.netConner"},
 		{"nil", nil, "keepalive: not a TCP socket: nil"},
+
+		// A typed nil is no socket either: the standard library's methods
+		// would panic on it.
+		{"nil *net.TCPConn", (*net.TCPConn)(nil), "keepalive: not a TCP socket: nil *net.TCPConn"},
+		{"nil *net.TCPListener", (*net.TCPListener)(nil), "keepalive: not a TCP socket: nil *net.TCPListener"},
+		{"nil *net.UDPConn", (*net.UDPConn)(nil), "keepalive: not a TCP socket: nil *net.UDPConn"},
+		{"nil *tls.Conn", (*tls.Conn)(nil), "keepalive: not a TCP socket: nil *tls.Conn"},
+		{"nil *os.File", (*os.File)(nil), "keepalive: not a TCP socket: nil *os.File"},
+		{"wrapping a nil *net.TCPConn", netConner{(*net.TCPConn)(nil)}, "keepalive: not a TCP socket: nil *net.TCPConn inside keepalive_test.netConner"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,7 +37,7 @@ func TestListenConfigBaseKeepAlive(t *testing.T) {
 				}
 				ln := listen(t, &keepalive.ListenConfig{NetListenConfig: b.lc, Config: tt.c})
 				_, accepted := pair(t, ln, plainDial)
-				assertHolds(t, accepted, withDefaults(tt.c, sys), "accepted")
+				assertHolds(t, accepted, tt.c.WithDefaults(sys), "accepted")
 				if b.lc != nil {
 					assert.Equal(t, before, *b.lc, "NetListenConfig modified")
 				}
@@ -53,7 +53,7 @@ func TestListenConfigBaseKeepAlive(t *testing.T) {
 // connection holds the Config.
 func TestListenConfigPerAccept(t *testing.T) {
 	c := fullConfig(t)
-	want := withDefaults(c, systemValues(t))
+	want := c.WithDefaults(systemValues(t))
 	ln := listen(t, &keepalive.ListenConfig{Config: c})
 	_, std := ln.(*net.TCPListener)
 	assert.Equal(t, keepalive.Platform().AcceptInherits, std, "Listen returned %T", ln)

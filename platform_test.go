@@ -60,7 +60,7 @@ func thisHost(t testing.TB) host {
 
 // field is what a platform does with one field of a Config.
 type field struct {
-	keepalive.Support
+	keepalive.FieldSupport
 
 	// why is the reason the package gives where Set is false, or where
 	// Set is true and Get false: the text after "FIELD is not supported
@@ -71,7 +71,7 @@ type field struct {
 // platform is what a platform does with a Config.
 type platform struct {
 	Idle, Interval, Count, UserTimeout, Off field
-	SystemDefaults, AcceptInherits          bool
+	DefaultsReadable, AcceptInherits        bool
 
 	// span is the longest Idle + Interval*Count, each zero field at the
 	// system default, where the kernel adds them in a bounded counter
@@ -109,23 +109,23 @@ type namedField struct {
 
 // The pieces of the table.
 var (
-	soKeepAlive = field{Support: keepalive.Support{Option: "SO_KEEPALIVE", Set: true, Get: true}}
+	soKeepAlive = field{FieldSupport: keepalive.FieldSupport{Option: "SO_KEEPALIVE", Settable: true, Readable: true}}
 	goDefaults  = keepalive.Config{Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 9}
 )
 
 // seconds is a field set and read in whole seconds from least to largest.
 func seconds(option string, least, largest int64) field {
-	return field{Support: keepalive.Support{Option: option, Set: true, Get: true, Unit: time.Second, Min: least, Max: largest}}
+	return field{FieldSupport: keepalive.FieldSupport{Option: option, Settable: true, Readable: true, Unit: time.Second, Min: least, Max: largest}}
 }
 
 // count is a Count set and read from 1 to largest.
 func count(option string, largest int64) field {
-	return field{Support: keepalive.Support{Option: option, Set: true, Get: true, Min: 1, Max: largest}}
+	return field{FieldSupport: keepalive.FieldSupport{Option: option, Settable: true, Readable: true, Min: 1, Max: largest}}
 }
 
 // none is a field the platform cannot set, for the reason why.
 func none(option, why string) field {
-	return field{Support: keepalive.Support{Option: option}, why: why}
+	return field{FieldSupport: keepalive.FieldSupport{Option: option}, why: why}
 }
 
 // platforms is the table: for each GOOS, what it does with a Config on the
@@ -139,9 +139,9 @@ var platforms = map[string]func(h host) platform{
 			Idle:                  seconds("TCP_KEEPIDLE", 1, 32767),
 			Interval:              seconds("TCP_KEEPINTVL", 1, 32767),
 			Count:                 count("TCP_KEEPCNT", 127),
-			UserTimeout:           field{Support: keepalive.Support{Option: "TCP_USER_TIMEOUT", Set: true, Get: true, Unit: time.Millisecond, Min: 1, Max: math.MaxInt32}},
+			UserTimeout:           field{FieldSupport: keepalive.FieldSupport{Option: "TCP_USER_TIMEOUT", Settable: true, Readable: true, Unit: time.Millisecond, Min: 1, Max: math.MaxInt32}},
 			Off:                   soKeepAlive,
-			SystemDefaults:        true,
+			DefaultsReadable:      true,
 			AcceptInherits:        true,
 			userTimeoutEndsProbes: true,
 			goDialed:              &goDefaults,
@@ -160,15 +160,15 @@ var platforms = map[string]func(h host) platform{
 	"freebsd": func(h host) platform {
 		largest := min(math.MaxUint32/h.hz, math.MaxInt32)
 		p := platform{
-			Idle:            seconds("TCP_KEEPIDLE", 1, largest),
-			Interval:        seconds("TCP_KEEPINTVL", 1, largest),
-			Count:           count("TCP_KEEPCNT", math.MaxInt32),
-			UserTimeout:     seconds("TCP_MAXUNACKTIME", 1, largest),
-			Off:             soKeepAlive,
-			SystemDefaults:  true,
-			span:            math.MaxUint32 * time.Second / time.Duration(h.hz),
-			keepAliveForced: h.alwaysKeepAlive,
-			goDialed:        &goDefaults,
+			Idle:             seconds("TCP_KEEPIDLE", 1, largest),
+			Interval:         seconds("TCP_KEEPINTVL", 1, largest),
+			Count:            count("TCP_KEEPCNT", math.MaxInt32),
+			UserTimeout:      seconds("TCP_MAXUNACKTIME", 1, largest),
+			Off:              soKeepAlive,
+			DefaultsReadable: true,
+			span:             math.MaxUint32 * time.Second / time.Duration(h.hz),
+			keepAliveForced:  h.alwaysKeepAlive,
+			goDialed:         &goDefaults,
 		}
 		if !h.maxUnackTime {
 			p.UserTimeout = none("TCP_MAXUNACKTIME", "the kernel has no TCP_MAXUNACKTIME, which FreeBSD 14 added")
@@ -181,16 +181,16 @@ var platforms = map[string]func(h host) platform{
 	"netbsd": func(h host) platform {
 		ticks := int64(math.MaxInt32) / max(h.hz/2, 1)
 		half := func(option string) field {
-			return field{Support: keepalive.Support{Option: option, Set: true, Get: true, Unit: 500 * time.Millisecond, Min: 1, Max: ticks}}
+			return field{FieldSupport: keepalive.FieldSupport{Option: option, Settable: true, Readable: true, Unit: 500 * time.Millisecond, Min: 1, Max: ticks}}
 		}
 		return platform{
-			Idle:           half("TCP_KEEPIDLE"),
-			Interval:       half("TCP_KEEPINTVL"),
-			Count:          count("TCP_KEEPCNT", math.MaxInt32),
-			UserTimeout:    none("", "NetBSD has no per-socket limit on retransmission"),
-			Off:            soKeepAlive,
-			SystemDefaults: true,
-			span:           time.Duration(ticks) * 500 * time.Millisecond,
+			Idle:             half("TCP_KEEPIDLE"),
+			Interval:         half("TCP_KEEPINTVL"),
+			Count:            count("TCP_KEEPCNT", math.MaxInt32),
+			UserTimeout:      none("", "NetBSD has no per-socket limit on retransmission"),
+			Off:              soKeepAlive,
+			DefaultsReadable: true,
+			span:             time.Duration(ticks) * 500 * time.Millisecond,
 			// NetBSD has no always_keepalive; should it have one, the
 			// tests see it.
 			keepAliveForced: h.alwaysKeepAlive,
@@ -202,14 +202,14 @@ var platforms = map[string]func(h host) platform{
 	"dragonfly": func(h host) platform {
 		largest := math.MaxInt32 / h.hz
 		return platform{
-			Idle:            seconds("TCP_KEEPIDLE", 1, largest),
-			Interval:        seconds("TCP_KEEPINTVL", 1, largest),
-			Count:           count("TCP_KEEPCNT", math.MaxInt32),
-			UserTimeout:     none("", "DragonFly has no per-socket limit on retransmission"),
-			Off:             soKeepAlive,
-			SystemDefaults:  true,
-			span:            math.MaxInt32 * time.Second / time.Duration(h.hz),
-			keepAliveForced: h.alwaysKeepAlive,
+			Idle:             seconds("TCP_KEEPIDLE", 1, largest),
+			Interval:         seconds("TCP_KEEPINTVL", 1, largest),
+			Count:            count("TCP_KEEPCNT", math.MaxInt32),
+			UserTimeout:      none("", "DragonFly has no per-socket limit on retransmission"),
+			Off:              soKeepAlive,
+			DefaultsReadable: true,
+			span:             math.MaxInt32 * time.Second / time.Duration(h.hz),
+			keepAliveForced:  h.alwaysKeepAlive,
 		}
 	},
 
@@ -217,13 +217,13 @@ var platforms = map[string]func(h host) platform{
 	"openbsd": func(h host) platform {
 		timing := "OpenBSD sets keepalive timing for the whole machine only (sysctl net.inet.tcp.keepidle and keepintvl; the probe count is fixed at 8)"
 		return platform{
-			Idle:            none("", timing),
-			Interval:        none("", timing),
-			Count:           none("", timing),
-			UserTimeout:     none("", "OpenBSD has no per-socket limit on retransmission"),
-			Off:             soKeepAlive,
-			SystemDefaults:  true,
-			keepAliveForced: h.alwaysKeepAlive,
+			Idle:             none("", timing),
+			Interval:         none("", timing),
+			Count:            none("", timing),
+			UserTimeout:      none("", "OpenBSD has no per-socket limit on retransmission"),
+			Off:              soKeepAlive,
+			DefaultsReadable: true,
+			keepAliveForced:  h.alwaysKeepAlive,
 		}
 	},
 
@@ -234,18 +234,18 @@ var platforms = map[string]func(h host) platform{
 	// probes.
 	"windows": func(h host) platform {
 		p := platform{
-			Idle:           seconds("TCP_KEEPIDLE", 1, 32767),
-			Interval:       seconds("TCP_KEEPINTVL", 1, 32767),
-			Count:          count("TCP_KEEPCNT", 255),
-			UserTimeout:    seconds("TCP_MAXRT", 1, math.MaxInt32/1000),
-			Off:            soKeepAlive,
-			SystemDefaults: true,
+			Idle:             seconds("TCP_KEEPIDLE", 1, 32767),
+			Interval:         seconds("TCP_KEEPINTVL", 1, 32767),
+			Count:            count("TCP_KEEPCNT", 255),
+			UserTimeout:      seconds("TCP_MAXRT", 1, math.MaxInt32/1000),
+			Off:              soKeepAlive,
+			DefaultsReadable: true,
 		}
 		if !h.times {
 			const why = "the idle time and interval are set with SIO_KEEPALIVE_VALS, which cannot be read back; " +
 				"this system refuses TCP_KEEPIDLE and TCP_KEEPINTVL (WSAENOPROTOOPT), as Windows before 10 version 1709 and Wine do"
 			for _, f := range []*field{&p.Idle, &p.Interval} {
-				f.Option, f.Get, f.why = "SIO_KEEPALIVE_VALS", false, why
+				f.Option, f.Readable, f.why = "SIO_KEEPALIVE_VALS", false, why
 			}
 		}
 		if !h.count {
@@ -279,7 +279,7 @@ var platforms = map[string]func(h host) platform{
 		p := sun(10000, 10, 864000)
 		why := "Solaris before 11.4 has neither TCP_KEEPINTVL nor TCP_KEEPCNT: probes back off " +
 			"from the retransmission timeout until the keepalive abort threshold (TCP_KEEPALIVE_ABORT_THRESHOLD) has passed"
-		p.Interval = field{Support: keepalive.Support{Option: "TCP_KEEPALIVE_ABORT_THRESHOLD", Get: true}, why: why}
+		p.Interval = field{FieldSupport: keepalive.FieldSupport{Option: "TCP_KEEPALIVE_ABORT_THRESHOLD", Readable: true}, why: why}
 		p.Count = p.Interval
 		p.pair = false
 		return p
@@ -307,15 +307,15 @@ var platforms = map[string]func(h host) platform{
 func darwin(h host) platform {
 	const largest = math.MaxInt32 / 1000
 	return platform{
-		Idle:            seconds("TCP_KEEPALIVE", 1, largest),
-		Interval:        seconds("TCP_KEEPINTVL", 1, largest),
-		Count:           count("TCP_KEEPCNT", math.MaxInt32),
-		UserTimeout:     seconds("TCP_RXT_CONNDROPTIME", 1, largest),
-		Off:             soKeepAlive,
-		SystemDefaults:  true,
-		span:            math.MaxUint32 * time.Millisecond,
-		keepAliveForced: h.alwaysKeepAlive,
-		goDialed:        &goDefaults,
+		Idle:             seconds("TCP_KEEPALIVE", 1, largest),
+		Interval:         seconds("TCP_KEEPINTVL", 1, largest),
+		Count:            count("TCP_KEEPCNT", math.MaxInt32),
+		UserTimeout:      seconds("TCP_RXT_CONNDROPTIME", 1, largest),
+		Off:              soKeepAlive,
+		DefaultsReadable: true,
+		span:             math.MaxUint32 * time.Millisecond,
+		keepAliveForced:  h.alwaysKeepAlive,
+		goDialed:         &goDefaults,
 	}
 }
 
@@ -324,13 +324,13 @@ func darwin(h host) platform {
 func sun(idleMinMs, intervalMin, intervalMax int64) platform {
 	const maxAbort = math.MaxInt32 // milliseconds
 	return platform{
-		Idle:           field{Support: keepalive.Support{Option: "TCP_KEEPALIVE_THRESHOLD", Set: true, Get: true, Unit: time.Millisecond, Min: idleMinMs, Max: 864000000}},
-		Interval:       seconds("TCP_KEEPINTVL", intervalMin, intervalMax),
-		Count:          count("TCP_KEEPCNT", maxAbort/(intervalMin*1000)),
-		UserTimeout:    field{Support: keepalive.Support{Option: "TCP_ABORT_THRESHOLD", Set: true, Get: true, Unit: time.Millisecond, Min: 1, Max: maxAbort}},
-		Off:            soKeepAlive,
-		SystemDefaults: true,
-		pair:           true,
+		Idle:             field{FieldSupport: keepalive.FieldSupport{Option: "TCP_KEEPALIVE_THRESHOLD", Settable: true, Readable: true, Unit: time.Millisecond, Min: idleMinMs, Max: 864000000}},
+		Interval:         seconds("TCP_KEEPINTVL", intervalMin, intervalMax),
+		Count:            count("TCP_KEEPCNT", maxAbort/(intervalMin*1000)),
+		UserTimeout:      field{FieldSupport: keepalive.FieldSupport{Option: "TCP_ABORT_THRESHOLD", Settable: true, Readable: true, Unit: time.Millisecond, Min: 1, Max: maxAbort}},
+		Off:              soKeepAlive,
+		DefaultsReadable: true,
+		pair:             true,
 	}
 }
 
@@ -370,7 +370,7 @@ func TestPlatform(t *testing.T) {
 	for _, f := range []struct {
 		name string
 		want field
-		got  keepalive.Support
+		got  keepalive.FieldSupport
 	}{
 		{"Idle", want.Idle, got.Idle},
 		{"Interval", want.Interval, got.Interval},
@@ -379,18 +379,18 @@ func TestPlatform(t *testing.T) {
 		{"Off", want.Off, got.Off},
 	} {
 		t.Run(f.name, func(t *testing.T) {
-			w, g := f.want.Support, f.got
+			w, g := f.want.FieldSupport, f.got
 			// The unexported reasons are checked through the errors
 			// they make.
 			assert.Equal(t,
-				[]any{w.Option, w.Set, w.Get, w.Unit, w.Min, w.Max},
-				[]any{g.Option, g.Set, g.Get, g.Unit, g.Min, g.Max},
+				[]any{w.Option, w.Settable, w.Readable, w.Unit, w.Min, w.Max},
+				[]any{g.Option, g.Settable, g.Readable, g.Unit, g.Min, g.Max},
 				"Option, Set, Get, Unit, Min, Max")
 			t.Logf("%+v", g)
 
 			// What every answer must hold, whatever the platform.
 			switch {
-			case !g.Set:
+			case !g.Settable:
 				assert.Equal(t, []int64{0, 0, 0}, []int64{int64(g.Unit), g.Min, g.Max}, "a field that cannot be set has no range")
 			case f.name == "Off":
 				assert.Zero(t, g.Unit+time.Duration(g.Min+g.Max), "Off has no range")
@@ -399,7 +399,7 @@ func TestPlatform(t *testing.T) {
 				assert.GreaterOrEqual(t, g.Max, g.Min, "Max")
 				assert.Equal(t, f.name == "Count", g.Unit == 0, "Unit is zero for Count only")
 			}
-			if f.want.Set {
+			if f.want.Settable {
 				return
 			}
 			c := keepalive.Config{}
@@ -421,10 +421,10 @@ func TestPlatform(t *testing.T) {
 			assert.ErrorContains(t, err, unsupportedText(what, f.want.why))
 		})
 	}
-	assert.Equal(t, want.SystemDefaults, got.SystemDefaults, "SystemDefaults")
+	assert.Equal(t, want.DefaultsReadable, got.DefaultsReadable, "DefaultsReadable")
 	assert.Equal(t, want.AcceptInherits, got.AcceptInherits, "AcceptInherits")
 	_, err := keepalive.SystemDefaults()
-	if want.SystemDefaults {
+	if want.DefaultsReadable {
 		assert.NoError(t, err, "SystemDefaults")
 	} else {
 		assert.ErrorIs(t, err, errors.ErrUnsupported, "SystemDefaults")

@@ -81,6 +81,12 @@ const (
 // platforms without TCP_USER_TIMEOUT, where libpq ignores tcp_user_timeout,
 // a non-zero one fails validation with an error wrapping
 // [errors.ErrUnsupported].
+//
+// ParsePostgres is in this package, not in a package of its own, because it
+// depends on nothing else and exists for one trap this package is about: the
+// connection string is where PostgreSQL users already write their keepalive
+// settings, and the Go drivers pass them to the server, which refuses them.
+// It reads libpq's syntax only and leaves the driver to read the rest.
 func ParsePostgres(connString string) (Config, string, error) {
 	if strings.IndexByte(connString, 0) >= 0 {
 		return Config{}, "", fmt.Errorf("keepalive: connection string contains a NUL byte, which ends it for libpq")
@@ -444,11 +450,11 @@ func pgMax(o pgOption) (int64, string) {
 func pgSettable(o pgOption) bool {
 	switch o {
 	case pgIdle:
-		return support(optIdle).Set
+		return support(optIdle).Settable
 	case pgInterval:
-		return support(optInterval).Set
+		return support(optInterval).Settable
 	}
-	return support(optCount).Set
+	return support(optCount).Settable
 }
 
 // pgConfig turns the values of the keepalive options (nil where absent) into

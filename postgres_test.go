@@ -171,14 +171,14 @@ func TestParsePostgresErrors(t *testing.T) {
 	p := keepalive.Platform()
 	for _, o := range []struct {
 		key, field, unit string
-		s                keepalive.Support
+		s                keepalive.FieldSupport
 	}{
 		{"keepalives_idle", "Idle", "seconds", p.Idle},
 		{"keepalives_interval", "Interval", "seconds", p.Interval},
 		{"keepalives_count", "Count", "probes", p.Count},
 	} {
 		t.Run(o.key, func(t *testing.T) {
-			if !o.s.Set {
+			if !o.s.Settable {
 				c, _, err := keepalive.ParsePostgres(o.key + "=0")
 				if verr := (keepalive.Config{}).Validate(); verr != nil {
 					// Plan 9, js and wasip1 refuse every Config.

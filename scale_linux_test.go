@@ -57,7 +57,7 @@ func TestVanishedPeersAtScale(t *testing.T) {
 	sys, err := keepalive.SystemDefaults()
 	require.NoError(t, err)
 	c := keepalive.Config{Idle: time.Second, Interval: time.Second, Count: 2}
-	bound := c.DetectionTime(sys)
+	bound := detectionTime(t, c, sys)
 	limit := bound * 120 / 100
 	peers := startPeers(t)
 

@@ -50,7 +50,7 @@ func TestAIXZeroLeaves(t *testing.T) {
 	got, err := keepalive.Get(conn)
 	require.NoError(t, err)
 	assert.Equal(t, c, got)
-	assert.False(t, keepalive.Platform().SystemDefaults)
+	assert.False(t, keepalive.Platform().DefaultsReadable)
 	_, err = keepalive.SystemDefaults()
 	assert.ErrorIs(t, err, errors.ErrUnsupported)
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // These tests run on illumos and Oracle Solaris, where Interval and Count
-// stand for one keepalive abort threshold (threshold.go).
+// stand for one keepalive abort threshold (abortthreshold.go).
 
 func TestSunSystemDefaults(t *testing.T) {
 	sys, err := keepalive.SystemDefaults()
@@ -32,7 +32,7 @@ func TestSunSystemDefaults(t *testing.T) {
 	assert.Equal(t, sys, got)
 
 	abort := newSocketAbort(t)
-	assert.Greater(t, keepalive.Config{}.DetectionTime(sys), sys.Idle+abort, "probes back off until the threshold, then up to one timer later")
+	assert.Greater(t, detectionTime(t, keepalive.Config{}, sys), sys.Idle+abort, "probes back off until the threshold, then up to one timer later")
 }
 
 func TestSunSetGet(t *testing.T) {
@@ -53,7 +53,7 @@ func TestSunSetGet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.pair && !keepalive.Platform().Interval.Set {
+			if tt.pair && !keepalive.Platform().Interval.Settable {
 				err := tt.c.Validate()
 				assert.ErrorIs(t, err, errors.ErrUnsupported, "before Solaris 11.4 Interval cannot be set")
 				return
@@ -70,7 +70,7 @@ func TestSunSetGet(t *testing.T) {
 					// A socket holding other values first: Set must
 					// put every zero field's default back.
 					other := keepalive.Config{Idle: 33 * time.Second, UserTimeout: 44 * time.Second}
-					if keepalive.Platform().Interval.Set {
+					if keepalive.Platform().Interval.Settable {
 						other.Interval, other.Count = 11*time.Second, 7
 					}
 					conn, _ = loopbackPair(t, &keepalive.Dialer{Config: other})
@@ -78,10 +78,10 @@ func TestSunSetGet(t *testing.T) {
 				}
 				got, err := keepalive.Get(conn)
 				require.NoError(t, err, how)
-				assert.Equal(t, withDefaults(want, sys), got, how)
+				assert.Equal(t, want.WithDefaults(sys), got, how)
 				v, err := sockopts.Read(conn.(syscall.Conn))
 				require.NoError(t, err, how)
-				assert.Equal(t, kernelOf(t, withDefaults(tt.c, sys)), v, how)
+				assert.Equal(t, kernelOf(t, tt.c.WithDefaults(sys)), v, how)
 			}
 		})
 	}
@@ -89,7 +89,7 @@ func TestSunSetGet(t *testing.T) {
 
 func TestSunValidatePair(t *testing.T) {
 	want := "set Interval and Count together, or neither"
-	if !keepalive.Platform().Interval.Set {
+	if !keepalive.Platform().Interval.Settable {
 		want = "Solaris before 11.4 has neither TCP_KEEPINTVL nor TCP_KEEPCNT"
 	}
 	for _, c := range []keepalive.Config{{Interval: 15 * time.Second}, {Count: 9}} {
@@ -120,7 +120,7 @@ func TestSunForeignState(t *testing.T) {
 	assert.ErrorContains(t, err, "is 135000ms, not the system's")
 
 	require.NoError(t, keepalive.Set(conn, keepalive.Config{}))
-	if !keepalive.Platform().Interval.Set {
+	if !keepalive.Platform().Interval.Settable {
 		// Before Solaris 11.4 Set cannot write the threshold back.
 		_, err = keepalive.Get(conn)
 		assert.ErrorIs(t, err, errors.ErrUnsupported)

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 	"testing"
@@ -47,11 +48,11 @@ func TestSet(t *testing.T) {
 				dialed, accepted := pair(t, ln, b.dial)
 				for _, e := range ends(dialed, accepted) {
 					if b.before != nil {
-						require.Equal(t, kernelOf(t, withDefaults(*b.before, sys)), readSocket(t, tcpConn(t, e.conn)), "before Set, %s", e.name)
+						require.Equal(t, kernelOf(t, b.before.WithDefaults(sys)), readSocket(t, tcpConn(t, e.conn)), "before Set, %s", e.name)
 					}
 					fill := zeroFill(t, e.conn, sys)
 					require.NoError(t, keepalive.Set(e.conn, tt.c), e.name)
-					assertHolds(t, e.conn, withDefaults(tt.c, fill), e.name)
+					assertHolds(t, e.conn, tt.c.WithDefaults(fill), e.name)
 				}
 			})
 		}
@@ -85,7 +86,7 @@ func TestSetGetRoundTrip(t *testing.T) {
 			require.NoError(t, keepalive.Set(dialed, prev))
 			fill := zeroFill(t, dialed, sys)
 			require.NoError(t, keepalive.Set(dialed, c), "%v after %v", c, prev)
-			want := withDefaults(c, fill)
+			want := c.WithDefaults(fill)
 			if !assert.Equal(t, kernelOf(t, want), readSocket(t, tcpConn(t, dialed)), "getsockopt, %v after %v", c, prev) {
 				return
 			}
@@ -97,8 +98,12 @@ func TestSetGetRoundTrip(t *testing.T) {
 			if !assert.Equal(t, want, got, "%v after %v", c, prev) {
 				return
 			}
-			if p.SystemDefaults {
-				assert.Equal(t, c.DetectionTime(sys), got.DetectionTime(keepalive.Config{}), "DetectionTime of %v", c)
+			if p.DefaultsReadable {
+				// The natural call reads the defaults for the zero
+				// fields: the time the socket takes.
+				dt, err := c.DetectionTime()
+				require.NoError(t, err)
+				assert.Equal(t, detectionTime(t, got, keepalive.Config{}), dt, "DetectionTime of %v", c)
 			}
 		}
 	}
@@ -127,16 +132,16 @@ func TestSetTLS(t *testing.T) {
 			require.True(t, ok, "got %T", e.conn)
 			fill := zeroFill(t, tc, sys)
 			require.NoError(t, keepalive.Set(tc, c))
-			assertHolds(t, tc, withDefaults(c, fill), "after Set")
+			assertHolds(t, tc, c.WithDefaults(fill), "after Set")
 			err := keepalive.Disable(tc)
 			if forcedOff(t, err, "Disable") {
-				assertHolds(t, tc, withDefaults(c, fill), "after a failed Disable")
+				assertHolds(t, tc, c.WithDefaults(fill), "after a failed Disable")
 				return
 			}
 			require.NoError(t, err)
 			off := c
 			off.Off = true
-			assertHolds(t, tc, withDefaults(off, fill), "after Disable")
+			assertHolds(t, tc, off.WithDefaults(fill), "after Disable")
 		})
 	}
 	exchange(t, dialed, accepted)
@@ -148,7 +153,7 @@ func TestSetTLS(t *testing.T) {
 // so, and leaves the socket as it was.
 func TestDisable(t *testing.T) {
 	c := fullConfig(t)
-	want := withDefaults(c, systemValues(t))
+	want := c.WithDefaults(systemValues(t))
 	ln := listen(t, &keepalive.ListenConfig{Config: c})
 	d := &keepalive.Dialer{Config: c}
 	dialed, accepted := pair(t, ln, d.DialContext)
@@ -204,12 +209,12 @@ func TestSetOff(t *testing.T) {
 		return
 	}
 	require.NoError(t, err)
-	assertHolds(t, dialed, withDefaults(off, fill), "after Set")
-	assert.Equal(t, keepalive.Never, off.DetectionTime(keepalive.Config{}))
+	assertHolds(t, dialed, off.WithDefaults(fill), "after Set")
+	assert.Equal(t, time.Duration(math.MaxInt64), detectionTime(t, off, keepalive.Config{}))
 	if getError(t) == "" {
 		got, err := keepalive.Get(dialed)
 		require.NoError(t, err)
 		assert.True(t, got.Off)
-		assert.Equal(t, keepalive.Never, got.DetectionTime(keepalive.Config{}))
+		assert.Equal(t, time.Duration(math.MaxInt64), detectionTime(t, got, keepalive.Config{}))
 	}
 }

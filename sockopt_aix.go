@@ -13,25 +13,20 @@ import (
 // and TCP_KEEPINTVL (0x12) in seconds, as Go's net package and OpenJDK pass
 // them, and TCP_KEEPCNT (0x13). IBM's documentation of their ranges was not
 // found: Validate takes Linux's, a range any keepalive timer holds. AIX has
-// no per-socket bound on retransmission, so no user timeout.
-var sockopts = [numOptions]sockopt{
-	optKeepAlive: {level: unix.SOL_SOCKET, opt: unix.SO_KEEPALIVE},
-	optIdle:      {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPIDLE, unit: time.Second},
-	optInterval:  {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: time.Second},
-	optCount:     {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT},
+// no per-socket bound on retransmission, so no user timeout. The system
+// defaults cannot be read (see noDefaults): a zero field given to Set leaves
+// the option as it is.
+var aix = [numOptions]sockopt{
+	optIdle:        {name: "TCP_KEEPIDLE", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPIDLE, unit: time.Second, min: 1, max: 32767},
+	optInterval:    {name: "TCP_KEEPINTVL", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: time.Second, min: 1, max: 32767},
+	optCount:       {name: "TCP_KEEPCNT", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT, min: 1, max: 127},
+	optUserTimeout: {noSet: noUserTimeout, noGet: noUserTimeout},
+	optKeepAlive:   soKeepAlive,
 }
+
+func options() *[numOptions]sockopt { return &aix }
 
 const noUserTimeout = "AIX has no socket option that bounds how long sent data may stay unacknowledged"
-
-var supports = [numOptions]Support{
-	optKeepAlive:   {Option: "SO_KEEPALIVE", Set: true, Get: true},
-	optIdle:        {Option: "TCP_KEEPIDLE", Set: true, Get: true, Unit: time.Second, Min: 1, Max: 32767},
-	optInterval:    {Option: "TCP_KEEPINTVL", Set: true, Get: true, Unit: time.Second, Min: 1, Max: 32767},
-	optCount:       {Option: "TCP_KEEPCNT", Set: true, Get: true, Min: 1, Max: 127},
-	optUserTimeout: {whySet: noUserTimeout, whyGet: noUserTimeout},
-}
-
-func support(o option) Support { return supports[o] }
 
 // acceptInherits is false: whether an accepted socket starts with the
 // listener's options is not established on AIX.
@@ -40,28 +35,19 @@ const acceptInherits = false
 // defaultsReadable is false: see systemDefaults.
 const defaultsReadable = false
 
+// userTimeoutEndsProbes is false: AIX has no user timeout.
+const userTimeoutEndsProbes = false
+
 // noDefaults says why the system defaults are not known.
 const noDefaults = "AIX keeps them in the network options tcp_keepidle and tcp_keepintvl (in half-seconds) " +
 	"and tcp_keepcnt, which the no command shows and no socket option reads"
 
-func setOption(fd uintptr, o option, c, sys Config) error {
-	if o == optUserTimeout {
-		return unsupported(optionField[o], noUserTimeout)
-	}
-	v := c.get(o)
-	if v == 0 && o != optKeepAlive {
-		// The shared code leaves a zero field alone where the defaults
-		// are unknown; AIX documents no value that restores them.
-		return unsupported("putting the system's "+optionField[o]+" back", noDefaults)
-	}
-	return sockopts[o].set(fd, v)
+func setOption(fd uintptr, o option, c Config) error {
+	return aix[o].set(fd, c.get(o))
 }
 
 func getOption(fd uintptr, o option) (int64, error) {
-	if o == optUserTimeout {
-		return 0, unsupported("reading "+optionField[o], noUserTimeout)
-	}
-	return sockopts[o].get(fd)
+	return aix[o].get(fd)
 }
 
 func checkCombination(Config) *FieldError { return nil }
@@ -96,3 +82,15 @@ func checkTCP(fd uintptr) error {
 func systemDefaults() (Config, error) {
 	return Config{}, fmt.Errorf("keepalive: %w", unsupported("reading the system defaults", noDefaults))
 }
+
+func retransmitLimit() (time.Duration, error) {
+	return 0, fmt.Errorf("keepalive: %w", unsupported("reading the retransmission timeout",
+		"AIX bounds retransmission with network options of its own, which this package does not model"))
+}
+
+func sysctlConf(Config) (string, error) {
+	return "", fmt.Errorf("keepalive: %w", unsupported("writing sysctl lines",
+		"AIX has no sysctls: it keeps its keepalive defaults in network options, which the no command sets"))
+}
+
+func backoffLimit(time.Duration) (time.Duration, bool) { return 0, false }

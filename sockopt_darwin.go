@@ -10,17 +10,21 @@ import (
 
 // The options of macOS and iOS (xnu: bsd/netinet/tcp.h, and tcp_ctloutput
 // in bsd/netinet/tcp_usrreq.c). The durations are seconds in a C int that
-// the kernel multiplies by 1000 into milliseconds. Zero puts the system's
-// value back, live: a socket's own value is used only while it is non-zero
-// (tcp_timer.h: TCP_CONN_KEEPIDLE, TCP_CONN_KEEPINTVL, TCP_CONN_KEEPCNT),
-// and getsockopt reports the value in force, the socket's or the system's.
-// TCP_RXT_CONNDROPTIME zero is no limit.
-var sockopts = [numOptions]sockopt{
-	optIdle:        {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPALIVE, unit: time.Second},
-	optInterval:    {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: time.Second},
-	optCount:       {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT},
-	optUserTimeout: {level: unix.IPPROTO_TCP, opt: unix.TCP_RXT_CONNDROPTIME, unit: time.Second},
+// the kernel multiplies by 1000 into milliseconds, so at most
+// maxOptionSeconds. Zero puts the system's value back, live: a socket's own
+// value is used only while it is non-zero (tcp_timer.h: TCP_CONN_KEEPIDLE,
+// TCP_CONN_KEEPINTVL, TCP_CONN_KEEPCNT), and getsockopt reports the value in
+// force, the socket's or the system's. TCP_RXT_CONNDROPTIME zero is no
+// limit.
+var darwin = [numOptions]sockopt{
+	optIdle:        {name: "TCP_KEEPALIVE", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPALIVE, unit: time.Second, min: 1, max: maxOptionSeconds, zeroIsDefault: true},
+	optInterval:    {name: "TCP_KEEPINTVL", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: time.Second, min: 1, max: maxOptionSeconds, zeroIsDefault: true},
+	optCount:       {name: "TCP_KEEPCNT", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT, min: 1, max: math.MaxInt32, zeroIsDefault: true},
+	optUserTimeout: {name: "TCP_RXT_CONNDROPTIME", level: unix.IPPROTO_TCP, opt: unix.TCP_RXT_CONNDROPTIME, unit: time.Second, min: 1, max: maxOptionSeconds, zeroIsDefault: true},
+	optKeepAlive:   soKeepAlive,
 }
+
+func options() *[numOptions]sockopt { return &darwin }
 
 // maxOptionSeconds is the largest number of seconds the kernel multiplies
 // into milliseconds without overflowing its int (and without upsetting its
@@ -32,29 +36,9 @@ const maxOptionSeconds = math.MaxInt32 / 1000
 // (tcp_timer.c, TCPT_KEEP), and a larger sum would wrap.
 const maxSpan = math.MaxUint32 * time.Millisecond
 
-var supports = [numOptions]Support{
-	optKeepAlive:   {Option: "SO_KEEPALIVE", Set: true, Get: true},
-	optIdle:        {Option: "TCP_KEEPALIVE", Set: true, Get: true, Unit: time.Second, Min: 1, Max: maxOptionSeconds},
-	optInterval:    {Option: "TCP_KEEPINTVL", Set: true, Get: true, Unit: time.Second, Min: 1, Max: maxOptionSeconds},
-	optCount:       {Option: "TCP_KEEPCNT", Set: true, Get: true, Min: 1, Max: math.MaxInt32},
-	optUserTimeout: {Option: "TCP_RXT_CONNDROPTIME", Set: true, Get: true, Unit: time.Second, Min: 1, Max: maxOptionSeconds},
-}
-
-func support(o option) Support { return supports[o] }
-
-// acceptInherits is false: an accepted socket starts with the system's idle
-// time and no TCP_RXT_CONNDROPTIME whatever the listening socket holds
-// (tcp_input.c copies only the interval and the count).
-const acceptInherits = false
-
-// defaultsReadable reports that systemDefaults reads the sysctls.
-const defaultsReadable = true
-
-func setOption(fd uintptr, o option, c, sys Config) error {
+func setOption(fd uintptr, o option, c Config) error {
 	if o != optKeepAlive {
-		// A zero Idle, Interval or Count restores the system value; a
-		// zero UserTimeout is no limit.
-		return sockopts[o].set(fd, c.get(o))
+		return darwin[o].set(fd, c.get(o))
 	}
 	was, err := soKeepAlive.get(fd)
 	if err != nil {
@@ -67,7 +51,7 @@ func setOption(fd uintptr, o option, c, sys Config) error {
 	// on, and turning SO_KEEPALIVE on does not re-arm the keepalive timer,
 	// which an established connection armed with the system's idle time
 	// while it was off: write the idle time again, which re-arms it.
-	if err := sockopts[optIdle].set(fd, int64(c.Idle)); err != nil {
+	if err := darwin[optIdle].set(fd, int64(c.Idle)); err != nil {
 		return fmt.Errorf("TCP_KEEPALIVE again: %w", err)
 	}
 	return nil
@@ -77,7 +61,7 @@ func getOption(fd uintptr, o option) (int64, error) {
 	if o == optKeepAlive {
 		return getKeepAlive(fd)
 	}
-	return sockopts[o].get(fd)
+	return darwin[o].get(fd)
 }
 
 func checkCombination(c Config) *FieldError {
@@ -89,11 +73,6 @@ func checkCombination(c Config) *FieldError {
 // domain socket answers TCP_NODELAY (uipc_ctloutput ignores the level, and
 // LOCAL_PEERCRED has the same number).
 func checkTCP(fd uintptr) error { return checkStreamInet(fd) }
-
-func keepAliveForced() (bool, error) {
-	n, err := sysctlInt(alwaysKeepAlive)
-	return n != 0, err
-}
 
 // sysctls holds the system defaults, in milliseconds for the durations
 // (tcp_timer.c: sysctl_msec_to_ticks). By default there is no

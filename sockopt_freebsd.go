@@ -16,23 +16,28 @@ import (
 // acknowledgement of progress.
 const tcpMaxUnackTime = 0x44
 
-// FreeBSD's options (tcp(4); tcp_default_ctloutput in
-// sys/netinet/tcp_usrreq.c). The durations are seconds in a C u_int that
-// the kernel multiplies by hz into clock ticks. Zero puts the system's
-// value back, live: a socket's own value is used only while it is non-zero
-// (tcp_timer.h: TP_KEEPIDLE, TP_KEEPINTVL, TP_KEEPCNT, TP_MAXUNACKTIME),
-// and getsockopt reports the value in force, the socket's or the sysctl's.
-var sockopts = [numOptions]sockopt{
-	optIdle:        {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPIDLE, unit: time.Second},
-	optInterval:    {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: time.Second},
-	optCount:       {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT},
-	optUserTimeout: {level: unix.IPPROTO_TCP, opt: tcpMaxUnackTime, unit: time.Second},
-}
-
-// maxOptionSeconds is the largest number of seconds the kernel takes
-// (UINT_MAX / hz, as it checks) that getsockopt also reports back in an
-// int.
-func maxOptionSeconds() int64 { return min(math.MaxUint32/clockHz(), math.MaxInt32) }
+// options returns FreeBSD's options (tcp(4); tcp_default_ctloutput in
+// sys/netinet/tcp_usrreq.c). The durations are seconds in a C u_int that the
+// kernel multiplies by hz into clock ticks: at most UINT_MAX/hz, as it
+// checks, and no more than getsockopt reports back in an int. Zero puts the
+// system's value back, live: a socket's own value is used only while it is
+// non-zero (tcp_timer.h: TP_KEEPIDLE, TP_KEEPINTVL, TP_KEEPCNT,
+// TP_MAXUNACKTIME), and getsockopt reports the value in force, the socket's
+// or the sysctl's. A kernel before FreeBSD 14 has no TCP_MAXUNACKTIME.
+var options = sync.OnceValue(func() *[numOptions]sockopt {
+	secs := min(math.MaxUint32/clockHz(), math.MaxInt32)
+	t := [numOptions]sockopt{
+		optIdle:        {name: "TCP_KEEPIDLE", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPIDLE, unit: time.Second, min: 1, max: secs, zeroIsDefault: true},
+		optInterval:    {name: "TCP_KEEPINTVL", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: time.Second, min: 1, max: secs, zeroIsDefault: true},
+		optCount:       {name: "TCP_KEEPCNT", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT, min: 1, max: math.MaxInt32, zeroIsDefault: true},
+		optUserTimeout: {name: "TCP_MAXUNACKTIME", level: unix.IPPROTO_TCP, opt: tcpMaxUnackTime, unit: time.Second, min: 1, max: secs, zeroIsDefault: true},
+		optKeepAlive:   soKeepAlive,
+	}
+	if !hasMaxUnackTime() {
+		t[optUserTimeout] = sockopt{name: "TCP_MAXUNACKTIME", noSet: noMaxUnackTime, noGet: noMaxUnackTime}
+	}
+	return &t
+})
 
 // maxSpan is the longest Idle + Interval*Count: the kernel adds them in
 // unsigned 32-bit clock ticks to decide when a silent peer is dead
@@ -42,7 +47,7 @@ func maxSpan() time.Duration { return math.MaxUint32 * time.Second / time.Durati
 // hasMaxUnackTime reports whether the kernel knows TCP_MAXUNACKTIME: a
 // kernel before FreeBSD 14 answers ENOPROTOOPT. Where no socket can be made
 // to ask, it is taken to, and setting it says otherwise if need be.
-var hasMaxUnackTime = sync.OnceValue(func() bool {
+func hasMaxUnackTime() bool {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return true
@@ -50,43 +55,18 @@ var hasMaxUnackTime = sync.OnceValue(func() bool {
 	defer unix.Close(fd)
 	_, err = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, tcpMaxUnackTime)
 	return !errors.Is(err, unix.ENOPROTOOPT)
-})
+}
 
 const noMaxUnackTime = "the kernel has no TCP_MAXUNACKTIME, which FreeBSD 14 added"
 
-func support(o option) Support {
-	switch o {
-	case optKeepAlive:
-		return Support{Option: "SO_KEEPALIVE", Set: true, Get: true}
-	case optIdle:
-		return Support{Option: "TCP_KEEPIDLE", Set: true, Get: true, Unit: time.Second, Min: 1, Max: maxOptionSeconds()}
-	case optInterval:
-		return Support{Option: "TCP_KEEPINTVL", Set: true, Get: true, Unit: time.Second, Min: 1, Max: maxOptionSeconds()}
-	case optCount:
-		return Support{Option: "TCP_KEEPCNT", Set: true, Get: true, Min: 1, Max: math.MaxInt32}
-	}
-	if !hasMaxUnackTime() {
-		return Support{Option: "TCP_MAXUNACKTIME", whySet: noMaxUnackTime, whyGet: noMaxUnackTime}
-	}
-	return Support{Option: "TCP_MAXUNACKTIME", Set: true, Get: true, Unit: time.Second, Min: 1, Max: maxOptionSeconds()}
-}
-
-// acceptInherits is false: FreeBSD's syncache_socket copies the listening
-// socket's keepalive options and TCP_MAXUNACKTIME into an accepted one, but
-// that is read from source, not proven here.
-const acceptInherits = false
-
-// defaultsReadable reports that systemDefaults reads the sysctls.
-const defaultsReadable = true
-
-func setOption(fd uintptr, o option, c, sys Config) error {
+func setOption(fd uintptr, o option, c Config) error {
 	if o == optKeepAlive {
 		return setKeepAlive(fd, !c.Off)
 	}
 	// A zero Idle, Interval or Count restores the system value; a zero
 	// UserTimeout restores net.inet.tcp.maxunacktime, which is none unless
 	// the administrator set it.
-	err := sockopts[o].set(fd, c.get(o))
+	err := options()[o].set(fd, c.get(o))
 	if o == optUserTimeout && errors.Is(err, unix.ENOPROTOOPT) {
 		if c.UserTimeout == 0 {
 			return nil // the kernel has no such limit: none is in force
@@ -100,7 +80,7 @@ func getOption(fd uintptr, o option) (int64, error) {
 	if o == optKeepAlive {
 		return getKeepAlive(fd)
 	}
-	v, err := sockopts[o].get(fd)
+	v, err := options()[o].get(fd)
 	if o == optUserTimeout && errors.Is(err, unix.ENOPROTOOPT) {
 		return 0, nil // the kernel has no such limit: none is in force
 	}
@@ -125,11 +105,6 @@ func checkTCP(fd uintptr) error {
 		return fmt.Errorf("socket protocol %d", p)
 	}
 	return nil
-}
-
-func keepAliveForced() (bool, error) {
-	n, err := sysctlInt(alwaysKeepAlive)
-	return n != 0, err
 }
 
 // sysctls holds the system defaults, in milliseconds for the durations

@@ -14,11 +14,9 @@ import (
 // takes 1 s to 10 days (the range of _keepalive_interval; 10 s until 2015,
 // as tcp(4P) still says).
 var illumos = sunTCP{
-	idleMinMs:   1000,
-	interval:    sockopt{level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: time.Second},
-	count:       sockopt{level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT},
-	intervalMin: 1,
-	intervalMax: 60,
+	idleMinMs: 1000,
+	interval:  sockopt{name: "TCP_KEEPINTVL", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: time.Second, min: 1, max: 60, zeroIsDefault: true},
+	count:     sockopt{name: "TCP_KEEPCNT", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT, min: 1, zeroIsDefault: true},
 }
 
 func sun() *sunTCP { return &illumos }

@@ -3,6 +3,7 @@ package keepalive
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -13,25 +14,18 @@ import (
 
 // Linux's options (man 7 socket, man 7 tcp) and their limits
 // (include/net/tcp.h: MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT;
-// TCP_USER_TIMEOUT takes a non-negative int of milliseconds, zero for
-// none).
-var sockopts = [numOptions]sockopt{
-	optKeepAlive:   {level: unix.SOL_SOCKET, opt: unix.SO_KEEPALIVE},
-	optIdle:        {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPIDLE, unit: time.Second},
-	optInterval:    {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: time.Second},
-	optCount:       {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT},
-	optUserTimeout: {level: unix.IPPROTO_TCP, opt: unix.TCP_USER_TIMEOUT, unit: time.Millisecond},
+// TCP_USER_TIMEOUT takes a non-negative int of milliseconds). Linux cannot
+// unset an option: a zero field is written as the sysctl's value, except the
+// user timeout, whose zero is none.
+var linux = [numOptions]sockopt{
+	optIdle:        {name: "TCP_KEEPIDLE", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPIDLE, unit: time.Second, min: 1, max: 32767},
+	optInterval:    {name: "TCP_KEEPINTVL", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: time.Second, min: 1, max: 32767},
+	optCount:       {name: "TCP_KEEPCNT", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT, min: 1, max: 127},
+	optUserTimeout: {name: "TCP_USER_TIMEOUT", level: unix.IPPROTO_TCP, opt: unix.TCP_USER_TIMEOUT, unit: time.Millisecond, min: 1, max: math.MaxInt32, zeroIsDefault: true},
+	optKeepAlive:   soKeepAlive,
 }
 
-var supports = [numOptions]Support{
-	optKeepAlive:   {Option: "SO_KEEPALIVE", Set: true, Get: true},
-	optIdle:        {Option: "TCP_KEEPIDLE", Set: true, Get: true, Unit: time.Second, Min: 1, Max: 32767},
-	optInterval:    {Option: "TCP_KEEPINTVL", Set: true, Get: true, Unit: time.Second, Min: 1, Max: 32767},
-	optCount:       {Option: "TCP_KEEPCNT", Set: true, Get: true, Min: 1, Max: 127},
-	optUserTimeout: {Option: "TCP_USER_TIMEOUT", Set: true, Get: true, Unit: time.Millisecond, Min: 1, Max: 1<<31 - 1},
-}
-
-func support(o option) Support { return supports[o] }
+func options() *[numOptions]sockopt { return &linux }
 
 // acceptInherits reports that a socket accepted from a listening socket
 // starts with the listening socket's keepalive options and user timeout
@@ -42,13 +36,13 @@ const acceptInherits = true
 // defaultsReadable reports that systemDefaults reads the sysctls.
 const defaultsReadable = true
 
-func setOption(fd uintptr, o option, c, sys Config) error {
-	v := c.get(o)
-	if v == 0 && o != optKeepAlive && o != optUserTimeout {
-		// Linux cannot unset an option: write the default's value.
-		v = sys.get(o)
-	}
-	err := sockopts[o].set(fd, v)
+// userTimeoutEndsProbes reports that a user timeout, once passed, ends an
+// idle connection whose keepalive probes go unanswered, whatever Count says
+// (net/ipv4/tcp_timer.c, tcp_keepalive_timer).
+const userTimeoutEndsProbes = true
+
+func setOption(fd uintptr, o option, c Config) error {
+	err := linux[o].set(fd, c.get(o))
 	if o == optUserTimeout && errors.Is(err, unix.ENOPROTOOPT) && isMultipath(fd) {
 		return fmt.Errorf("a Multipath TCP socket has no user timeout: %w", err)
 	}
@@ -56,7 +50,7 @@ func setOption(fd uintptr, o option, c, sys Config) error {
 }
 
 func getOption(fd uintptr, o option) (int64, error) {
-	v, err := sockopts[o].get(fd)
+	v, err := linux[o].get(fd)
 	if o == optUserTimeout && errors.Is(err, unix.EOPNOTSUPP) && isMultipath(fd) {
 		// A Multipath TCP socket has no user timeout: none is in force.
 		return 0, nil
@@ -106,7 +100,7 @@ func systemDefaults() (Config, error) {
 		if err != nil {
 			return Config{}, err
 		}
-		c = c.with(s.o, int64(n)*int64(max(sockopts[s.o].unit, 1)))
+		c = c.with(s.o, int64(n)*linux[s.o].valueUnit())
 	}
 	return c, nil
 }
@@ -123,3 +117,81 @@ func readSysctl(path string) (int, error) {
 	}
 	return n, nil
 }
+
+func sysctlConf(c Config) (string, error) {
+	var b strings.Builder
+	if s := c.String(); s != "" {
+		fmt.Fprintf(&b, "# TCP keepalive: %s\n", s)
+	} else {
+		b.WriteString("# TCP keepalive: the zero Config, which leaves every system default\n")
+	}
+	for _, s := range sysctls {
+		name := strings.ReplaceAll(strings.TrimPrefix(s.path, "/proc/sys/"), "/", ".")
+		v := c.get(s.o)
+		if v == 0 {
+			fmt.Fprintf(&b, "# %s is zero: %s is left as it is\n", optionField[s.o], name)
+			continue
+		}
+		fmt.Fprintf(&b, "%s = %d\n", name, v/linux[s.o].valueUnit())
+	}
+	if c.UserTimeout != 0 {
+		fmt.Fprintf(&b, "# UserTimeout %s has no sysctl: TCP_USER_TIMEOUT is set on each socket only\n", appendDuration(nil, c.UserTimeout))
+	}
+	if c.Off {
+		b.WriteString("# Off has no sysctl: keepalive is turned on and off by each socket\n")
+	}
+	return b.String(), nil
+}
+
+// The files behind the retransmission timeout of a socket without a user
+// timeout (man 7 tcp): the number of retransmissions, and the largest
+// retransmission timeout (since Linux 6.15; 120 s before).
+const (
+	retriesSysctl = "/proc/sys/net/ipv4/tcp_retries2"
+	rtoMaxSysctl  = "/proc/sys/net/ipv4/tcp_rto_max_ms"
+)
+
+// The retransmission timeouts the kernel models its give-up time on
+// (include/net/tcp.h: TCP_RTO_MIN, and TCP_RTO_MAX, which is the default of
+// net.ipv4.tcp_rto_max_ms since Linux 6.15).
+const (
+	rtoMin        = 200 * time.Millisecond
+	defaultRTOMax = 120 * time.Second
+)
+
+func retransmitLimit() (time.Duration, error) {
+	retries, err := readSysctl(retriesSysctl)
+	if err != nil {
+		return 0, err
+	}
+	rtoMax := defaultRTOMax
+	if ms, err := readSysctl(rtoMaxSysctl); err == nil {
+		if ms <= 0 {
+			return 0, fmt.Errorf("keepalive: %s: %d is not a positive number of milliseconds", rtoMaxSysctl, ms)
+		}
+		rtoMax = time.Duration(ms) * time.Millisecond
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return 0, err
+	}
+	return retransmitTimeout(retries, rtoMax), nil
+}
+
+// retransmitTimeout returns the sum of retries+1 retransmission timeouts
+// that start at rtoMin and double up to rtoMax.
+func retransmitTimeout(retries int, rtoMax time.Duration) time.Duration {
+	var sum time.Duration
+	rto := min(rtoMin, rtoMax)
+	n := int64(max(retries, 0)) + 1
+	for ; n > 0 && rto < rtoMax; n-- {
+		sum += rto
+		rto = min(2*rto, rtoMax)
+	}
+	if n > int64(math.MaxInt64-sum)/int64(rtoMax) {
+		return math.MaxInt64
+	}
+	return sum + time.Duration(n)*rtoMax
+}
+
+// backoffLimit reports false: a Linux socket always has an interval and a
+// count, its own or the sysctls'.
+func backoffLimit(time.Duration) (time.Duration, bool) { return 0, false }

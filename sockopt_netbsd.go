@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -15,15 +16,22 @@ import (
 // typically 500 ms"). TCP_KEEPIDLE 60 means 30 seconds.
 const slowTick = 500 * time.Millisecond
 
-// NetBSD's options (tcp(4); tcp_ctloutput in sys/netinet/tcp_usrreq.c): a
-// C u_int of slow ticks, stored as given. The kernel refuses zero, and
-// getsockopt (NetBSD 8 and later) reports the socket's own value, which a
-// new socket copies from the sysctls.
-var sockopts = [numOptions]sockopt{
-	optIdle:     {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPIDLE, unit: slowTick},
-	optInterval: {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: slowTick},
-	optCount:    {level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT},
-}
+// options returns NetBSD's options (tcp(4); tcp_ctloutput in
+// sys/netinet/tcp_usrreq.c): a C u_int of slow ticks, stored as given, at
+// most maxTicks. The kernel refuses zero, so a zero field is written as the
+// system default's value, which a new socket copies from the sysctls; and
+// getsockopt (NetBSD 8 and later) reports the socket's own value. NetBSD has
+// no user timeout.
+var options = sync.OnceValue(func() *[numOptions]sockopt {
+	ticks := maxTicks()
+	return &[numOptions]sockopt{
+		optIdle:        {name: "TCP_KEEPIDLE", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPIDLE, unit: slowTick, min: 1, max: ticks},
+		optInterval:    {name: "TCP_KEEPINTVL", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPINTVL, unit: slowTick, min: 1, max: ticks},
+		optCount:       {name: "TCP_KEEPCNT", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPCNT, min: 1, max: math.MaxInt32},
+		optUserTimeout: {noSet: noUserTimeout, noGet: noUserTimeout},
+		optKeepAlive:   soKeepAlive,
+	}
+})
 
 // maxTicks is the largest number of slow ticks the kernel arms a timer with
 // without overflowing the int of clock ticks it passes to callout_schedule
@@ -32,35 +40,18 @@ func maxTicks() int64 { return math.MaxInt32 / max(clockHz()/2, 1) }
 
 const noUserTimeout = "NetBSD has no per-socket limit on retransmission"
 
-func support(o option) Support {
-	switch o {
-	case optKeepAlive:
-		return Support{Option: "SO_KEEPALIVE", Set: true, Get: true}
-	case optIdle:
-		return Support{Option: "TCP_KEEPIDLE", Set: true, Get: true, Unit: slowTick, Min: 1, Max: maxTicks()}
-	case optInterval:
-		return Support{Option: "TCP_KEEPINTVL", Set: true, Get: true, Unit: slowTick, Min: 1, Max: maxTicks()}
-	case optCount:
-		return Support{Option: "TCP_KEEPCNT", Set: true, Get: true, Min: 1, Max: math.MaxInt32}
+func setOption(fd uintptr, o option, c Config) error {
+	if o == optKeepAlive {
+		return setKeepAlive(fd, !c.Off)
 	}
-	return Support{whySet: noUserTimeout, whyGet: noUserTimeout}
+	return options()[o].set(fd, c.get(o))
 }
 
-// acceptInherits is false: NetBSD's syn_cache_get gives an accepted socket
-// the system's values, not the listening socket's.
-const acceptInherits = false
-
-// defaultsReadable reports that systemDefaults reads the sysctls.
-const defaultsReadable = true
-
 func getOption(fd uintptr, o option) (int64, error) {
-	switch o {
-	case optKeepAlive:
+	if o == optKeepAlive {
 		return getKeepAlive(fd)
-	case optUserTimeout:
-		return 0, unsupported("reading UserTimeout", noUserTimeout)
 	}
-	v, err := sockopts[o].get(fd)
+	v, err := options()[o].get(fd)
 	if errors.Is(err, unix.ENOPROTOOPT) {
 		return 0, fmt.Errorf("%w: %w", unsupported("reading "+optionField[o]+" back", "NetBSD reads the keepalive options back from version 8 on"), err)
 	}
@@ -76,10 +67,6 @@ func checkCombination(c Config) *FieldError {
 
 // checkTCP tells TCP by type and family: NetBSD has no SO_PROTOCOL.
 func checkTCP(fd uintptr) error { return checkStreamInet(fd) }
-
-// keepAliveForced is false: NetBSD has no always_keepalive sysctl, and
-// probes only the connections whose SO_KEEPALIVE is on.
-func keepAliveForced() (bool, error) { return false, nil }
 
 // sysctls holds the system defaults, in slow ticks for the durations
 // ("Allowed connection idle ticks before a keepalive probe is sent").

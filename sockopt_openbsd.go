@@ -9,6 +9,15 @@ import (
 // per-socket timing: tcp_ctloutput answers ENOPROTOOPT to any TCP_KEEP*
 // option, and the keepalive timer reads the sysctls net.inet.tcp.keepidle
 // and keepintvl and a probe count fixed at 8 (sys/netinet/tcp_timer.c).
+var openbsd = [numOptions]sockopt{
+	optIdle:        {noSet: noTiming, noGet: noTiming},
+	optInterval:    {noSet: noTiming, noGet: noTiming},
+	optCount:       {noSet: noTiming, noGet: noTiming},
+	optUserTimeout: {noSet: noUserTimeout, noGet: noUserTimeout},
+	optKeepAlive:   soKeepAlive,
+}
+
+func options() *[numOptions]sockopt { return &openbsd }
 
 const (
 	noTiming      = "OpenBSD sets keepalive timing for the whole machine only (sysctl net.inet.tcp.keepidle and keepintvl; the probe count is fixed at 8)"
@@ -19,47 +28,17 @@ const (
 // connection (sys/netinet/tcp_timer.h: TCPTV_KEEPCNT).
 const keepCount = 8
 
-func support(o option) Support {
-	switch o {
-	case optKeepAlive:
-		return Support{Option: "SO_KEEPALIVE", Set: true, Get: true}
-	case optUserTimeout:
-		return Support{whySet: noUserTimeout, whyGet: noUserTimeout}
-	}
-	return Support{whySet: noTiming, whyGet: noTiming}
-}
+// setOption sets SO_KEEPALIVE, the one option the table can set.
+func setOption(fd uintptr, _ option, c Config) error { return setKeepAlive(fd, !c.Off) }
 
-// acceptInherits is false: there is nothing per socket to inherit but
-// SO_KEEPALIVE, which ListenConfig sets on each accepted connection.
-const acceptInherits = false
-
-// defaultsReadable reports that systemDefaults reads the sysctls.
-const defaultsReadable = true
-
-func setOption(fd uintptr, o option, c, sys Config) error {
-	if o == optKeepAlive {
-		return setKeepAlive(fd, !c.Off)
-	}
-	return support(o).errSet(optionField[o])
-}
-
-func getOption(fd uintptr, o option) (int64, error) {
-	if o == optKeepAlive {
-		return getKeepAlive(fd)
-	}
-	return 0, unsupported("reading "+optionField[o], support(o).whyGet)
-}
+// getOption reads SO_KEEPALIVE, the one option the table can read.
+func getOption(fd uintptr, _ option) (int64, error) { return getKeepAlive(fd) }
 
 func checkCombination(Config) *FieldError { return nil }
 
 // checkTCP tells TCP by type and family: TCP is OpenBSD's only stream
 // protocol in those families.
 func checkTCP(fd uintptr) error { return checkStreamInet(fd) }
-
-func keepAliveForced() (bool, error) {
-	n, err := sysctlInt(alwaysKeepAlive)
-	return n != 0, err
-}
 
 // systemDefaults reads the sysctls net.inet.tcp.keepidle and keepintvl, and
 // the fixed probe count. They are seconds on current OpenBSD; older
@@ -73,13 +52,13 @@ func systemDefaults() (Config, error) {
 		}
 		unit = time.Second / time.Duration(hz)
 	}
-	idle, err := sysctlInt("net.inet.tcp.keepidle")
+	c, err := readSysctls([]sysctlDefault{
+		{optIdle, "net.inet.tcp.keepidle", unit, false},
+		{optInterval, "net.inet.tcp.keepintvl", unit, false},
+	})
 	if err != nil {
 		return Config{}, err
 	}
-	intvl, err := sysctlInt("net.inet.tcp.keepintvl")
-	if err != nil {
-		return Config{}, err
-	}
-	return Config{Idle: time.Duration(idle) * unit, Interval: time.Duration(intvl) * unit, Count: keepCount}, nil
+	c.Count = keepCount
+	return c, nil
 }

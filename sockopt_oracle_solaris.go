@@ -25,18 +25,22 @@ const (
 // least idle time and interval of 10 s, and the largest of 10 days.
 var (
 	solaris114 = sunTCP{
-		idleMinMs:   10000,
-		interval:    sockopt{level: unix.IPPROTO_TCP, opt: tcpKeepIntvl114, unit: time.Second},
-		count:       sockopt{level: unix.IPPROTO_TCP, opt: tcpKeepCnt114},
-		intervalMin: 10,
-		intervalMax: 864000,
+		idleMinMs: 10000,
+		interval:  sockopt{name: "TCP_KEEPINTVL", level: unix.IPPROTO_TCP, opt: tcpKeepIntvl114, unit: time.Second, min: 10, max: 864000, zeroIsDefault: true},
+		count:     sockopt{name: "TCP_KEEPCNT", level: unix.IPPROTO_TCP, opt: tcpKeepCnt114, min: 1, zeroIsDefault: true},
 	}
 	solarisBefore114 = sunTCP{
 		idleMinMs: 10000,
-		noPair: "Solaris before 11.4 has neither TCP_KEEPINTVL nor TCP_KEEPCNT: probes back off " +
-			"from the retransmission timeout until the keepalive abort threshold (TCP_KEEPALIVE_ABORT_THRESHOLD) has passed",
+		// Get reads the threshold to tell that the system's is in
+		// force, and reports zero.
+		interval: sockopt{name: "TCP_KEEPALIVE_ABORT_THRESHOLD", noSet: noPair},
+		count:    sockopt{name: "TCP_KEEPALIVE_ABORT_THRESHOLD", noSet: noPair},
 	}
 )
+
+// noPair says why Solaris before 11.4 cannot set Interval and Count.
+const noPair = "Solaris before 11.4 has neither TCP_KEEPINTVL nor TCP_KEEPCNT: probes back off " +
+	"from the retransmission timeout until the keepalive abort threshold (TCP_KEEPALIVE_ABORT_THRESHOLD) has passed"
 
 // sun tells Oracle Solaris 11.4 and later from earlier releases as Go's net
 // package does, by the release in uname's version ("11.4.0.15.0"), and

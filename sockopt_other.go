@@ -5,6 +5,7 @@ package keepalive
 import (
 	"fmt"
 	"runtime"
+	"time"
 )
 
 // These platforms have no socket option this package can reach, so every
@@ -16,6 +17,18 @@ import (
 // js/wasm connects only within the program, and on js/wasm and wasip1 every
 // socket option, SO_KEEPALIVE too, fails with ENOPROTOOPT
 // (net/sockopt_fake.go); WASI preview 1 has no setsockopt.
+
+// none is the table: no option, for the reason noOptions gives.
+var none = func() [numOptions]sockopt {
+	why := noOptions()
+	var t [numOptions]sockopt
+	for o := range t {
+		t[o] = sockopt{noSet: why, noGet: why}
+	}
+	return t
+}()
+
+func options() *[numOptions]sockopt { return &none }
 
 // noOptions says why this platform has no keepalive options.
 func noOptions() string {
@@ -29,19 +42,16 @@ func noOptions() string {
 	return "js/wasm has no socket options: its net package connects only within the program"
 }
 
-func support(option) Support {
-	return Support{whySet: noOptions(), whyGet: noOptions()}
-}
-
 const (
-	acceptInherits   = false
-	defaultsReadable = false
+	acceptInherits        = false
+	defaultsReadable      = false
+	userTimeoutEndsProbes = false
 )
 
 // Validate refuses every Config here, and Get and Disable fail before they
 // reach a socket, so the functions below answer only for completeness.
 
-func setOption(fd uintptr, o option, c, sys Config) error {
+func setOption(fd uintptr, o option, c Config) error {
 	return unsupported("setting "+optionField[o], noOptions())
 }
 
@@ -56,3 +66,13 @@ func checkTCP(uintptr) error { return unsupported("telling a TCP socket", noOpti
 func systemDefaults() (Config, error) {
 	return Config{}, fmt.Errorf("keepalive: %w", unsupported("reading the system defaults", noOptions()))
 }
+
+func retransmitLimit() (time.Duration, error) {
+	return 0, fmt.Errorf("keepalive: %w", unsupported("reading the retransmission timeout", noOptions()))
+}
+
+func sysctlConf(Config) (string, error) {
+	return "", fmt.Errorf("keepalive: %w", unsupported("writing sysctl lines", noOptions()))
+}
+
+func backoffLimit(time.Duration) (time.Duration, bool) { return 0, false }

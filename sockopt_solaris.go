@@ -16,26 +16,19 @@ import (
 // limits of TCP_KEEPINTVL and TCP_KEEPCNT and the least idle time, is a
 // sunTCP that sockopt_illumos.go and sockopt_oracle_solaris.go provide as
 // sun(). The model of Interval and Count, one keepalive abort threshold, is
-// in threshold.go.
+// in abortthreshold.go.
 
-// The options every version has (<netinet/tcp.h>, tcp(4P)), with the same
-// numbers on illumos and Oracle Solaris; x/sys takes them from illumos.
-// The thresholds are in milliseconds.
+// The options every version has (<netinet/tcp.h>, tcp(4P)) beyond those of
+// the table, with the same numbers on illumos and Oracle Solaris; x/sys
+// takes them from illumos. The thresholds are in milliseconds.
 var (
-	soKeepAlive = sockopt{level: unix.SOL_SOCKET, opt: unix.SO_KEEPALIVE}
-	// keepAliveThreshold is the idle time before the first probe;
-	// TCP_KEEPIDLE sets the same value in seconds.
-	keepAliveThreshold = sockopt{level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPALIVE_THRESHOLD, unit: time.Millisecond}
 	// keepAliveAbortThreshold is how long after the idle time unanswered
 	// probes drop the connection; writing it unsets TCP_KEEPINTVL and
 	// TCP_KEEPCNT.
-	keepAliveAbortThreshold = sockopt{level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPALIVE_ABORT_THRESHOLD, unit: time.Millisecond}
-	// abortThreshold is how long retransmission goes on before the
-	// connection is dropped; 0 means for ever.
-	abortThreshold = sockopt{level: unix.IPPROTO_TCP, opt: unix.TCP_ABORT_THRESHOLD, unit: time.Millisecond}
+	keepAliveAbortThreshold = sockopt{name: "TCP_KEEPALIVE_ABORT_THRESHOLD", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPALIVE_ABORT_THRESHOLD, unit: time.Millisecond}
 	// tcpRTOMax is the largest retransmission timeout, which also bounds
 	// the backed-off time between probes.
-	tcpRTOMax = sockopt{level: unix.IPPROTO_TCP, opt: unix.TCP_RTO_MAX, unit: time.Millisecond}
+	tcpRTOMax = sockopt{name: "TCP_RTO_MAX", level: unix.IPPROTO_TCP, opt: unix.TCP_RTO_MAX, unit: time.Millisecond}
 )
 
 // The limits the family shares: TCP_KEEPALIVE_THRESHOLD is at most 10 days
@@ -51,38 +44,38 @@ const (
 type sunTCP struct {
 	// idleMinMs is the least TCP_KEEPALIVE_THRESHOLD, in milliseconds.
 	idleMinMs int64
-	// interval and count are TCP_KEEPINTVL and TCP_KEEPCNT, and
-	// intervalMin and intervalMax bound the interval in seconds. noPair
-	// says why the system has neither option; then the others are zero.
-	interval, count          sockopt
-	intervalMin, intervalMax int64
-	noPair                   string
+	// interval and count are the entries of TCP_KEEPINTVL and TCP_KEEPCNT;
+	// where the system has neither, entries that say why. Count's largest
+	// value follows from Interval's least (see options).
+	interval, count sockopt
 }
 
-// supports answers support, once: on Oracle Solaris it depends on the
-// release.
-var supports = sync.OnceValue(func() [numOptions]Support {
+// options returns the table of illumos or Oracle Solaris, once: on Oracle
+// Solaris it depends on the release. TCP_KEEPALIVE_THRESHOLD carries Idle
+// (TCP_KEEPIDLE sets the same value in seconds) and TCP_ABORT_THRESHOLD the
+// user timeout, whose zero would retransmit for ever: a zero Idle or
+// UserTimeout is written as the system's value. A zero Interval and Count
+// write the system's keepalive abort threshold, which unsets both.
+var options = sync.OnceValue(func() *[numOptions]sockopt {
 	s := sun()
-	t := [numOptions]Support{
-		optKeepAlive:   {Option: "SO_KEEPALIVE", Set: true, Get: true},
-		optIdle:        {Option: "TCP_KEEPALIVE_THRESHOLD", Set: true, Get: true, Unit: time.Millisecond, Min: s.idleMinMs, Max: maxIdleMs},
-		optUserTimeout: {Option: "TCP_ABORT_THRESHOLD", Set: true, Get: true, Unit: time.Millisecond, Min: 1, Max: maxAbortThresholdMs},
+	t := [numOptions]sockopt{
+		optIdle:        {name: "TCP_KEEPALIVE_THRESHOLD", level: unix.IPPROTO_TCP, opt: unix.TCP_KEEPALIVE_THRESHOLD, unit: time.Millisecond, min: s.idleMinMs, max: maxIdleMs},
+		optInterval:    s.interval,
+		optCount:       s.count,
+		optUserTimeout: {name: "TCP_ABORT_THRESHOLD", level: unix.IPPROTO_TCP, opt: unix.TCP_ABORT_THRESHOLD, unit: time.Millisecond, min: 1, max: maxAbortThresholdMs},
+		optKeepAlive:   soKeepAlive,
 	}
-	if s.noPair != "" {
-		// Get reads the threshold to tell that the system's is in
-		// force, and reports zero.
-		t[optInterval] = Support{Option: "TCP_KEEPALIVE_ABORT_THRESHOLD", Get: true, whySet: s.noPair}
-		t[optCount] = t[optInterval]
-		return t
+	if t[optCount].noSet == "" {
+		// Interval*Count is the abort threshold: Count's Max is the
+		// one at the shortest Interval, and checkCombination bounds
+		// the product.
+		t[optCount].max = int64(maxAbortThreshold / (time.Duration(t[optInterval].min) * t[optInterval].unit))
 	}
-	t[optInterval] = Support{Option: "TCP_KEEPINTVL", Set: true, Get: true, Unit: time.Second, Min: s.intervalMin, Max: s.intervalMax}
-	// Interval*Count is the abort threshold: Count's Max is the one at
-	// the shortest Interval, and checkCombination bounds the product.
-	t[optCount] = Support{Option: "TCP_KEEPCNT", Set: true, Get: true, Min: 1, Max: int64(maxAbortThreshold / (time.Duration(s.intervalMin) * time.Second))}
-	return t
+	return &t
 })
 
-func support(o option) Support { return supports()[o] }
+// hasPair reports whether the system has TCP_KEEPINTVL and TCP_KEEPCNT.
+func hasPair() bool { return options()[optInterval].noSet == "" }
 
 // acceptInherits is false: illumos's tcp_input_listener copies the
 // listener's keepalive values into the new connection, but that is read in
@@ -92,77 +85,62 @@ const acceptInherits = false
 // defaultsReadable reports that systemDefaults reads a new socket.
 const defaultsReadable = true
 
+// userTimeoutEndsProbes is false: TCP_ABORT_THRESHOLD bounds retransmission
+// only; the keepalive timer ends probes at its own threshold (illumos
+// tcp_timers.c, tcp_keepalive_timer).
+const userTimeoutEndsProbes = false
+
 // checkCombination requires Interval and Count together or neither: with one
-// alone the system derives the other (see threshold.go).
+// alone the system derives the other (see abortthreshold.go).
 func checkCombination(c Config) *FieldError {
-	if sun().noPair != "" {
+	if !hasPair() {
 		return nil
 	}
 	return checkThresholdPair(c)
 }
 
-func setOption(fd uintptr, o option, c, sys Config) error {
-	switch o {
-	case optKeepAlive:
-		return soKeepAlive.set(fd, c.get(o))
-	case optIdle:
-		return setOrRestore(fd, keepAliveThreshold, c.Idle, sys.Idle)
-	case optUserTimeout:
-		// TCP_ABORT_THRESHOLD 0 retransmits for ever: zero means the
-		// system's threshold, which is always in force.
-		return setOrRestore(fd, abortThreshold, c.UserTimeout, sys.UserTimeout)
+func setOption(fd uintptr, o option, c Config) error {
+	table := options()
+	if o != optInterval && o != optCount {
+		return table[o].set(fd, c.get(o))
 	}
-	s := sun()
 	if c.Interval == 0 || c.Count == 0 {
 		// Neither: the system's abort threshold, which unsets both.
-		return setOrRestore(fd, keepAliveAbortThreshold, 0, 0)
-	}
-	if s.noPair != "" {
-		return unsupported("setting "+optionField[o], s.noPair)
+		sys, err := newSocketValue(keepAliveAbortThreshold)
+		if err != nil {
+			return err
+		}
+		return keepAliveAbortThreshold.set(fd, int64(sys))
 	}
 	if o == optCount {
-		return s.count.set(fd, int64(c.Count))
+		return table[optCount].set(fd, int64(c.Count))
 	}
 	// With a count in force the kernel multiplies the new interval by it
 	// at once. Where that would pass the abort threshold's range, unset
 	// the count first: the new Count is written next.
-	n, err := s.count.get(fd)
+	n, err := table[optCount].get(fd)
 	if err != nil {
 		return err
 	}
 	if n > 0 && c.Interval > maxAbortThreshold/time.Duration(n) {
-		if err := setOrRestore(fd, keepAliveAbortThreshold, 0, 0); err != nil {
-			return err
-		}
-	}
-	return s.interval.set(fd, int64(c.Interval))
-}
-
-// setOrRestore writes v to so on fd or, when v is zero, the system's value:
-// def when known, otherwise the value a new socket has.
-func setOrRestore(fd uintptr, so sockopt, v, def time.Duration) error {
-	if v == 0 {
-		v = def
-	}
-	if v == 0 {
-		d, err := newSocketValue(so)
+		sys, err := newSocketValue(keepAliveAbortThreshold)
 		if err != nil {
 			return err
 		}
-		v = d
+		if err := keepAliveAbortThreshold.set(fd, int64(sys)); err != nil {
+			return err
+		}
 	}
-	return so.set(fd, int64(v))
+	return table[optInterval].set(fd, int64(c.Interval))
 }
 
 func getOption(fd uintptr, o option) (int64, error) {
 	switch o {
-	case optKeepAlive:
+	case optKeepAlive, optIdle:
 		// SO_KEEPALIVE reads 8, the option's number, when on.
-		return soKeepAlive.get(fd)
-	case optIdle:
-		return keepAliveThreshold.get(fd)
+		return options()[o].get(fd)
 	case optUserTimeout:
-		v, err := abortThreshold.get(fd)
+		v, err := options()[o].get(fd)
 		if err == nil && v <= 0 {
 			return 0, unsupported("reading UserTimeout back", fmt.Sprintf(
 				"TCP_ABORT_THRESHOLD is %d: other code set it, and the socket retransmits for ever, which no UserTimeout expresses", v/int64(time.Millisecond)))
@@ -179,14 +157,14 @@ func getOption(fd uintptr, o option) (int64, error) {
 // readPair returns the Interval and Count in force on fd (see
 // thresholdPair), with sysAbort to read the system's abort threshold.
 func readPair(fd uintptr, sysAbort func() (time.Duration, error)) (time.Duration, int64, error) {
-	s := sun()
 	var interval, count int64
-	if s.noPair == "" {
+	if hasPair() {
+		table := options()
 		var err error
-		if interval, err = s.interval.get(fd); err != nil {
+		if interval, err = table[optInterval].get(fd); err != nil {
 			return 0, 0, err
 		}
-		if count, err = s.count.get(fd); err != nil {
+		if count, err = table[optCount].get(fd); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -226,7 +204,7 @@ func checkTCP(fd uintptr) error {
 func systemDefaults() (Config, error) {
 	var c Config
 	err := withNewSocket(func(fd uintptr) error {
-		idle, err := keepAliveThreshold.get(fd)
+		idle, err := options()[optIdle].get(fd)
 		if err != nil {
 			return fmt.Errorf("TCP_KEEPALIVE_THRESHOLD: %w", err)
 		}
@@ -289,3 +267,42 @@ func newTCPSocket(family int) (int, error) {
 	}
 	return fd, err
 }
+
+// backoffLimit reads the system's keepalive abort threshold and largest
+// retransmission timeout from a new socket, for backoffDetection.
+func backoffLimit(idle time.Duration) (time.Duration, bool) {
+	var abort, rto int64
+	err := withNewSocket(func(fd uintptr) error {
+		var err error
+		if abort, err = keepAliveAbortThreshold.get(fd); err != nil {
+			return err
+		}
+		rto, err = tcpRTOMax.get(fd)
+		return err
+	})
+	if err != nil {
+		return never, true
+	}
+	return backoffDetection(idle, time.Duration(abort), time.Duration(rto)), true
+}
+
+// retransmitLimit reads TCP_ABORT_THRESHOLD from a new socket: the ipadm
+// property _ip_abort_interval of the caller's zone.
+func retransmitLimit() (time.Duration, error) {
+	var v int64
+	err := withNewSocket(func(fd uintptr) error {
+		var err error
+		v, err = getOption(fd, optUserTimeout)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("keepalive: reading TCP_ABORT_THRESHOLD from a new socket: %w", err)
+	}
+	return time.Duration(v), nil
+}
+
+// errNoSysctlsHere is the error of SysctlConf: the system has no sysctls.
+var errNoSysctlsHere error = fmt.Errorf("keepalive: %w", unsupported("writing sysctl lines",
+	"the system keeps its keepalive defaults in the ipadm properties _keepalive_interval and _keepalive_abort_interval of tcp, not in sysctls"))
+
+func sysctlConf(Config) (string, error) { return "", errNoSysctlsHere }

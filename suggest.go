@@ -85,7 +85,7 @@ func Suggest(idleTimeout, detect time.Duration) (Config, error) {
 		Interval: time.Duration(interval) * time.Second,
 		Count:    int(count),
 	}
-	if support(optUserTimeout).Set {
+	if support(optUserTimeout).Settable {
 		c.UserTimeout = c.Idle + c.Interval*time.Duration(c.Count)
 	}
 	if err := c.Validate(); err != nil {

@@ -36,7 +36,7 @@ func suggestedProblem(c keepalive.Config, idleTimeout, detect time.Duration) str
 		return fmt.Sprintf("the second probe, at %v, is after %v (the idle timeout less the margin)", second, latest)
 	}
 	want := c.Idle + c.Interval*time.Duration(c.Count)
-	if !keepalive.Platform().UserTimeout.Set {
+	if !keepalive.Platform().UserTimeout.Settable {
 		want = 0 // the platform has none
 	}
 	if c.UserTimeout != want {
@@ -47,7 +47,11 @@ func suggestedProblem(c keepalive.Config, idleTimeout, detect time.Duration) str
 		{Idle: 7200 * time.Second, Interval: 75 * time.Second, Count: 9},
 		{UserTimeout: time.Hour},
 	} {
-		if dt := c.DetectionTime(sys); dt > detect {
+		dt, err := c.WithDefaults(sys).DetectionTime()
+		if err != nil {
+			return fmt.Sprintf("DetectionTime with system %+v: %v", sys, err)
+		}
+		if dt > detect {
 			return fmt.Sprintf("DetectionTime with system %+v is %v, over %v", sys, dt, detect)
 		}
 	}
@@ -62,12 +66,12 @@ func suggestedProblem(c keepalive.Config, idleTimeout, detect time.Duration) str
 // Suggest never fails.
 func TestSuggestGrid(t *testing.T) {
 	p := keepalive.Platform()
-	seconds := func(s keepalive.Support, n int64) time.Duration { return time.Duration(n) * s.Unit }
-	fits := p.Idle.Set && p.Interval.Set && p.Count.Set &&
+	seconds := func(s keepalive.FieldSupport, n int64) time.Duration { return time.Duration(n) * s.Unit }
+	fits := p.Idle.Settable && p.Interval.Settable && p.Count.Settable &&
 		seconds(p.Idle, p.Idle.Min) <= time.Second && seconds(p.Idle, p.Idle.Max) >= 2000*time.Second &&
 		seconds(p.Interval, p.Interval.Min) <= time.Second && seconds(p.Interval, p.Interval.Max) >= 667*time.Second &&
 		p.Count.Min <= 1 && p.Count.Max >= 3 &&
-		(!p.UserTimeout.Set || seconds(p.UserTimeout, p.UserTimeout.Min) <= time.Second && seconds(p.UserTimeout, p.UserTimeout.Max) >= 4000*time.Second)
+		(!p.UserTimeout.Settable || seconds(p.UserTimeout, p.UserTimeout.Min) <= time.Second && seconds(p.UserTimeout, p.UserTimeout.Max) >= 4000*time.Second)
 	var failed int
 	var idleTimeouts, detects []time.Duration
 	for s := 3; s <= 1300; s += 1 + s/60*6 {

@@ -2,53 +2,48 @@ package keepalive
 
 import "time"
 
-// Support describes what this platform does with one field of a Config.
-type Support struct {
+// FieldSupport describes what this platform does with one field of a
+// Config: whether it can be set and read back, the socket option that
+// carries it, and the range [Config.Validate] accepts.
+type FieldSupport struct {
 	// Option names the socket option that carries the field, as the
 	// platform's headers spell it: "TCP_KEEPIDLE", "SO_KEEPALIVE". It is
 	// empty where the platform has none.
 	Option string
 
-	// Set reports whether a socket can take a non-zero value of the field
-	// (for Off: whether keepalive can be turned on and off).
-	Set bool
+	// Settable reports whether a socket can take a non-zero value of the
+	// field (for Off: whether keepalive can be turned on and off). Where
+	// it is false, Validate refuses a non-zero value with an error that
+	// wraps [errors.ErrUnsupported] and says why.
+	Settable bool
 
-	// Get reports whether [Get] reads the value in force back from the
-	// socket. A field that cannot be set is reported at the system
+	// Readable reports whether [Get] reads the value in force back from
+	// the socket. A field that cannot be set is reported at the system
 	// default; one that can be set but not read makes Get fail.
-	Get bool
+	Readable bool
 
 	// Unit is the granularity of a duration field: a valid value is a
-	// whole number of Units. It is zero for Count and Off, and where Set
-	// is false.
+	// whole number of Units. It is zero for Count and Off, and where
+	// Settable is false.
 	Unit time.Duration
 
 	// Min and Max bound a valid non-zero value, in Units (for Count, in
-	// probes). Both are zero for Off and where Set is false.
+	// probes). Both are zero for Off and where Settable is false.
 	Min, Max int64
-
-	// whySet and whyGet say why Set or Get is false.
-	whySet, whyGet string
 }
 
-// errSet returns the error for setting field, which s cannot do.
-func (s Support) errSet(field string) error {
-	if field == optionField[optKeepAlive] {
-		field = "turning keepalive on and off"
-	}
-	return unsupported(field, s.whySet)
-}
-
-// Capabilities describes what this platform does with a Config.
+// Capabilities describes what this platform does with a Config, field by
+// field, as [Platform] reports it.
 type Capabilities struct {
 	// Idle, Interval, Count, UserTimeout and Off describe each field of
 	// Config.
-	Idle, Interval, Count, UserTimeout, Off Support
+	Idle, Interval, Count, UserTimeout, Off FieldSupport
 
-	// SystemDefaults reports whether [SystemDefaults] can read the
+	// DefaultsReadable reports whether [SystemDefaults] can read the
 	// system's values. Where it cannot, a zero field given to [Set] leaves
-	// the socket's value as it is.
-	SystemDefaults bool
+	// the socket's value as it is, and [Config.DetectionTime] fails for a
+	// Config with a zero field.
+	DefaultsReadable bool
 
 	// AcceptInherits reports that a socket accepted from a listening
 	// socket starts with its keepalive settings, so that [ListenConfig]
@@ -58,8 +53,9 @@ type Capabilities struct {
 }
 
 // Platform returns what the platform the program runs on does with a
-// Config, so that a caller can choose before dialing. [Config.Validate]
-// checks a Config against the same answers.
+// Config, so that a caller can choose before dialing (whether a user
+// timeout can be set here, in what unit, up to what value).
+// [Config.Validate] checks a Config against the same answers.
 //
 // Note that on Windows the answer comes from trying the options on a socket
 // the first time it is needed, since Windows before 10 version 1709 (and
@@ -72,16 +68,16 @@ type Capabilities struct {
 //
 // Note that on Oracle Solaris the answer depends on the release, found the
 // first time it is needed from uname and a new socket: releases before 11.4
-// cannot set Interval and Count, and report Get true for them only to say
-// that the system's keepalive abort threshold is in force.
+// cannot set Interval and Count, and report them Readable only to say that
+// the system's keepalive abort threshold is in force.
 func Platform() Capabilities {
 	return Capabilities{
-		Idle:           support(optIdle),
-		Interval:       support(optInterval),
-		Count:          support(optCount),
-		UserTimeout:    support(optUserTimeout),
-		Off:            support(optKeepAlive),
-		SystemDefaults: defaultsReadable,
-		AcceptInherits: acceptInherits,
+		Idle:             support(optIdle),
+		Interval:         support(optInterval),
+		Count:            support(optCount),
+		UserTimeout:      support(optUserTimeout),
+		Off:              support(optKeepAlive),
+		DefaultsReadable: defaultsReadable,
+		AcceptInherits:   acceptInherits,
 	}
 }

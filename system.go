@@ -77,8 +77,11 @@ func (c Config) SysctlConf() (string, error) {
 	return sysctlConf(c)
 }
 
-// orDefaults returns c with each zero field taken from sys.
-func (c Config) orDefaults(sys Config) Config {
+// WithDefaults returns c with each zero Idle, Interval, Count and
+// UserTimeout taken from sys, usually the result of [SystemDefaults]: the
+// values a socket holds after [Set] with c, as [Get] reports them. Off is
+// c's.
+func (c Config) WithDefaults(sys Config) Config {
 	if c.Idle == 0 {
 		c.Idle = sys.Idle
 	}
@@ -94,16 +97,34 @@ func (c Config) orDefaults(sys Config) Config {
 	return c
 }
 
-// Never is what [Config.DetectionTime] returns for a Config that never
-// notices a vanished peer: the largest Duration.
-const Never time.Duration = math.MaxInt64
+// inForce returns c with each zero Idle, Interval and Count taken from the
+// system defaults, which it reads only when c has such a field.
+func (c Config) inForce() (Config, error) {
+	if c.Idle != 0 && c.Interval != 0 && c.Count != 0 {
+		return c, nil
+	}
+	sys, err := systemDefaults()
+	if err != nil {
+		return Config{}, err
+	}
+	return c.WithDefaults(sys), nil
+}
+
+// never is the detection time of a Config that never notices a vanished
+// peer: the largest Duration, longer than any bound it is compared with.
+const never time.Duration = math.MaxInt64
 
 // DetectionTime returns the longest time a connection with settings c takes
 // to declare an idle connection dead once its peer has vanished, counted
-// from the last segment the peer sent. Each zero field of c takes its value
-// from sys, usually the result of [SystemDefaults]; for a Config read back
-// with [Get], whose fields hold the values in force, sys does not matter.
-// For a Config that is Off it returns [Never].
+// from the last segment the peer sent. A zero field counts at the system's
+// value, which DetectionTime reads with [SystemDefaults] when c has one, so
+// that the result is the worst case of a socket to which c is applied; it
+// fails, with the error of SystemDefaults, where the system's values cannot
+// be read. For a Config whose values come from elsewhere (another host's
+// defaults), fill them in first: c.WithDefaults(sys).DetectionTime(). For a
+// Config read back with [Get], whose fields hold the values in force,
+// nothing is read. For a Config that is Off, which never notices, it
+// returns the largest Duration, math.MaxInt64.
 //
 // Without a UserTimeout that is Idle + Interval*Count: the first probe goes
 // out after Idle, and the connection is dropped when Count probes have gone
@@ -114,44 +135,52 @@ const Never time.Duration = math.MaxInt64
 // the user timeout does not end idle probing: Idle + Interval*Count.
 //
 // Note that on illumos and Solaris a socket that sets neither Interval nor
-// Count (both zero in c and in sys, as [SystemDefaults] and [Get] report
-// such a socket there) sends probes at backed-off times and is dropped at
-// the first probe timer past Idle + its keepalive abort threshold: then
-// DetectionTime is Idle + the system's threshold (ipadm property
-// _keepalive_abort_interval, 8 minutes by default) + the largest
-// retransmission timeout (_rexmit_interval_max, 60 s), read from a new
-// socket, or Never if they cannot be read. The UserTimeout there does not
-// end probes.
-func (c Config) DetectionTime(sys Config) time.Duration {
+// Count (as [SystemDefaults] and [Get] report such a socket there: both
+// zero) sends probes at backed-off times and is dropped at the first probe
+// timer past Idle + its keepalive abort threshold: then DetectionTime is
+// Idle + the system's threshold (ipadm property _keepalive_abort_interval, 8
+// minutes by default) + the largest retransmission timeout
+// (_rexmit_interval_max, 60 s), read from a new socket, or math.MaxInt64 if
+// they cannot be read. The UserTimeout there does not end probes.
+func (c Config) DetectionTime() (time.Duration, error) {
 	if c.Off {
-		return Never
+		return never, nil
 	}
-	c = c.orDefaults(sys)
+	c, err := c.inForce()
+	if err != nil {
+		return 0, err
+	}
 	if c.Interval == 0 && c.Count == 0 {
 		if d, ok := backoffLimit(c.Idle); ok {
-			return d
+			return d, nil
 		}
 	}
 	if c.UserTimeout == 0 || !userTimeoutEndsProbes {
-		return c.Idle + c.Interval*time.Duration(c.Count)
+		return c.Idle + c.Interval*time.Duration(c.Count), nil
 	}
 	k := time.Duration(1)
 	if c.Interval > 0 && c.UserTimeout > c.Idle+c.Interval {
 		k = (c.UserTimeout - c.Idle + c.Interval - 1) / c.Interval
 	}
-	return c.Idle + c.Interval*k
+	return c.Idle + c.Interval*k, nil
 }
 
 // WithUserTimeout returns c with UserTimeout set to Idle + Interval*Count,
-// each zero field of c taken from sys: the usual pairing, under which data
-// left unacknowledged is given up on as soon as an idle connection's probes
-// would give up on a silent peer. Validate the result: with large values
-// the sum can exceed the platform's limit for UserTimeout.
+// each zero field of c at the system's value, which it reads with
+// [SystemDefaults] when c has one (it fails, with the error of
+// SystemDefaults, where they cannot be read): the usual pairing, under
+// which data left unacknowledged is given up on as soon as an idle
+// connection's probes would give up on a silent peer. The other fields stay
+// as they are in c. Validate the result: with large values the sum can
+// exceed the platform's limit for UserTimeout.
 //
 // Note that a peer that stops reading for longer than the result is cut off
 // although alive; see [Config.UserTimeout].
-func (c Config) WithUserTimeout(sys Config) Config {
-	f := c.orDefaults(sys)
+func (c Config) WithUserTimeout() (Config, error) {
+	f, err := c.inForce()
+	if err != nil {
+		return Config{}, err
+	}
 	c.UserTimeout = f.Idle + f.Interval*time.Duration(f.Count)
-	return c
+	return c, nil
 }

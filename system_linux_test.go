@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/keepalive-go/keepalive"
 	"github.com/keepalive-go/keepalive/internal/netlab"
@@ -352,4 +354,107 @@ func TestRetransmitTimeoutKernel(t *testing.T) {
 		retries, rtoMax, bound, elapsed.Round(time.Millisecond), bound, upper, err)
 	assert.Greater(t, elapsed, bound)
 	assert.LessOrEqual(t, elapsed, upper)
+}
+
+// TestDefaultsErrors checks the errors of every function whose answer
+// comes from the system defaults, where the sysctl files are missing or
+// hold no number: each starts with "keepalive:", names the file, and wraps
+// the cause (os.ErrNotExist, strconv.ErrSyntax). The files are hidden in a
+// mount namespace of the test's own, on an OS thread that runs only the
+// calls checked and ends with them.
+func TestDefaultsErrors(t *testing.T) {
+	ln := listen(t, &keepalive.ListenConfig{})
+	conn, _ := pair(t, ln, plainDial)
+	funcs := []struct {
+		name string
+		call func() error
+	}{
+		{"SystemDefaults", func() error { _, err := keepalive.SystemDefaults(); return err }},
+		{"RetransmitTimeout", func() error { _, err := keepalive.RetransmitTimeout(); return err }},
+		{"DetectionTime", func() error { _, err := keepalive.Config{Idle: time.Minute}.DetectionTime(); return err }},
+		{"WithUserTimeout", func() error { _, err := keepalive.Config{Count: 3}.WithUserTimeout(); return err }},
+		{"Set", func() error { return keepalive.Set(conn, keepalive.Config{Interval: 5 * time.Second}) }},
+	}
+	const dir = "/proc/sys/net/ipv4"
+	for _, tt := range []struct {
+		name  string
+		files map[string]string // the files of dir, in place of the real ones
+		is    error
+		text  string // in every error
+	}{
+		{"missing", nil, os.ErrNotExist, "no such file or directory"},
+		{"not a number", map[string]string{
+			"tcp_keepalive_time": "x\n", "tcp_keepalive_intvl": "x\n", "tcp_keepalive_probes": "x\n", "tcp_retries2": "x\n",
+		}, strconv.ErrSyntax, `invalid syntax`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := inHiddenSysctls(t, dir, tt.files, func() []error {
+				var errs []error
+				for _, f := range funcs {
+					errs = append(errs, f.call())
+				}
+				return errs
+			})
+			for i, f := range funcs {
+				err := errs[i]
+				if !assert.Error(t, err, f.name) {
+					continue
+				}
+				assert.True(t, strings.HasPrefix(err.Error(), "keepalive: "), "%s: %q", f.name, err)
+				assert.Equal(t, 1, strings.Count(err.Error(), "keepalive: "), "%s: the prefix once: %q", f.name, err)
+				assert.Contains(t, err.Error(), dir+"/tcp_", f.name)
+				assert.Contains(t, err.Error(), tt.text, f.name)
+				assert.ErrorIs(t, err, tt.is, f.name)
+			}
+		})
+	}
+	// Out of the namespace, nothing was changed.
+	_, err := keepalive.SystemDefaults()
+	require.NoError(t, err)
+}
+
+// inHiddenSysctls runs f on an OS thread of its own, in a mount namespace of
+// its own where an empty tmpfs, holding only files, hides dir, and returns
+// what f returns. The thread ends with f: a goroutine that exits locked to
+// its thread takes the thread, and its namespace, with it. It skips the
+// test (fails it in CI) where a mount namespace cannot be made.
+func inHiddenSysctls(t *testing.T, dir string, files map[string]string, f func() []error) []error {
+	t.Helper()
+	type result struct {
+		setup error
+		errs  []error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends here
+		setup := func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				return os.NewSyscallError("unshare CLONE_NEWNS", err)
+			}
+			// Keep the mounts below from propagating to the host.
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				return os.NewSyscallError("mount --make-rprivate /", err)
+			}
+			if err := unix.Mount("keepalive-test", dir, "tmpfs", 0, "size=64k"); err != nil {
+				return os.NewSyscallError("mount tmpfs on "+dir, err)
+			}
+			for name, text := range files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if err := setup(); err != nil {
+			done <- result{setup: err}
+			return
+		}
+		done <- result{errs: f()}
+	}()
+	r := <-done
+	if errors.Is(r.setup, os.ErrPermission) {
+		skipOutsideCI(t, "a mount namespace cannot be made here: %v", r.setup)
+	}
+	require.NoError(t, r.setup, "hiding %s", dir)
+	return r.errs
 }

@@ -39,5 +39,7 @@ func TestWindowsSystemDefaults(t *testing.T) {
 	got, err := keepalive.SystemDefaults()
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
-	assert.Equal(t, want.Idle+10*want.Interval, keepalive.Config{}.DetectionTime(got), "DetectionTime of the zero Config")
+	dt, err := keepalive.Config{}.DetectionTime()
+	require.NoError(t, err)
+	assert.Equal(t, want.Idle+10*want.Interval, dt, "DetectionTime of the zero Config")
 }

@@ -111,8 +111,8 @@ func TestParseConfigErrors(t *testing.T) {
 	p, w := keepalive.Platform(), wantPlatform(t)
 	invalid := []keepalive.Config{{Count: -1}}
 	for _, f := range w.fields() {
-		s := map[string]keepalive.Support{"Idle": p.Idle, "Interval": p.Interval, "Count": p.Count, "UserTimeout": p.UserTimeout}[f.name]
-		if s.Set {
+		s := map[string]keepalive.FieldSupport{"Idle": p.Idle, "Interval": p.Interval, "Count": p.Count, "UserTimeout": p.UserTimeout}[f.name]
+		if s.Settable {
 			invalid = append(invalid, withValue(keepalive.Config{}, f.name, (s.Max+1)*unitOf(s)))
 		} else {
 			invalid = append(invalid, withValue(keepalive.Config{}, f.name, int64(time.Second)))

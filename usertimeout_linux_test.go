@@ -33,7 +33,7 @@ func TestUnacknowledgedData(t *testing.T) {
 	sys, err := keepalive.SystemDefaults()
 	require.NoError(t, err)
 	keep := keepalive.Config{Idle: time.Second, Interval: time.Second, Count: 2}
-	hold := 3 * keep.DetectionTime(sys)
+	hold := 3 * detectionTime(t, keep, sys)
 	withUser := keep
 	withUser.UserTimeout = 2 * time.Second
 

@@ -46,7 +46,7 @@ func TestVanishedPeer(t *testing.T) {
 	}
 	var runs []run
 	for _, tt := range tests {
-		assert.Equal(t, tt.bound, tt.c.DetectionTime(sys), "DetectionTime of %s", detectConfig(tt.c))
+		assert.Equal(t, tt.bound, detectionTime(t, tt.c, sys), "DetectionTime of %s", detectConfig(tt.c))
 		for _, side := range sides {
 			configured, peer := configuredPair(t, tt.c, side)
 			last := lastExchange(t, configured, peer)

@@ -42,8 +42,8 @@ func TestWindowsUnderWine(t *testing.T) {
 		seen[h.Tag] = true
 		want := wine.Values{
 			KeepAlive: !c.Off,
-			Idle:      withDefaults(c, windowsDefaults).Idle,
-			Interval:  withDefaults(c, windowsDefaults).Interval,
+			Idle:      c.WithDefaults(windowsDefaults).Idle,
+			Interval:  c.WithDefaults(windowsDefaults).Interval,
 			Count:     count,
 		}
 		assert.Equal(t, want, p.Socket(t, h.Local, h.Remote), "%s", h)
@@ -77,6 +77,7 @@ func TestWindowsUnderWine(t *testing.T) {
 		"TestWindowsDialAndAccept", "TestWindowsControl", "TestWindowsValidate", "TestWindowsSystemDefaults",
 		"TestPlatform", "TestConfigValidate", "TestFromKeepAliveConfig", "TestSet", "TestSetGetRoundTrip", "TestGetNew",
 		"TestDisable", "TestDialAndAcceptValues", "TestListenConfigPerAccept", "TestConfigControl", "TestParsePostgres",
+		"TestWinsockNumbers", "TestWinsockSet",
 	} {
 		assert.Equal(t, "PASS", tests[name], "%s:\n%s", name, out)
 	}

@@ -45,7 +45,17 @@ var deadPeerConfig = keepalive.Config{Idle: time.Second, Interval: time.Second, 
 
 // deadPeerBound is deadPeerConfig's DetectionTime: how long after the
 // last segment it received an idle connection is declared dead.
-var deadPeerBound = deadPeerConfig.DetectionTime(keepalive.Config{})
+var deadPeerBound = detectionTime(deadPeerConfig)
+
+// detectionTime returns the DetectionTime of c, which sets Idle, Interval
+// and Count: no system default is read, and nothing can fail.
+func detectionTime(c keepalive.Config) time.Duration {
+	d, err := c.DetectionTime()
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
 
 // cutFlow makes the flow of a connection the client holds dead, as a
 // firewall that drops it does: a drop-all socket filter on the client's own

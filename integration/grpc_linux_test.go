@@ -156,7 +156,7 @@ func deadPeerGRPCServer(t *testing.T) {
 		{"ServerParameters.Timeout equal to the Config's UserTimeout",
 			&grpckeepalive.ServerParameters{Timeout: deadPeerConfig.UserTimeout}, deadPeerBound},
 		{"default ServerParameters",
-			nil, withUserTimeout(deadPeerConfig, 20*time.Second).DetectionTime(keepalive.Config{})},
+			nil, detectionTime(withUserTimeout(deadPeerConfig, 20*time.Second))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -346,9 +346,8 @@ func (db *mariaReplDB) mariaDB(dial func(ctx context.Context, network, address s
 func replicationScenario(t *testing.T, lab *netlab.Lab, db replDB) {
 	cfg, _, err := keepalive.ParsePostgres(replKeepalive)
 	require.NoError(t, err)
-	sys, err := keepalive.SystemDefaults()
+	bound, err := cfg.DetectionTime()
 	require.NoError(t, err)
-	bound := cfg.DetectionTime(sys)
 
 	h := newReplHarness(t, lab, cfg, "stream")
 	ctl := newReplHarness(t, lab, cfg, "control")

@@ -127,17 +127,14 @@ func (f *configFlags) config() (keepalive.Config, error) {
 // the system's value for each zero field, where the system has a user
 // timeout; elsewhere it leaves it zero.
 func withDefaultUserTimeout(c keepalive.Config) (keepalive.Config, error) {
-	if !keepalive.Platform().UserTimeout.Set {
+	if !keepalive.Platform().UserTimeout.Settable {
 		return c, nil
 	}
-	var sys keepalive.Config
-	if c.Idle == 0 || c.Interval == 0 || c.Count == 0 {
-		var err error
-		if sys, err = keepalive.SystemDefaults(); err != nil {
-			return c, usagef("the default user timeout, %s, needs the system defaults: %s; give -user-timeout", derivedUserTimeout, message(err))
-		}
+	withUT, err := c.WithUserTimeout()
+	if err != nil {
+		return c, usagef("the default user timeout, %s, needs the system defaults: %s; give -user-timeout", derivedUserTimeout, message(err))
 	}
-	c = c.WithUserTimeout(sys)
+	c = withUT
 	if err := (keepalive.Config{UserTimeout: c.UserTimeout}).Validate(); err != nil {
 		return c, usagef("the default user timeout, %s = %v, cannot be set: %s; give -user-timeout", derivedUserTimeout, c.UserTimeout, message(err))
 	}

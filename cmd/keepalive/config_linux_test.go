@@ -71,7 +71,9 @@ func TestConfigFlagsIssue9(t *testing.T) {
 	require.NoError(t, fs.Parse([]string{"-config", "idle=30s,count=4"}))
 	c, err := cf.config()
 	require.NoError(t, err)
-	assert.Equal(t, 70*time.Second, c.DetectionTime(keepalive.Config{}))
+	dt, err := c.DetectionTime()
+	require.NoError(t, err)
+	assert.Equal(t, 70*time.Second, dt)
 	assert.Equal(t, "10s", fs.Lookup("interval").DefValue)
 }
 

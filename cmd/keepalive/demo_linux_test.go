@@ -66,7 +66,9 @@ func TestDemo(t *testing.T) {
 				assert.Equal(t, tt.want, got, end)
 			}
 			assert.Contains(t, out, fmt.Sprintf("system defaults: idle %v, interval %v, count %d, no user timeout (sysctl net.ipv4.tcp_keepalive_*)\n", sys.Idle, sys.Interval, sys.Count))
-			assert.Contains(t, out, "with system defaults: "+keepalive.Config{}.DetectionTime(sys).String())
+			sysDetect, err := sys.DetectionTime()
+			require.NoError(t, err)
+			assert.Contains(t, out, "with system defaults: "+sysDetect.String())
 			assert.Contains(t, out, fmt.Sprintf("with system defaults: at the first retransmission after %v of retransmitting (net.ipv4.tcp_retries2)", rt))
 		})
 	}

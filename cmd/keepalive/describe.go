@@ -112,19 +112,13 @@ func printBounds(w io.Writer, c keepalive.Config, on bool, sys keepalive.Config,
 	fmt.Fprintf(w, "  with system defaults: %s\n", unackedBound(0))
 }
 
-// idleBound explains c.DetectionTime(sys): "1m50s: idle 1m0s + 5
-// unanswered probes × interval 10s".
+// idleBound explains the DetectionTime of c, each zero field at sys's
+// value: "1m50s: idle 1m0s + 5 unanswered probes × interval 10s".
 func idleBound(c, sys keepalive.Config) string {
-	dt := c.DetectionTime(sys)
-	f := c // with the system's value for each zero field
-	if f.Idle == 0 {
-		f.Idle = sys.Idle
-	}
-	if f.Interval == 0 {
-		f.Interval = sys.Interval
-	}
-	if f.Count == 0 {
-		f.Count = sys.Count
+	f := c.WithDefaults(sys)
+	dt, err := f.DetectionTime()
+	if err != nil {
+		return "not known here: " + message(err)
 	}
 	if f.Idle == 0 || f.Interval == 0 || f.Count == 0 {
 		return fmt.Sprintf("%v", dt)

@@ -100,14 +100,15 @@ func dial(ctx context.Context, e *env, addr string, c keepalive.Config, timeout 
 // and, where the system says, how long it had received nothing at all, the
 // silence the kernel counts a vanished peer's detection from.
 func watchConn(ctx context.Context, e *env, conn net.Conn, since time.Time, c keepalive.Config, on bool, sys keepalive.Config) error {
-	var bound time.Duration
+	bound, err := c.WithDefaults(sys).DetectionTime()
 	switch {
 	case !on:
+		bound = 0
 		fmt.Fprintln(e.stdout, "\nwatching: sending nothing; keepalive is off, so a vanished peer is never noticed")
-	case c.Idle != 0 && c.Interval != 0 && c.Count != 0 || sys.Idle != 0:
-		bound = c.DetectionTime(sys)
+	case err == nil:
 		fmt.Fprintf(e.stdout, "\nwatching: sending nothing; a vanished peer should be declared dead within %v of silence (%s)\n", bound, silenceMeans)
 	default:
+		bound = 0 // not known: the system defaults cannot be read
 		fmt.Fprintln(e.stdout, "\nwatching: sending nothing")
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })

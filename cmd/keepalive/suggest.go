@@ -59,7 +59,7 @@ applying back-pressure, a subscriber stalled for a checkpoint), give
 // check it against addr.
 func suggest(e *env, c keepalive.Config, idleTimeout, detect time.Duration, noUserTimeout bool, addr string) {
 	w := e.stdout
-	dt := c.DetectionTime(keepalive.Config{})
+	dt, _ := c.DetectionTime() // Suggest sets every field: no defaults are read, nothing fails
 	fmt.Fprintln(w, c)
 	fmt.Fprintln(w, "\nwhy:")
 	fmt.Fprintf(w, "  - a vanished peer is noticed within %v of silence (idle %v + %s × interval %v); the target was %v",

@@ -33,6 +33,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -295,6 +296,68 @@ func (l *Lab) Client(fn func() error) error { return l.run(client, fn) }
 // Server runs fn on an operating system thread that is in the server's
 // namespace, as [Lab.Client] does for the client's.
 func (l *Lab) Server(fn func() error) error { return l.run(server, fn) }
+
+// ClientStarter returns a function that starts processes in the client's
+// namespace: it calls start, such as an exec.Cmd's Start, on an operating
+// system thread that stays in the namespace until the test ends. A child
+// gets its parent-death signal (SysProcAttr.Pdeathsig) when the thread
+// that started it ends, so a process started this way is signalled only
+// when the test ends, or when the test binary dies; register its stop
+// with t.Cleanup after calling ClientStarter, so that it stops first.
+// ClientStarter fails the test if it cannot enter the namespace, so it
+// must be called from the test's goroutine; the function it returns may
+// be called from any goroutine until the test ends.
+func (l *Lab) ClientStarter(t testing.TB) func(start func() error) error {
+	t.Helper()
+	return l.starter(t, client)
+}
+
+// ServerStarter is [Lab.ClientStarter] for the server's namespace.
+func (l *Lab) ServerStarter(t testing.TB) func(start func() error) error {
+	t.Helper()
+	return l.starter(t, server)
+}
+
+func (l *Lab) starter(t testing.TB, r role) func(start func() error) error {
+	t.Helper()
+	starts := make(chan func())
+	ready := make(chan error, 1)
+	go func() {
+		// Left locked: the thread ends with the goroutine instead of
+		// going back to the runtime in the lab's namespace.
+		runtime.LockOSThread()
+		if err := unix.Setns(int(l.ns[r].Fd()), unix.CLONE_NEWNET); err != nil {
+			ready <- fmt.Errorf("netlab: entering namespace %s: %w", l.names[r], os.NewSyscallError("setns", err))
+			return
+		}
+		ready <- nil
+		for f := range starts {
+			f()
+		}
+	}()
+	if err := <-ready; err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	ended := false
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		ended = true
+		close(starts)
+	})
+	return func(start func() error) error {
+		done := make(chan error, 1)
+		mu.Lock()
+		if ended {
+			mu.Unlock()
+			return fmt.Errorf("netlab: the test has ended; nothing more starts in namespace %s", l.names[r])
+		}
+		starts <- func() { done <- start() }
+		mu.Unlock()
+		return <-done
+	}
+}
 
 // ClientAddr returns the client's address, from which its connections
 // leave.

@@ -296,7 +296,9 @@ func setValues(c *Conn, enabled bool, kc keepalive.Config) {
 	c.Source, c.Enabled, c.Config, c.Err = SourceSocket, enabled, kc, nil
 	c.DetectionTime = 0
 	if enabled {
-		c.DetectionTime = kc.DetectionTime(keepalive.Config{})
+		// kc, read back from a Linux socket, sets every field: the
+		// system defaults are not read, and nothing can fail.
+		c.DetectionTime, _ = kc.DetectionTime()
 	}
 }
 

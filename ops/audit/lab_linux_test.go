@@ -85,7 +85,8 @@ func TestSocatThroughFirewall(t *testing.T) {
 
 	// The firewall forgets every flow: the applied keepalive notices
 	// within its bound, and socat ends with ETIMEDOUT.
-	bound := applied.DetectionTime(keepalive.Config{})
+	bound, err := applied.DetectionTime()
+	require.NoError(t, err)
 	lab.CutFlows()
 	cut := time.Now()
 	select {

@@ -1,7 +1,6 @@
 package enforce_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -38,27 +37,11 @@ func TestDumpIterator(t *testing.T) {
 	require.NoError(t, err)
 	defer accepted.Close()
 
-	k, err := bpfsock.LoadKernel()
-	require.NoError(t, err)
-	shared, err := bpfsock.ProjectIn(l.bpffs).OpenShared()
-	require.NoError(t, err)
-	defer shared.Close()
-	prog, err := k.DumpIter(shared)
-	require.NoError(t, err)
-	defer prog.Close()
-	nss, err := bpfsock.Namespaces(l.cgroup)
-	require.NoError(t, err)
-	defer func() {
-		for _, ns := range nss {
-			ns.Close()
-		}
-	}()
 	start := time.Now()
-	dumps, err := bpfsock.RunDump(context.Background(), prog, nss)
-	require.NoError(t, err)
-	t.Logf("dumped %d sockets in %v", len(dumps[nss[0]]), time.Since(start))
+	own := l.dump()[0]
+	t.Logf("dumped %d sockets in %v", len(own), time.Since(start))
 	byAddrs := map[[2]netip.AddrPort]bpfsock.Socket{}
-	for _, s := range dumps[nss[0]] {
+	for _, s := range own {
 		byAddrs[[2]netip.AddrPort{s.Local, s.Remote}] = s
 	}
 	find := func(local, remote string) bpfsock.Socket {

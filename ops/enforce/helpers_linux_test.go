@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,11 +29,12 @@ import (
 	"github.com/keepalive-go/keepalive/internal/sockopts"
 	"github.com/keepalive-go/keepalive/internal/testproc"
 	"github.com/keepalive-go/keepalive/ops/enforce"
+	"github.com/keepalive-go/keepalive/ops/internal/bpfsock"
 )
 
 // The test binary doubles as a helper process that holds connections in a
 // cgroup, so that the policies act only on processes the tests started.
-const helperEnv = "ENFORCE_TEST_HELPER" // "conns" (runConns) or "enforce" (runEnforce)
+const helperEnv = "ENFORCE_TEST_HELPER" // "conns" (runConns), "enforce" (runEnforce) or "mountns" (runMountns)
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
@@ -47,6 +49,8 @@ func TestMain(m *testing.M) {
 		os.Exit(runConns())
 	case "enforce":
 		os.Exit(runEnforce())
+	case "mountns":
+		os.Exit(runMountns())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)
@@ -68,6 +72,9 @@ type connSpec struct {
 	// MPTCP makes the listeners Multipath TCP ones, as Go's are by default
 	// since Go 1.24 where the kernel has it; false makes them plain TCP.
 	MPTCP bool
+	// DialMPTCP makes the sockets it dials Multipath TCP ones, which Go's
+	// net.Dialer makes only when asked; false makes them plain TCP.
+	DialMPTCP bool
 }
 
 // sock is one end of a connection in a conns helper.
@@ -137,6 +144,7 @@ func runConns() int {
 	out := json.NewEncoder(os.Stdout)
 	out.Encode(addrs)
 	d := net.Dialer{KeepAlive: -1, Control: control(spec.Dial)}
+	d.SetMultipathTCP(spec.DialMPTCP)
 	var keep []net.Conn
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -358,21 +366,119 @@ func (l *lab) list() []enforce.Policy {
 const objectsFreed = 20 * time.Second
 
 // assertNothingLeft checks that the project has no BPF object left that
-// it did not have when the lab was made, and nothing in its bpffs.
+// it did not have when the lab was made, and nothing in its bpffs. On a
+// shared machine a policy put in force by hand, outside the tests' lock,
+// may end or be replaced meanwhile: an object that was there before and
+// has gone since is not the test's, and neither is one that the pins of
+// another bpffs hold.
 func (l *lab) assertNothingLeft() {
 	l.t.Helper()
-	var now enforce.Objects
+	var now, others enforce.Objects
 	ok := assert.Eventually(l.t, func() bool {
 		var err error
 		now, err = enforce.LoadedObjects()
-		return err == nil && now.Len() == l.before.Len()
+		if err != nil {
+			return false
+		}
+		others = l.pinnedElsewhere()
+		return subset(now.Programs, l.before.Programs, others.Programs) && subset(now.Maps, l.before.Maps, others.Maps) && subset(now.Links, l.before.Links, others.Links)
 	}, objectsFreed, 10*time.Millisecond)
 	if !ok {
-		l.t.Errorf("the project's BPF objects: before %v; now %v", l.before, now)
+		l.t.Errorf("the project's BPF objects: before %v; now %v, of which held by other bpffs mounts %v", l.before, now, others)
 	}
 	// A fresh bpffs holds the kernel's own maps.debug and progs.debug.
 	_, err := os.Stat(filepath.Join(l.bpffs, "keepalive"))
 	assert.ErrorIs(l.t, err, os.ErrNotExist, "the project's directory is left in bpffs")
+}
+
+// dump reads every socket of the network namespaces of the lab's cgroup
+// with bpfsock's dump iterator, which needs a policy in force: the
+// sockets of each namespace, the caller's first.
+func (l *lab) dump() [][]bpfsock.Socket {
+	l.t.Helper()
+	k, err := bpfsock.LoadKernel()
+	require.NoError(l.t, err)
+	shared, err := bpfsock.ProjectIn(l.bpffs).OpenShared()
+	require.NoError(l.t, err)
+	defer shared.Close()
+	prog, err := k.DumpIter(shared)
+	require.NoError(l.t, err)
+	defer prog.Close()
+	nss, err := bpfsock.Namespaces(l.cgroup)
+	require.NoError(l.t, err)
+	defer func() {
+		for _, ns := range nss {
+			ns.Close()
+		}
+	}()
+	socks, err := bpfsock.RunDump(context.Background(), prog, nss)
+	require.NoError(l.t, err)
+	out := make([][]bpfsock.Socket, len(nss))
+	for i, ns := range nss {
+		out[i] = socks[ns]
+	}
+	return out
+}
+
+// subset reports whether every id in ids is in one of of.
+func subset(ids []uint32, of ...[]uint32) bool {
+	for _, id := range ids {
+		if !slices.ContainsFunc(of, func(ids []uint32) bool { return slices.Contains(ids, id) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// pinnedElsewhere returns the project's objects that the pins in the
+// project's directory of each bpffs mounted here, other than the lab's,
+// hold: the links, their programs and the programs' maps, and the maps
+// pinned. Pins that go while it looks are passed over.
+func (l *lab) pinnedElsewhere() enforce.Objects {
+	var o enforce.Objects
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return o
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(line)
+		i := slices.Index(f, "-")
+		if i < 0 || i+1 >= len(f) || f[i+1] != "bpf" || len(f) < 5 || f[4] == l.bpffs {
+			continue
+		}
+		filepath.WalkDir(filepath.Join(f[4], "keepalive"), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			if lk, err := link.LoadPinnedLink(path, nil); err == nil {
+				if info, err := lk.Info(); err == nil {
+					o.Links = append(o.Links, uint32(info.ID))
+					if p, err := ebpf.NewProgramFromID(info.Program); err == nil {
+						o.Programs = append(o.Programs, uint32(info.Program))
+						if pi, err := p.Info(); err == nil {
+							maps, _ := pi.MapIDs()
+							for _, m := range maps {
+								o.Maps = append(o.Maps, uint32(m))
+							}
+						}
+						p.Close()
+					}
+				}
+				lk.Close()
+				return nil
+			}
+			if m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true}); err == nil {
+				if info, err := m.Info(); err == nil {
+					if id, ok := info.ID(); ok {
+						o.Maps = append(o.Maps, uint32(id))
+					}
+				}
+				m.Close()
+			}
+			return nil
+		})
+	}
+	return o
 }
 
 // attached returns the ids of the programs attached to the cgroup at

@@ -1,4 +1,4 @@
-//go:build darwin || freebsd || netbsd
+//go:build darwin || freebsd || netbsd || openbsd
 
 package keepalive
 
@@ -9,8 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The systems whose defaults are sysctls (macOS, FreeBSD, NetBSD) name them
-// in a table of sysctlDefaults, read here.
+// The systems whose defaults are sysctls (macOS, FreeBSD, NetBSD, OpenBSD;
+// DragonFly reads a new socket) name them in a table of sysctlDefaults,
+// read here.
 
 // sysctlDefault names the sysctl that holds the system default of an
 // option, and the unit it counts in.

@@ -3,10 +3,14 @@ package keepalive
 import (
 	"fmt"
 	"math"
-	"strconv"
 	"time"
 )
 
+// The model of Interval and Count on illumos and Oracle Solaris, which
+// sockopt_solaris.go applies. It has no build constraint so that its
+// arithmetic compiles, and its tests (abortthreshold_test.go) run, on every
+// platform, Linux included.
+//
 // illumos and Oracle Solaris keep no probe count of their own. An idle
 // connection whose probes go unanswered is dropped once its keepalive abort
 // threshold (TCP_KEEPALIVE_ABORT_THRESHOLD, in milliseconds) has passed
@@ -41,10 +45,11 @@ func checkThresholdPair(c Config) *FieldError {
 	}
 	return &FieldError{
 		Field: optionField[optCount],
-		Value: formatValue(optCount, int64(c.Count), 0),
-		Min:   "1",
-		Max:   strconv.FormatInt(int64(limit), 10),
+		Value: int64(c.Count),
+		Min:   1,
+		Max:   int64(limit),
 		Err:   ErrOutOfRange,
+		o:     optCount,
 		with: fmt.Sprintf("with Interval %s: Interval*Count is the keepalive abort threshold, at most %s",
 			appendDuration(nil, c.Interval), formatValue(optUserTimeout, int64(maxAbortThreshold), time.Millisecond)),
 	}
@@ -56,7 +61,7 @@ func pairError(zero, set option, c Config) *FieldError {
 	what := fmt.Sprintf("%s 0 with %s %s", optionField[zero], optionField[set], formatValue(set, c.get(set), 0))
 	return &FieldError{
 		Field: optionField[zero],
-		Value: formatValue(zero, 0, 0),
+		o:     zero,
 		Err: unsupported(what, "the system derives the one of Interval and Count left unset from the other "+
 			"and its keepalive abort threshold (TCP_KEEPALIVE_ABORT_THRESHOLD), so the socket would not hold the Config; "+
 			"set Interval and Count together, or neither"),
@@ -100,13 +105,13 @@ func thresholdText(d time.Duration) string {
 // drop an idle connection whose peer has vanished: Idle, then the
 // threshold, then up to one backed-off probe interval (at most rtoMax, the
 // largest retransmission timeout) until the timer that finds it passed. A
-// zero threshold means probes never end: [Never].
+// zero threshold means probes never end: never, the largest Duration.
 func backoffDetection(idle, abort, rtoMax time.Duration) time.Duration {
 	if abort <= 0 {
-		return Never
+		return never
 	}
-	if idle > Never-abort-rtoMax {
-		return Never
+	if idle > never-abort-rtoMax {
+		return never
 	}
 	return idle + abort + rtoMax
 }

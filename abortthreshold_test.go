@@ -133,15 +133,16 @@ func TestThresholdPair(t *testing.T) {
 }
 
 func TestBackoffDetection(t *testing.T) {
+	const never = time.Duration(math.MaxInt64) // a silent peer is never noticed
 	tests := []struct {
 		idle, abort, rtoMax, want time.Duration
 	}{
 		{2 * time.Hour, 8 * time.Minute, time.Minute, 2*time.Hour + 9*time.Minute},
 		{time.Second, 8 * time.Minute, 2 * time.Hour, 2*time.Hour + 8*time.Minute + time.Second},
-		{time.Minute, 0, time.Minute, keepalive.Never},
-		{keepalive.Never - time.Minute, 8 * time.Minute, time.Minute, keepalive.Never},
-		{keepalive.Never - 9*time.Minute, 8 * time.Minute, time.Minute, keepalive.Never},
-		{keepalive.Never - 9*time.Minute - 1, 8 * time.Minute, time.Minute, keepalive.Never - 1},
+		{time.Minute, 0, time.Minute, never},
+		{never - time.Minute, 8 * time.Minute, time.Minute, never},
+		{never - 9*time.Minute, 8 * time.Minute, time.Minute, never},
+		{never - 9*time.Minute - 1, 8 * time.Minute, time.Minute, never - 1},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.idle, "+", tt.abort, "+", tt.rtoMax), func(t *testing.T) {
