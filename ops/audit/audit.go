@@ -107,10 +107,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/ops/internal/bpfsock"
 )
 
 // Criteria is what an operator knows about the paths of the connections:
@@ -415,25 +415,9 @@ type Change struct {
 // constants.
 var fieldNames = [...]string{"keepalive (Off)", "Idle", "Interval", "Count", "UserTimeout"}
 
-// optionNames are the names of the Fields in String, in the order of the
-// constants: the keys of the Config's text form, with "keepalive" for
-// SO_KEEPALIVE.
-var optionNames = [...]string{"keepalive", "idle", "interval", "count", "user-timeout"}
-
 // String lists the fields by the keys of the Config's text form, with
 // "keepalive" for SO_KEEPALIVE: "keepalive,idle". The empty set is "none".
-func (f Fields) String() string {
-	var names []string
-	for i, n := range optionNames {
-		if f&(1<<i) != 0 {
-			names = append(names, n)
-		}
-	}
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ",")
-}
+func (f Fields) String() string { return bpfsock.Options(f).String() }
 
 // check refuses a Change that names no field, or that holds a value in a
 // field it does not name; then validates its Config.
