@@ -193,7 +193,7 @@ func Hold() int {
 		return fail(fmt.Errorf("%s: %w", holdEnv, err))
 	}
 	if spec.LoopbackUp {
-		if err := loopbackUp(); err != nil {
+		if err := LoopbackUp(); err != nil {
 			return fail(fmt.Errorf("bringing lo up: %w", err))
 		}
 	}
@@ -372,8 +372,8 @@ func reuse(ln net.Listener, req reuseRequest) (Reused, []any) {
 	return Reused{Inode: st.Ino, Local: conn.LocalAddr().String()}, []any{conn, a}
 }
 
-// loopbackUp brings up lo in this process's network namespace.
-func loopbackUp() error {
+// LoopbackUp brings up lo in this process's network namespace.
+func LoopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err

@@ -89,10 +89,10 @@ func dupFrom(t testing.TB, pid, fd int) *os.File {
 }
 
 // readFrom reads the options of process pid's descriptor fd with the
-// tests' own getsockopt.
+// tests' own getsockopt, on a duplicate made with pidfd_getfd.
 func readFrom(t testing.TB, pid, fd int) sockopts.Values {
 	t.Helper()
-	v, err := sockopts.Read(dupFrom(t, pid, fd))
+	v, err := sockopts.ReadFrom(pid, fd)
 	require.NoError(t, err)
 	return v
 }
