@@ -51,6 +51,8 @@ type auditorSpec struct {
 	// it listed, and nothing else: the benchmark's run under strace.
 	// KernelOnly reads no values then.
 	Count, KernelOnly bool
+	// BPFFS is the audits' Options.BPFFS.
+	BPFFS string
 }
 
 // auditedConn is a connection as the auditor reports it.
@@ -161,7 +163,7 @@ func auditor() int {
 		}
 	}
 	if len(spec.PIDs) > 0 {
-		rep, err := audit.Audit(ctx, audit.Options{Method: spec.Method})
+		rep, err := audit.Audit(ctx, audit.Options{Method: spec.Method, BPFFS: spec.BPFFS})
 		r.AuditErr = errText(err)
 		if err == nil {
 			r.BPFError = errText(rep.BPFError)
@@ -174,7 +176,7 @@ func auditor() int {
 		}
 	}
 	if spec.AuditPID != 0 {
-		rep, err := audit.Audit(ctx, audit.Options{Method: spec.Method, Filter: audit.Filter{PID: spec.AuditPID}})
+		rep, err := audit.Audit(ctx, audit.Options{Method: spec.Method, BPFFS: spec.BPFFS, Filter: audit.Filter{PID: spec.AuditPID}})
 		r.PIDAuditErr = errText(err)
 		if err == nil {
 			r.PIDConns = reported(rep.Conns, []int{spec.AuditPID})
