@@ -411,7 +411,7 @@ audit() {
 			for (i = 1; i <= n; i++) {
 				w = order[i]; name = w; gsub(/_/, " ", name)
 				printf "| %s | %.2f s | %.2f s | %s | %s |\n", name, wall[w], cpu[w], cpu[p] ? sprintf("%.2f", cpu[w] / cpu[p]) : "",
-					size[w] == "" ? "" : sprintf("%.0f kB", size[w] / 1000)
+					size[w] == "" ? "" : size[w] < 1e6 ? sprintf("%.1f kB", size[w] / 1e3) : sprintf("%.2f MB", size[w] / 1e6)
 			}
 		}
 	' "$tmp/scrape.txt"
