@@ -214,7 +214,9 @@ func TestAuditCmdFallback(t *testing.T) {
 	assert.Contains(t, strings.Join(strings.Fields(out), " "), "changed with pidfd_getfd (ptrace); the BPF iterator could not change them: this process (uid 0) "+missing)
 
 	before := map[int]sockopts.Values{}
-	for _, fd := range socketFDs(t, target.PID) {
+	fds, err := sockopts.SocketFDs(target.PID)
+	require.NoError(t, err)
+	for _, fd := range fds {
 		before[fd] = readSocket(t, target.PID, fd)
 	}
 	for _, args := range [][]string{{"audit", "-method", "bpf", "-pid", pid}, {"apply", "-method", "bpf", "-pid", pid, "-idle", "35s"}} {
@@ -226,21 +228,4 @@ func TestAuditCmdFallback(t *testing.T) {
 	for fd, v := range before {
 		assert.Equal(t, v, readSocket(t, target.PID, fd), "fd %d as it was", fd)
 	}
-}
-
-// socketFDs lists the descriptors of process pid that are sockets.
-func socketFDs(t *testing.T, pid int) []int {
-	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	require.NoError(t, err)
-	var fds []int
-	for _, e := range ents {
-		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
-		if err == nil && strings.HasPrefix(link, "socket:") {
-			var fd int
-			fmt.Sscan(e.Name(), &fd)
-			fds = append(fds, fd)
-		}
-	}
-	return fds
 }
