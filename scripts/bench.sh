@@ -10,12 +10,18 @@
 # on loopback with a policy and without (BenchmarkConnect, COUNT rounds in
 # which the two take turns), and putting a policy in force on a cgroup whose
 # processes hold up to 100,000 connection ends (BenchmarkEnforce, once), in
-# a section of its own. ONLY=enforce measures that alone and replaces that section of OUT,
-# leaving the rest as it was.
+# a section of its own. As root too, in a section of its own, it measures
+# an audit of a host with 100,000 connections (ops/audit's BenchmarkAudit
+# and the exporter's BenchmarkScrape, once each): through the BPF
+# iterator, through pidfd_getfd and with ss -tnoip, side by side in one
+# run, the system calls counted with strace where it is installed.
+# ONLY=enforce or ONLY=audit measures that section alone and replaces it
+# in OUT (or adds it there), leaving the rest as it was.
 #
 # Environment: COUNT (default 10) rounds of benchmarks; BENCHTIME (default
 # 1s) per benchmark and round; ENFORCE_BENCHTIME (default 5x) for
-# BenchmarkEnforce. The rounds run one after another, each running
+# BenchmarkEnforce; AUDIT_BENCHTIME (default 5x) for BenchmarkAudit and
+# BenchmarkScrape. The rounds run one after another, each running
 # every impl once, so that a change in the machine's load during the run
 # falls on all impls alike. benchstat is installed with go install when it
 # is not on PATH. The detection-time table comes from the vanished-peer and
@@ -29,11 +35,11 @@ count=${COUNT:-10}
 benchtime=${BENCHTIME:-1s}
 only=${ONLY:-}
 case $only in
-"" | enforce) ;;
-*) echo "ONLY is empty or enforce, not $only" >&2; exit 2 ;;
+"" | enforce | audit) ;;
+*) echo "ONLY is empty, enforce or audit, not $only" >&2; exit 2 ;;
 esac
-if [ "$only" = enforce ] && ! grep -q '^## A policy on a cgroup' "$out" 2>/dev/null; then
-	echo "ONLY=enforce replaces the section \"## A policy on a cgroup\" of $out, which has none" >&2
+if [ -n "$only" ] && [ ! -f "$out" ]; then
+	echo "ONLY=$only replaces a section of $out, which does not exist" >&2
 	exit 2
 fi
 
@@ -321,19 +327,135 @@ enforce() {
 	echo
 }
 
-if [ "$only" = enforce ]; then
+# audit measures an audit of a host with 100,000 connections and writes
+# its section, in markdown, to standard output.
+audit() {
+	echo "## Audit of 100,000 connections (ops/audit)"
+	echo
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "Not measured: the BPF iterator needs root (CAP_BPF, CAP_PERFMON)."
+		echo
+		return
+	fi
+	echo "== building ops/audit's and the command's test binaries" >&2
+	go test -c -o "$tmp/audit.test" ./ops/audit
+	go test -c -o "$tmp/cmd.test" ./cmd/keepalive
+	local load
+	load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
+	# Helpers hold up to 8,000 pairs each, two descriptors a pair.
+	ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+	echo "== BenchmarkAudit, -benchtime ${AUDIT_BENCHTIME:-5x}" >&2
+	(cd ops/audit && "$tmp/audit.test" -test.run '^$' -test.bench '^BenchmarkAudit$' \
+		-test.benchtime "${AUDIT_BENCHTIME:-5x}" -test.timeout 30m) >"$tmp/audit.txt"
+	echo "== BenchmarkScrape, -benchtime ${AUDIT_BENCHTIME:-5x}" >&2
+	(cd cmd/keepalive && "$tmp/cmd.test" -test.run '^$' -test.bench '^BenchmarkScrape$' \
+		-test.benchtime "${AUDIT_BENCHTIME:-5x}" -test.timeout 30m) >"$tmp/scrape.txt"
+
+	echo "Written by \`scripts/bench.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); $(go version | cut -d' ' -f3-),"
+	echo "$(uname -sr), $(nproc) cores; load average at start: $load."
+	echo
+	echo "BenchmarkAudit: helpers hold 50,000 connection pairs on loopback (100,000"
+	echo "connections, with those of the rest of the machine); each way of listing them"
+	echo "runs ${AUDIT_BENCHTIME:-5x}, one after another in one run. A full audit lists every"
+	echo "connection through sock_diag, finds its process in \`/proc/PID/fd\` and reads its"
+	echo "values: through the BPF iterator (bpf_getsockopt in the kernel), or through"
+	echo "pidfd_getfd and getsockopt on each duplicate; kernel-only reads no values (what"
+	echo "both share). CPU is user plus system time (getrusage; for ss, the child's), per"
+	echo "run. System calls are counted by \`strace -f -c\` over one more run in a process"
+	echo "of its own (strace slows a run, but does not change the count). Allocations are"
+	echo "the Go heap's over the timed runs, per run."
+	echo
+	awk '
+		function num(name, unit,    i) {
+			for (i = 3; i < NF; i += 2) if ($(i + 1) == unit) return $i
+			return ""
+		}
+		/^BenchmarkAudit\// {
+			w = $1; sub(/^BenchmarkAudit\//, "", w); sub(/-[0-9]+$/, "", w)
+			order[++n] = w
+			wall[w] = num(w, "ns/op") / 1e9; cpu[w] = num(w, "cpu-ms/op") / 1000
+			sys[w] = num(w, "syscalls/op"); conns[w] = num(w, "conns/op")
+			allocs[w] = num(w, "allocs/op"); bytes[w] = num(w, "B/op")
+		}
+		function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "" : sprintf("%.2f", a / b) }
+		END {
+			p = "audit_pidfd"
+			print "| way | connections | wall | CPU | CPU / pidfd_getfd | system calls | system calls / pidfd_getfd | heap allocations | MB allocated |"
+			print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+			for (i = 1; i <= n; i++) {
+				w = order[i]; name = w; gsub(/_/, " ", name)
+				printf "| %s | %d | %.2f s | %.2f s | %s | %s | %s | %s | %s |\n", name, conns[w], wall[w], cpu[w],
+					ratio(cpu[w], cpu[p]), sys[w], ratio(sys[w], sys[p]),
+					allocs[w] == "" ? "" : allocs[w], bytes[w] == "" ? "" : sprintf("%.0f", bytes[w] / 1e6)
+			}
+		}
+	' "$tmp/audit.txt"
+	echo
+	echo "BenchmarkScrape: a scrape of \`keepalive exporter\` on such a host, aggregates only"
+	echo "through each method, and per connection (5 series each), against ss -tnoip in the"
+	echo "same run; CPU per scrape, and the answer's size gzipped as Prometheus asks for it."
+	echo
+	echo "| way | wall | CPU | CPU / pidfd_getfd | answer (gzip) |"
+	echo "| --- | ---: | ---: | ---: | ---: |"
+	awk '
+		function num(unit,    i) {
+			for (i = 3; i < NF; i += 2) if ($(i + 1) == unit) return $i
+			return ""
+		}
+		/^BenchmarkScrape\// {
+			w = $1; sub(/^BenchmarkScrape\//, "", w); sub(/-[0-9]+$/, "", w)
+			order[++n] = w; wall[w] = num("ns/op") / 1e9; cpu[w] = num("cpu-ms/op") / 1000; size[w] = num("bytes/scrape")
+		}
+		END {
+			p = "scrape_pidfd"
+			for (i = 1; i <= n; i++) {
+				w = order[i]; name = w; gsub(/_/, " ", name)
+				printf "| %s | %.2f s | %.2f s | %s | %s |\n", name, wall[w], cpu[w], cpu[p] ? sprintf("%.2f", cpu[w] / cpu[p]) : "",
+					size[w] == "" ? "" : size[w] < 1e6 ? sprintf("%.1f kB", size[w] / 1e3) : sprintf("%.2f MB", size[w] / 1e6)
+			}
+		}
+	' "$tmp/scrape.txt"
+	echo
+	echo "<details><summary>go test output</summary>"
+	echo
+	echo '```'
+	grep -h '^Benchmark' "$tmp/audit.txt" "$tmp/scrape.txt"
+	echo '```'
+	echo
+	echo "</details>"
+	echo
+}
+
+# replace HEADING FILE: OUT with its section HEADING (up to the next
+# heading of its level) replaced by FILE, or FILE added at its end.
+replace() {
+	if grep -qF -- "$1" "$out"; then
+		awk -v heading="$1" -v section="$2" '
+			/^## / && inside { inside = 0 }
+			index($0, heading) == 1 { inside = 1; while ((getline line < section) > 0) print line; next }
+			!inside
+		' "$out" >"$tmp/out.md"
+		mv "$tmp/out.md" "$out"
+	else
+		cat "$2" >>"$out"
+	fi
+}
+
+case $only in
+enforce)
 	enforce >"$tmp/enforce.md"
-	# The section runs from its heading to the next heading of its level.
-	awk -v section="$tmp/enforce.md" '
-		/^## / && inside { inside = 0 }
-		/^## A policy on a cgroup/ { inside = 1; while ((getline line < section) > 0) print line; next }
-		!inside
-	' "$out" >"$tmp/out.md"
-	mv "$tmp/out.md" "$out"
-else
+	replace "## A policy on a cgroup" "$tmp/enforce.md"
+	;;
+audit)
+	audit >"$tmp/audit.md"
+	replace "## Audit of 100,000 connections" "$tmp/audit.md"
+	;;
+*)
 	library
 	enforce >>"$out"
-fi
+	audit >>"$out"
+	;;
+esac
 
 echo "== wrote $out" >&2
 cat "$out"

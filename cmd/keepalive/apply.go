@@ -17,11 +17,14 @@ var applyCommand = &command{
 	args:    "-pid P [flags]",
 	summary: "change keepalive on a running process",
 	help: `Changes keepalive on the TCP connections that a running process holds,
-without restarting it: each socket is duplicated into this command with
-pidfd_getfd (Linux 5.6 and later), the change is made on the duplicate,
-which is the same socket, and the values are read back. Only sockets that
-the kernel lists as TCP are touched. -port and -remote choose among the
-process's connections.
+without restarting it, and reads the values back. The change is made by a
+BPF TCP iterator that touches only the sockets selected, by their inode
+numbers (no ptrace; CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN; Linux 6.1
+and later), or, where that cannot run, on a duplicate of each socket made
+with pidfd_getfd (Linux 5.6 and later), which is the same socket. -method
+chooses; the output says which was used, and why the iterator could not
+run. Only sockets that the kernel lists as TCP are touched. -port and
+-remote choose among the process's connections.
 
 Only what is given changes. Each field given, in -config
 idle=30s,count=4 (the form keepalive.ParseConfig reads) or by its own flag
@@ -40,9 +43,10 @@ after, as read from the socket. Each socket is changed whole or not at all:
 one that refuses a value keeps the values it had. An invalid value changes
 nothing.
 
-It needs ptrace access to the process: the same user (and a process that
-has not changed its user), or root (CAP_SYS_PTRACE); without it, it says
-what is missing and changes nothing.
+Finding the process's sockets needs ptrace read access to it (/proc/PID/fd):
+the same user, or root (CAP_SYS_PTRACE); pidfd_getfd needs ptrace attach
+access too, the BPF iterator does not. Without what it needs, it says what
+is missing and changes nothing.
 
 ` + criteriaHelp,
 	examples: []example{
@@ -59,6 +63,7 @@ what is missing and changes nothing.
 		}
 		fs.Lookup("off").Usage = "turn keepalive off (SO_KEEPALIVE 0), as \"off\" in -config does; the other fields given are still set, for when it is turned on again"
 		crf := addCriteriaFlags(fs)
+		method := addMethodFlag(fs, "change")
 		return func(ctx context.Context, e *env, args []string) error {
 			if err := noArgs(args); err != nil {
 				return err
@@ -75,6 +80,7 @@ what is missing and changes nothing.
 			if err := ch.Config.Validate(); err != nil {
 				return badConfig(err)
 			}
+			ch.Method = *method
 			f := ff.filter()
 			results, err := audit.Apply(ctx, f.PID, f, ch)
 			if len(results) > 0 {
@@ -179,6 +185,7 @@ func printApply(w io.Writer, ch audit.Change, results []audit.Result, cr audit.C
 		fmt.Fprintf(tw, "  %d\t%v\t%v\t%s\t%s\t%s\t\n", r.Before.FD, r.Before.Local, r.Before.Remote, inForce(r.Before), after, verdict)
 	}
 	tw.Flush()
+	fmt.Fprint(w, wrap(applyMethods(results), ""))
 	fmt.Fprintln(w, checked(cr))
 	if failed > 0 {
 		return fmt.Errorf("%s of process %d could not be changed", plural(failed, "connection"), first.PID)
@@ -201,6 +208,39 @@ func inForce(c audit.Conn) string {
 	}
 	if kc.UserTimeout == 0 {
 		s += ", no user timeout"
+	}
+	return s
+}
+
+// applyMethods says how the sockets were changed, and why the BPF iterator
+// did not change those it did not.
+func applyMethods(results []audit.Result) string {
+	var bpf, pidfd int
+	var why error
+	for _, r := range results {
+		switch r.After.Method {
+		case audit.MethodBPF:
+			bpf++
+		case audit.MethodPidfd:
+			pidfd++
+		}
+		if why == nil {
+			why = r.BPFError
+		}
+	}
+	var s string
+	switch {
+	case pidfd == 0 && bpf == 0:
+		return "no socket was changed"
+	case pidfd == 0:
+		s = "changed through the BPF iterator: the process was not ptraced"
+	case bpf == 0:
+		s = "changed with pidfd_getfd (ptrace)"
+	default:
+		s = fmt.Sprintf("%s changed through the BPF iterator, %s with pidfd_getfd (ptrace)", plural(bpf, "connection"), plural(pidfd, "connection"))
+	}
+	if why != nil {
+		s += "; the BPF iterator could not change them: " + message(why)
 	}
 	return s
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/keepalive-go/keepalive"
 	"github.com/keepalive-go/keepalive/internal/sockopts"
@@ -255,14 +253,7 @@ func peerValues(t *testing.T, conn audit.Conn) sockopts.Values {
 // tests' own getsockopt, on a duplicate made with pidfd_getfd.
 func readSocket(t *testing.T, pid, fd int) sockopts.Values {
 	t.Helper()
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	require.NoError(t, err)
-	defer unix.Close(pidfd)
-	d, err := unix.PidfdGetfd(pidfd, fd, 0)
-	require.NoError(t, err)
-	f := os.NewFile(uintptr(d), fmt.Sprintf("pid %d fd %d", pid, fd))
-	defer f.Close()
-	v, err := sockopts.Read(f)
+	v, err := sockopts.ReadFrom(pid, fd)
 	require.NoError(t, err)
 	return v
 }

@@ -76,6 +76,13 @@ func TestAuditJSON(t *testing.T) {
 		assert.Equal(t, k.Interval.String(), m["interval"])
 		assert.Equal(t, float64(k.Count), m["count"])
 		assert.Equal(t, k.UserTimeout.String(), m["user_timeout"])
+		assert.Equal(t, float64(ownNetns()), m["netns"])
+		method := "bpf" // as root, through the BPF iterator
+		if os.Geteuid() != 0 {
+			method = "pidfd"
+		}
+		assert.Equal(t, method, m["method"])
+		assert.NotContains(t, m, "set_by", "no policy set it")
 		for _, key := range []string{"verdict", "idle_timeout_verdict", "detect_verdict"} {
 			assert.Contains(t, m, key)
 		}
@@ -97,9 +104,9 @@ func TestAuditTable(t *testing.T) {
 	out := squeeze(r.stdout)
 	for _, w := range []string{
 		fmt.Sprintf("(pid %d): 2 connections\n", os.Getpid()),
-		"FD LOCAL REMOTE STATE KEEPALIVE IDLE INTERVAL COUNT USER TIMEOUT DETECTS IN SOURCE VERDICT",
-		fmt.Sprintf(" %v %v established on 20s 4s 2 none 28s socket ok \n", dialed.LocalAddr(), dialed.RemoteAddr()),
-		fmt.Sprintf(" %v %v established off %v %v %d none never socket off \n", dialed.RemoteAddr(), dialed.LocalAddr(), acc.Idle, acc.Interval, acc.Count),
+		"FD LOCAL REMOTE STATE KEEPALIVE IDLE INTERVAL COUNT USER TIMEOUT DETECTS IN SOURCE SET BY VERDICT",
+		fmt.Sprintf(" %v %v established on 20s 4s 2 none 28s socket - ok \n", dialed.LocalAddr(), dialed.RemoteAddr()),
+		fmt.Sprintf(" %v %v established off %v %v %d none never socket - off \n", dialed.RemoteAddr(), dialed.LocalAddr(), acc.Idle, acc.Interval, acc.Count),
 		"\n2 connections: 1 ok, 1 off\nchecked against an idle timeout of 5m50s and detection within 30s\n",
 	} {
 		assert.Contains(t, out, w)
@@ -114,8 +121,8 @@ func TestAuditKernelOnly(t *testing.T) {
 	r := runArgs(context.Background(), "audit", "-kernel-only", "-port", fmt.Sprint(portOf(dialed)), "-idle-timeout", "30s")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	out := squeeze(r.stdout)
-	assert.Regexp(t, fmt.Sprintf(` %v %v established on \(timer (40|39)s\) - - - - - kernel at-risk \n`, dialed.LocalAddr(), dialed.RemoteAddr()), out)
-	assert.Contains(t, out, fmt.Sprintf(" %v %v established off - - - - never kernel off \n", dialed.RemoteAddr(), dialed.LocalAddr()))
+	assert.Regexp(t, fmt.Sprintf(` %v %v established on \(timer (40|39)s\) - - - - - kernel - at-risk \n`, dialed.LocalAddr(), dialed.RemoteAddr()), out)
+	assert.Contains(t, out, fmt.Sprintf(" %v %v established off - - - - never kernel - off \n", dialed.RemoteAddr(), dialed.LocalAddr()))
 	assert.Contains(t, out, "\n-kernel-only: values were not read from the sockets\n")
 }
 
@@ -170,6 +177,7 @@ func wantMetrics(t *testing.T, c keepalive.Config, dialed, accepted net.Conn) []
 		fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"at-risk\"} 1\n", command),
 		fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"off\"} 1\n", command),
 		fmt.Sprintf("\nkeepalive_connections{command=%q,verdict=\"ok\"} 0\n", command),
+		fmt.Sprintf("\nkeepalive_probing_connections{command=%q} 0\n", command),
 		"\nkeepalive_scrape_errors_total 0\n",
 		fmt.Sprintf("\nkeepalive_idle_seconds%s %g\n", labels(dialed), c.Idle.Seconds()),
 		fmt.Sprintf("\nkeepalive_interval_seconds%s %g\n", labels(dialed), c.Interval.Seconds()),
@@ -309,6 +317,7 @@ func TestAuditCmdUnsearched(t *testing.T) {
 	assert.Contains(t, out, " why: open /proc/")
 	assert.Contains(t, out, fmt.Sprintf("this process runs as uid %d without CAP_SYS_PTRACE", nobody))
 	assert.NotContains(t, out, "kthreadd", "kernel threads hold no descriptors")
+	assert.Contains(t, out, fmt.Sprintf("no values were read from the sockets; the BPF iterator could not run: this process (uid %d) lacks CAP_BPF, CAP_PERFMON", nobody))
 }
 
 // TestUnsearched checks how the processes an audit could not search are

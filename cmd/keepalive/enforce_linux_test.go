@@ -158,9 +158,7 @@ func portNumber(t *testing.T, addr string) uint16 {
 // getsockopt, on a duplicate made with pidfd_getfd.
 func valuesOf(t *testing.T, e end) sockopts.Values {
 	t.Helper()
-	v, err := sockopts.ReadFrom(e.pid, e.fd)
-	require.NoError(t, err)
-	return v
+	return readSocket(t, e.pid, e.fd)
 }
 
 // bareValues is what a socket nobody set reports.

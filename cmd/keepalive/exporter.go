@@ -36,16 +36,31 @@ the same flags, leaving out the connection the scrape came on (both ends),
 and answers with
 
   keepalive_connections{command,verdict}  connections by command and verdict
+  keepalive_probing_connections{command}  connections whose peer leaves their
+                                          keepalive probes unanswered now
+  keepalive_read_connections{method}      connections read, by method: bpf, pidfd
   keepalive_scrape_duration_seconds       how long the audit took
   keepalive_scrape_errors_total           audits that failed
 
-and, with -per-connection, for each connection (labels pid, command, local,
+for each policy of "keepalive enforce" in force (label cgroup), its
+counters keepalive_policy_set_connections_total{how} (dialled, accepted,
+existing), keepalive_policy_kept_setsockopt_total,
+keepalive_policy_yielded_connections_total and
+keepalive_policy_failed_options_total, the connections that carry it
+(keepalive_policy_carrying_connections) and those of its cgroup
+(keepalive_policy_cgroup_connections, through the BPF iterator only), and
+keepalive_policy_start_time_seconds; and, with -per-connection, for each
+connection (labels pid, command, local,
 remote) keepalive_enabled, keepalive_idle_seconds,
 keepalive_interval_seconds, keepalive_probes and
 keepalive_user_timeout_seconds. That is up to 5 series per connection:
 500,000 on a host with 100,000 connections, and new series with every new
 connection; use it where connections are few and long-lived, or with a
 filter.
+
+The values are read as "keepalive audit" reads them, through a BPF
+iterator or pidfd_getfd (-method); -bpffs says where the policies are
+pinned.
 
 It listens on loopback unless -listen says otherwise. -web-config takes the
 web configuration file of the Prometheus exporter toolkit, as node_exporter
@@ -63,11 +78,16 @@ remote addresses. It serves until interrupted.
 		ff := addFilterFlags(fs, "only connections that process `pid` holds, in its network namespace")
 		cf := addCriteriaFlags(fs)
 		kernelOnly := boolFlag(fs, "kernel-only", "do not read values from the sockets: export only what the kernel reports")
+		method := addMethodFlag(fs, "read")
+		bpffs := addBPFFSFlag(fs)
 		perConn := boolFlag(fs, "per-connection", "also export one series per connection and value")
 		timeout := durationFlag(fs, "timeout", 10*time.Second, "10s", "no limit", "give up a scrape's audit after this `duration`, Prometheus' default scrape timeout")
 		return func(ctx context.Context, e *env, args []string) error {
 			if err := noArgs(args); err != nil {
 				return err
+			}
+			if *kernelOnly && *method != audit.MethodAuto {
+				return usagef("-kernel-only reads no values: -method is not for it")
 			}
 			if _, _, err := net.SplitHostPort(*listen); err != nil {
 				return usagef("-listen %q is not host:port: %v", *listen, err)
@@ -77,7 +97,7 @@ remote addresses. It serves until interrupted.
 			}
 			logger := slog.New(slog.NewTextHandler(&prefixWriter{prefix: "keepalive exporter: ", w: e.stderr}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			o := metrics.Options{
-				Audit:         audit.Options{Criteria: cf.criteria(), Filter: ff.filter(), KernelOnly: *kernelOnly},
+				Audit:         audit.Options{Criteria: cf.criteria(), Filter: ff.filter(), KernelOnly: *kernelOnly, Method: *method, BPFFS: *bpffs},
 				PerConnection: *perConn,
 				Timeout:       *timeout,
 				ErrorLog:      logger,

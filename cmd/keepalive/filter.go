@@ -146,3 +146,39 @@ func (v *remoteValue) String() string {
 	}
 	return v.p.String()
 }
+
+// addMethodFlag defines -method, for how to reach the sockets of other
+// processes.
+func addMethodFlag(fs *flag.FlagSet, what string) *audit.Method {
+	m := new(audit.Method)
+	fs.Var(&methodValue{m}, "method", "how to "+what+" the sockets of other processes, a `method`: bpf (a BPF TCP iterator, no ptrace), pidfd (pidfd_getfd, which needs ptrace access) or auto (bpf where it can run, else pidfd)")
+	fs.Lookup("method").DefValue = "auto"
+	return m
+}
+
+// methodValue is -method.
+type methodValue struct{ m *audit.Method }
+
+func (v *methodValue) form() string { return "want auto, bpf or pidfd" }
+
+func (v *methodValue) Set(s string) error {
+	m, err := audit.ParseMethod(s)
+	if err != nil {
+		return errors.New(v.form())
+	}
+	*v.m = m
+	return nil
+}
+
+func (v *methodValue) String() string {
+	if v == nil || v.m == nil {
+		return ""
+	}
+	return v.m.String()
+}
+
+// addBPFFSFlag defines -bpffs, where audit and the exporter find the
+// policies of keepalive enforce.
+func addBPFFSFlag(fs *flag.FlagSet) *string {
+	return fs.String("bpffs", "", "where bpffs is mounted, a `directory`, to find the policies of keepalive enforce (default /sys/fs/bpf)")
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,6 +34,9 @@ const monitoring = "../../ops/monitoring"
 // the alert the shipped rules raise, and every query of the shipped
 // dashboard.
 //
+// A policy is in force on an empty cgroup the test made, so that the
+// dashboard's panels of policies find data.
+//
 // The exporter audits the helper only (-pid), so that a busy host, such
 // as one where other tests open 100,000 connections at the same time,
 // cannot slow its scrapes past the short scrape timeout.
@@ -41,6 +45,12 @@ func TestPrometheus(t *testing.T) {
 	if err != nil {
 		skipOutsideCI(t, "prometheus (Debian package prometheus) is not installed")
 	}
+	// A policy, on a cgroup of its own with no process, for the
+	// dashboard's panels of policies.
+	cg := enforceLab(t)
+	r := runArgs(context.Background(), "enforce", "-cgroup", cg, "-idle", "61s")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	t.Cleanup(func() { runArgs(context.Background(), "enforce", "-remove", "-cgroup", cg) })
 	sys, err := keepalive.SystemDefaults()
 	require.NoError(t, err)
 

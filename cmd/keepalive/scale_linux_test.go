@@ -58,10 +58,11 @@ func scrape(t testing.TB, h http.Handler) int {
 
 // BenchmarkScrape compares a scrape of keepalive exporter on a host with
 // 100,000 connections (KEEPALIVE_SCALE_PAIRS pairs, 50,000 by default),
-// aggregates only and per connection, with ss -tnoip on the same host in
-// the same run. Each reports its CPU time (user + system) per run as
-// cpu-ms/op; the scrapes the size of their answer, gzipped as Prometheus
-// asks, as bytes/scrape, and ss the connections it listed as conns/op.
+// aggregates only, through the BPF iterator and through pidfd_getfd, and
+// per connection, with ss -tnoip on the same host in the same run. Each
+// reports its CPU time (user + system) per run as cpu-ms/op; the scrapes
+// the size of their answer, gzipped as Prometheus asks, as bytes/scrape,
+// and ss the connections it listed as conns/op.
 //
 //	go test -run XXX -bench BenchmarkScrape -benchtime 5x .
 func BenchmarkScrape(b *testing.B) {
@@ -70,11 +71,16 @@ func BenchmarkScrape(b *testing.B) {
 	b.Run("ss -tnoip", testproc.BenchmarkSS)
 	for _, bm := range []struct {
 		name          string
+		method        audit.Method
 		perConnection bool
-	}{{"scrape", false}, {"scrape per-connection", true}} {
+	}{
+		{"scrape bpf", audit.MethodBPF, false},
+		{"scrape pidfd", audit.MethodPidfd, false},
+		{"scrape per-connection", audit.MethodAuto, true},
+	} {
 		b.Run(bm.name, func(b *testing.B) {
 			h := newMetricsHandler(metrics.Options{
-				Audit:         audit.Options{Criteria: audit.Criteria{IdleTimeout: 350 * time.Second, Detect: 2 * time.Minute}},
+				Audit:         audit.Options{Criteria: audit.Criteria{IdleTimeout: 350 * time.Second, Detect: 2 * time.Minute}, Method: bm.method},
 				PerConnection: bm.perConnection,
 			}, slog.New(slog.DiscardHandler))
 			var size int

@@ -1,7 +1,10 @@
 package sockopts
 
 import (
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,4 +25,27 @@ func ReadFrom(pid, fd int) (Values, error) {
 	f := os.NewFile(uintptr(d), "dup")
 	defer f.Close()
 	return Read(f)
+}
+
+// SocketFDs lists the descriptors of process pid that are sockets, as
+// /proc/PID/fd shows them.
+func SocketFDs(pid int) ([]int, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, e := range ents {
+		link, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil || !strings.HasPrefix(link, "socket:") {
+			continue // closed meanwhile, or not a socket
+		}
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a descriptor number", dir, e.Name())
+		}
+		fds = append(fds, fd)
+	}
+	return fds, nil
 }

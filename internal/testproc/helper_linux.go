@@ -126,6 +126,13 @@ type HoldSpec struct {
 	// Extras also holds a UDP socket, a unix socket, a pipe's read end,
 	// and the dialed end of a TCP connection in blocking mode.
 	Extras bool
+	// LoopbackUp brings lo up first, for a helper started in a network
+	// namespace of its own (Opts.Cloneflags CLONE_NEWNET).
+	LoopbackUp bool
+	// Sysctls are written first, each value to its file under
+	// /proc/sys (such as "net/ipv4/tcp_keepalive_probes"): the helper's
+	// network namespace's own, when it has one.
+	Sysctls map[string]string
 }
 
 // Holding is what a hold helper reports once everything is open.
@@ -143,11 +150,19 @@ type Holding struct {
 // [Hold], to hold what spec says, and returns it with its Holding. Like
 // [Start], it may run on any goroutine.
 func StartHold(t testing.TB, env []string, cred *syscall.Credential, spec HoldSpec) (*Helper, Holding, error) {
+	return StartHoldWith(t, Opts{Env: env, Cred: cred}, spec)
+}
+
+// StartHoldWith is [StartHold] with the Opts to start the helper with, such
+// as a cgroup or a network namespace of its own; o.Env makes its TestMain
+// call [Hold].
+func StartHoldWith(t testing.TB, o Opts, spec HoldSpec) (*Helper, Holding, error) {
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return nil, Holding{}, err
 	}
-	h, err := Start(t, Opts{Env: append(env, holdEnv+"="+string(b)), Cred: cred})
+	o.Env = append(append([]string{}, o.Env...), holdEnv+"="+string(b))
+	h, err := Start(t, o)
 	if err != nil {
 		return nil, Holding{}, err
 	}
@@ -176,6 +191,16 @@ func Hold() int {
 	var spec HoldSpec
 	if err := json.Unmarshal([]byte(os.Getenv(holdEnv)), &spec); err != nil {
 		return fail(fmt.Errorf("%s: %w", holdEnv, err))
+	}
+	if spec.LoopbackUp {
+		if err := LoopbackUp(); err != nil {
+			return fail(fmt.Errorf("bringing lo up: %w", err))
+		}
+	}
+	for name, v := range spec.Sysctls {
+		if err := os.WriteFile("/proc/sys/"+name, []byte(v), 0); err != nil {
+			return fail(err)
+		}
 	}
 	if spec.Name != "" {
 		// /proc/self is the thread group leader, whose name is the
@@ -345,4 +370,22 @@ func reuse(ln net.Listener, req reuseRequest) (Reused, []any) {
 		return fail(err)
 	}
 	return Reused{Inode: st.Ino, Local: conn.LocalAddr().String()}, []any{conn, a}
+}
+
+// LoopbackUp brings up lo in this process's network namespace.
+func LoopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }

@@ -19,12 +19,14 @@ import (
 // test started against the Config that process set and against
 // getsockopt on the same sockets, and that reading them leaves the
 // process's descriptors as they were.
-func TestAuditOtherProcess(t *testing.T) {
+func TestAuditOtherProcess(t *testing.T) { forMethods(t, testAuditOtherProcess) }
+
+func testAuditOtherProcess(t *testing.T, m audit.Method) {
 	c := keepalive.Config{Idle: 33 * time.Second, Interval: 3 * time.Second, Count: 4}
 	h := startHold(t, 3, c.String(), true, nil)
 	flags := fdFlags(t, h.PID, h.Blocking)
 
-	rep, err := audit.Audit(context.Background(), audit.Options{Filter: audit.Filter{PID: h.PID}})
+	rep, err := audit.Audit(context.Background(), audit.Options{Filter: audit.Filter{PID: h.PID}, Method: m})
 	require.NoError(t, err)
 	require.Len(t, rep.Conns, 8, "3 pairs and the blocking pair, both ends in the helper")
 	dialed := 0
@@ -32,6 +34,7 @@ func TestAuditOtherProcess(t *testing.T) {
 		assert.Equal(t, h.PID, got.PID)
 		assert.Equal(t, "audit.test", got.Command)
 		assert.Equal(t, audit.SourceSocket, got.Source)
+		assert.Equal(t, m, got.Method)
 		assert.Equal(t, readFrom(t, h.PID, got.FD), valuesOf(got), "fd %d: audit's values; want getsockopt's", got.FD)
 		if got.Enabled {
 			dialed++
@@ -45,13 +48,15 @@ func TestAuditOtherProcess(t *testing.T) {
 // TestApply sets a Config on the sockets of a process the test started,
 // and checks each against getsockopt; the process's other descriptors and
 // its blocking socket's mode stay as they were.
-func TestApply(t *testing.T) {
+func TestApply(t *testing.T) { forMethods(t, testApply) }
+
+func testApply(t *testing.T, m audit.Method) {
 	h := startHold(t, 3, "off", true, nil)
 	want := keepalive.Config{Idle: 20 * time.Second, Interval: 4 * time.Second, Count: 2, UserTimeout: 30 * time.Second}
 	flags := fdFlags(t, h.PID, h.Blocking)
 	udpBefore := soKeepalive(t, h.PID, h.UDP)
 
-	results, err := audit.Apply(context.Background(), h.PID, audit.Filter{Port: uint16(h.Port)}, audit.Change{Config: want, Fields: audit.AllFields})
+	results, err := audit.Apply(context.Background(), h.PID, audit.Filter{Port: uint16(h.Port)}, audit.Change{Config: want, Fields: audit.AllFields, Method: m})
 	require.NoError(t, err)
 	require.Len(t, results, 8)
 	for _, r := range results {
@@ -59,6 +64,8 @@ func TestApply(t *testing.T) {
 		assert.NotContains(t, []int{h.UDP, h.Unix, h.Pipe}, r.Before.FD, "a non-TCP descriptor")
 		assert.False(t, r.Before.Enabled, "fd %d before", r.Before.FD)
 		assert.Equal(t, audit.SourceSocket, r.After.Source)
+		assert.Equal(t, m, r.After.Method)
+		assert.NoError(t, r.BPFError)
 		assert.True(t, r.After.Enabled, "fd %d after", r.After.FD)
 		assert.Equal(t, want, r.After.Config, "fd %d: read back", r.After.FD)
 		assert.Equal(t, sockopts.Values{KeepAlive: true, Idle: want.Idle, Interval: want.Interval, Count: want.Count, UserTimeout: want.UserTimeout},
@@ -70,7 +77,9 @@ func TestApply(t *testing.T) {
 
 // TestApplySelects checks that apply changes only the connections its
 // filter selects.
-func TestApplySelects(t *testing.T) {
+func TestApplySelects(t *testing.T) { forMethods(t, testApplySelects) }
+
+func testApplySelects(t *testing.T, m audit.Method) {
 	h := startHold(t, 3, "off", false, nil)
 	rep, err := audit.Audit(context.Background(), audit.Options{Filter: audit.Filter{PID: h.PID}})
 	require.NoError(t, err)
@@ -85,7 +94,7 @@ func TestApplySelects(t *testing.T) {
 		}
 	}
 	require.NotZero(t, port)
-	c := audit.Change{Config: keepalive.Config{Idle: 9 * time.Second}, Fields: audit.FieldKeepAlive | audit.FieldIdle}
+	c := audit.Change{Config: keepalive.Config{Idle: 9 * time.Second}, Fields: audit.FieldKeepAlive | audit.FieldIdle, Method: m}
 
 	results, err := audit.Apply(context.Background(), h.PID, audit.Filter{Remote: netip.MustParsePrefix("10.0.0.0/8")}, c)
 	require.NoError(t, err)
@@ -113,7 +122,9 @@ func TestApplySelects(t *testing.T) {
 // started whose dialed ends hold values of their own, a user timeout
 // included, and whose accepted ends have keepalive off. Every field of
 // every socket is read back with the tests' own getsockopt.
-func TestApplyChange(t *testing.T) {
+func TestApplyChange(t *testing.T) { forMethods(t, testApplyChange) }
+
+func testApplyChange(t *testing.T, m audit.Method) {
 	sys, err := keepalive.SystemDefaults()
 	require.NoError(t, err)
 	const s = time.Second
@@ -156,6 +167,7 @@ func TestApplyChange(t *testing.T) {
 				before[c.FD] = readFrom(t, h.PID, c.FD)
 			}
 
+			tt.change.Method = m
 			results, err := audit.Apply(context.Background(), h.PID, audit.Filter{}, tt.change)
 			require.NoError(t, err)
 			require.Len(t, results, 4)
@@ -169,6 +181,7 @@ func TestApplyChange(t *testing.T) {
 				got := readFrom(t, h.PID, r.After.FD)
 				assert.Equal(t, want, got, "fd %d (%v): getsockopt after apply", r.After.FD, r.After.Local)
 				assert.Equal(t, got, valuesOf(r.After), "fd %d: After; want getsockopt's", r.After.FD)
+				assert.Equal(t, m, r.After.Method, "fd %d", r.After.FD)
 			}
 		})
 	}

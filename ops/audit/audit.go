@@ -9,22 +9,49 @@
 // # Where the values come from
 //
 // [Audit] lists the host's TCP connections through sock_diag netlink, as
-// ss does, and finds the process that holds each socket by its inode in
-// /proc/PID/fd. sock_diag shows only a socket's timer: whether a keepalive
-// timer is pending, when it fires and how many probes are out, never the
-// configured idle time, interval, count or user timeout. So Audit then
-// duplicates each socket into its own process with pidfd_open and
-// pidfd_getfd (Linux 5.6 and later), reads the values in force with
-// getsockopt, and closes the duplicate. [Conn.Source] says which of the
-// two a connection's values come from: [SourceSocket] when they were read
-// from the socket, [SourceKernel] when only the timer could be seen.
+// ss does, in every network namespace its processes are in, and finds the
+// process that holds each socket by its inode in /proc/PID/fd. sock_diag
+// shows only a socket's timer: whether a keepalive timer is pending, when
+// it fires and how many probes are out, never the configured idle time,
+// interval, count or user timeout. Audit reads those from the socket
+// itself, by one of two methods ([Method]):
 //
-// [Apply] changes a running process's sockets the same way: it duplicates
-// each matching TCP socket, sets the fields a [Change] names on the
-// duplicate (which is the same socket: the change is the process's),
-// leaving the others as the socket has them, reads the values back and
-// reports them. It never duplicates a descriptor that sock_diag does not
-// list as a TCP socket.
+//   - [MethodBPF]: a BPF TCP iterator, loaded for the audit and closed
+//     after it, walks the sockets of each namespace inside the kernel and
+//     reads each one's values with bpf_getsockopt, with the cgroup the
+//     socket belongs to and the record a policy of keepalive enforce left
+//     on it (package enforce). No process is ptraced: a process of another
+//     user, or in another container, is read exactly. It needs CAP_BPF and
+//     CAP_PERFMON (or CAP_SYS_ADMIN), and Linux 6.1 or later, whose
+//     bpf_getsockopt reads the keepalive options.
+//   - [MethodPidfd]: each socket is duplicated into this process with
+//     pidfd_open and pidfd_getfd (Linux 5.6 and later), read with
+//     getsockopt, and closed. It needs ptrace access to the process.
+//
+// By default ([MethodAuto]) Audit uses the BPF iterator where the kernel
+// and its capabilities allow, and duplicates with pidfd_getfd the sockets
+// the iterator could not read, or all of them when it cannot run;
+// [Report.BPFError] says why, and [Conn.Method] which method read each
+// connection. [Conn.Source] says where a connection's values come from:
+// [SourceSocket] when they were read from the socket, [SourceKernel] when
+// only the timer could be seen.
+//
+// [Apply] changes a running process's sockets by the same two methods: a
+// BPF TCP iterator that changes only the sockets selected, by their inode
+// numbers in a map, or each socket duplicated with pidfd_getfd and
+// changed with the library's Set. Either way it sets the fields a
+// [Change] names, leaves the others as the socket has them, changes each
+// socket whole or not at all, and reads the values back. It never touches
+// a socket that sock_diag does not list as a TCP socket of the process.
+//
+// # Policies
+//
+// A connection that a policy of keepalive enforce set carries a record
+// of it: [Conn.SetBy] names the policy's cgroup, how the policy reached
+// the connection (dialled, accepted, existing), which options it set, and
+// whether the policy is still in force. [Report.Policies] gives each
+// policy in force with its counters and how many of the audited
+// connections of its cgroup carry it ([Coverage]).
 //
 // # Verdicts
 //
@@ -38,30 +65,38 @@
 //
 // # Permissions
 //
-// Listing a process's descriptors (/proc/PID/fd) needs ptrace read access
-// to it, and duplicating them with pidfd_getfd ptrace attach access: the
-// caller must run as the user that owns the process, or have
-// CAP_SYS_PTRACE, and Yama's kernel.yama.ptrace_scope may restrict it
-// further. Without it Audit still lists the connection, with the owner
-// unknown and the values as the kernel reports them; Apply fails with a
+// Listing a process's descriptors (/proc/PID/fd), which both methods need
+// to find a socket's process, needs ptrace read access to it: the caller
+// must run as the user that owns the process, or have CAP_SYS_PTRACE.
+// Duplicating a descriptor with pidfd_getfd needs ptrace attach access,
+// which Yama's kernel.yama.ptrace_scope may restrict further; the BPF
+// iterator needs none. Without read access Audit still lists the
+// connection, with the owner unknown, and with its values where the BPF
+// iterator read them, else as the kernel reports them; Apply fails with a
 // [*PermissionError] that says what is missing, and changes nothing.
 //
 // # Network namespaces
 //
-// sock_diag lists the sockets of one network namespace. Audit lists the
-// caller's, as ss does; with [Filter.PID] set it lists the namespace of
-// that process instead, so a process in a container is audited by its pid.
-// Entering another namespace needs CAP_SYS_ADMIN.
+// sock_diag and a TCP iterator each list the sockets of one network
+// namespace. Audit lists the caller's and those of every process it may
+// inspect, each once ([Report.Namespaces]), so that a connection in a
+// container is found too; with [Filter.PID] set it lists the namespace of
+// that process only. Entering another namespace needs CAP_SYS_ADMIN;
+// without it, Audit names the namespaces it could not list.
 //
 // # Cost
 //
-// An audit makes two sock_diag dumps (IPv4, IPv6), reads the link of every
-// descriptor of the processes it searches, as ss -p does, and stops
-// searching once every socket has its owner. Reading one socket's values
-// takes eight system calls: pidfd_getfd, fstat (the duplicate must still be
-// the socket listed), five getsockopt and close. It starts no goroutines.
-// BenchmarkAudit compares it with ss -tnoip on a host with 100,000
-// connections.
+// An audit makes two sock_diag dumps (IPv4, IPv6) per namespace, reads
+// the link of every descriptor of the processes it searches, as ss -p
+// does, and stops searching once every socket has its owner. Through the
+// BPF iterator, reading the values of every socket of a namespace is one
+// program load and a few reads of its output, whatever the number of
+// sockets; through pidfd_getfd, reading one socket's values takes eight
+// system calls: pidfd_getfd, fstat (the duplicate must still be the
+// socket listed), five getsockopt and close. It starts no goroutines but,
+// for each namespace other than its own, one that enters it.
+// BenchmarkAudit compares the two methods with ss -tnoip on a host with
+// 100,000 connections.
 //
 // The package is implemented on Linux only; elsewhere Audit and Apply
 // return an error wrapping [errors.ErrUnsupported].
@@ -75,6 +110,7 @@ import (
 	"time"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/ops/internal/bpfsock"
 )
 
 // Criteria is what an operator knows about the paths of the connections:
@@ -153,6 +189,18 @@ type Options struct {
 	// them where permitted.
 	KernelOnly bool
 
+	// Method says how values are read from the sockets. The zero Method,
+	// MethodAuto, uses the BPF iterator where it can and pidfd_getfd
+	// where it cannot.
+	Method Method
+
+	// BPFFS is the directory where bpffs is mounted, under which the
+	// policies of keepalive enforce are pinned (in keepalive/), so that
+	// each connection a policy set is attributed to it. Empty means
+	// /sys/fs/bpf. Audit never mounts bpffs: where none is mounted, no
+	// policy is in force.
+	BPFFS string
+
 	// Progress, if not nil, is called on the goroutine that called Audit
 	// as each stage starts and ends and every few thousand items in
 	// between, so that a command can draw progress. It must not block.
@@ -168,7 +216,8 @@ const (
 	// Owners is the search of /proc/PID/fd for the processes that hold
 	// them.
 	Owners
-	// Reading is reading each socket's values through pidfd_getfd.
+	// Reading is reading each socket's values, through the BPF iterator
+	// or pidfd_getfd.
 	Reading
 )
 
@@ -208,6 +257,91 @@ type Report struct {
 	// searched hold none of them), and leaves out kernel threads, which
 	// hold no descriptors.
 	Unreadable []*PermissionError
+
+	// Namespaces are the network namespaces listed, or that could not be
+	// (each with why), the caller's first.
+	Namespaces []Namespace
+
+	// BPFError is why the values were not read through the BPF iterator,
+	// naming what is missing (a capability, or what the kernel lacks),
+	// when the Method was MethodAuto and it could not run: the values were
+	// then read with pidfd_getfd. Nil when the iterator ran, when Method
+	// was MethodPidfd, and with KernelOnly.
+	BPFError error
+
+	// Policies holds the policies of keepalive enforce in force, in the
+	// order of their cgroups' ids, each with how many of Conns carry it.
+	// Empty when there is none, and with KernelOnly.
+	Policies []Coverage
+
+	// PoliciesErr is why the policies in force could not be read (bpffs
+	// may not be read without root); nil when they were, or when none is
+	// pinned.
+	PoliciesErr error
+}
+
+// Namespace is a network namespace that an audit listed, or tried to.
+type Namespace struct {
+	// Inode is the namespace's inode number, the N of net:[N] in
+	// /proc/PID/ns/net.
+	Inode uint64
+	// PID is a process in it, by which it was found; zero for the
+	// caller's own.
+	PID int
+	// Err is why its connections could not be listed (entering another
+	// namespace needs CAP_SYS_ADMIN); nil when they were.
+	Err error
+}
+
+// Method is how values are read from, or set on, the sockets of other
+// processes.
+type Method uint8
+
+const (
+	// MethodAuto uses the BPF iterator where the kernel and the caller's
+	// capabilities allow, and pidfd_getfd for the sockets it could not
+	// reach. As a Conn's Method, it means that no value was read.
+	MethodAuto Method = iota
+	// MethodBPF uses a BPF TCP iterator only: no process is ptraced. It
+	// needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, and Linux 6.1 or
+	// later.
+	MethodBPF
+	// MethodPidfd duplicates each socket with pidfd_getfd only, which
+	// needs ptrace attach access to the process.
+	MethodPidfd
+)
+
+var methodNames = [...]string{MethodAuto: "auto", MethodBPF: "bpf", MethodPidfd: "pidfd"}
+
+// String returns "auto", "bpf" or "pidfd".
+func (m Method) String() string {
+	if int(m) < len(methodNames) {
+		return methodNames[m]
+	}
+	return fmt.Sprintf("Method(%d)", m)
+}
+
+// MarshalText implements [encoding.TextMarshaler] with String.
+func (m Method) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText implements [encoding.TextUnmarshaler] with ParseMethod.
+func (m *Method) UnmarshalText(b []byte) error {
+	v, err := ParseMethod(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// ParseMethod parses "auto", "bpf" or "pidfd".
+func ParseMethod(s string) (Method, error) {
+	for i, n := range methodNames {
+		if s == n {
+			return Method(i), nil
+		}
+	}
+	return 0, fmt.Errorf("audit: the method must be auto, bpf or pidfd, not %q", s)
 }
 
 // Audit lists the TCP connections that o.Filter selects, with the process
@@ -227,6 +361,9 @@ func Audit(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.Filter.PID < 0 {
 		return nil, fmt.Errorf("audit: negative pid %d", o.Filter.PID)
+	}
+	if o.Method > MethodPidfd {
+		return nil, fmt.Errorf("audit: unknown %v: want MethodAuto, MethodBPF or MethodPidfd", o.Method)
 	}
 	return audit(ctx, o)
 }
@@ -267,11 +404,20 @@ type Change struct {
 	// Fields names the fields of Config to set. Zero names none, which
 	// Apply refuses.
 	Fields Fields
+
+	// Method says how the change reaches the sockets. The zero Method,
+	// MethodAuto, uses the BPF iterator where it can and pidfd_getfd
+	// where it cannot.
+	Method Method
 }
 
 // fieldNames are the names of the Fields in errors, in the order of the
 // constants.
 var fieldNames = [...]string{"keepalive (Off)", "Idle", "Interval", "Count", "UserTimeout"}
+
+// String lists the fields by the keys of the Config's text form, with
+// "keepalive" for SO_KEEPALIVE: "keepalive,idle". The empty set is "none".
+func (f Fields) String() string { return bpfsock.Options(f).String() }
 
 // check refuses a Change that names no field, or that holds a value in a
 // field it does not name; then validates its Config.
@@ -281,6 +427,9 @@ func (ch Change) check() error {
 	}
 	if ch.Fields&^AllFields != 0 {
 		return fmt.Errorf("audit: the change names unknown fields %#x", uint8(ch.Fields&^AllFields))
+	}
+	if ch.Method > MethodPidfd {
+		return fmt.Errorf("audit: unknown %v: want MethodAuto, MethodBPF or MethodPidfd", ch.Method)
 	}
 	c := ch.Config
 	for i, set := range [...]bool{c.Off, c.Idle != 0, c.Interval != 0, c.Count != 0, c.UserTimeout != 0} {
@@ -331,6 +480,12 @@ type Result struct {
 	// Err is why the change could not be set or read back on this socket;
 	// nil on success.
 	Err error
+
+	// BPFError is why the change was not made through the BPF iterator,
+	// when the Change's Method was MethodAuto and it was made with
+	// pidfd_getfd instead: a capability or a kernel feature missing, or
+	// options the iterator could not read on this socket. Nil otherwise.
+	BPFError error
 }
 
 // Apply sets ch on every TCP connection that process pid holds and f
@@ -346,17 +501,30 @@ type Result struct {
 // The change is checked first: an invalid one changes nothing. On each
 // socket it is made as [keepalive.Set] makes it, whole or not at all: a
 // socket that refuses one field keeps the values it had.
-// The process's own descriptors are never used: each socket is duplicated
-// into this process with pidfd_getfd, changed, read back and closed. A
-// descriptor is duplicated only when sock_diag lists its socket as TCP,
-// and changed only when the duplicate is still that socket.
+//
+// The process's own descriptors are never used. Through the BPF iterator
+// (ch.Method MethodBPF, or MethodAuto where it can run), the sockets are
+// selected by their inode numbers, as sock_diag and /proc/PID/fd list
+// them, and the iterator changes those and no other: a socket closed
+// meanwhile is not found, and one opened on the same descriptor since has
+// another inode. Each is read, changed and read again inside the kernel,
+// and only the named options are written: an unnamed field that holds the
+// system default still follows the sysctl after. Through
+// pidfd_getfd (MethodPidfd, or where the iterator cannot run or could not
+// read a socket's options), each socket is duplicated into this process,
+// changed with keepalive.Set, read back and closed; a descriptor is
+// duplicated only when sock_diag lists its socket as TCP, and changed only
+// when the duplicate is still that socket. [Result.After]'s Method says
+// which was used. Either way a named zero field is set to the default of
+// the process's network namespace.
 //
 // Apply fails with a [*PermissionError] when the caller may not inspect
-// the process, before any socket is changed. The results are in the order
-// of the process's descriptors; a socket that could not be changed has the
-// reason in [Result.Err], and the others are changed all the same. Apply checks ctx
-// between sockets, and closes every descriptor it opened before it
-// returns.
+// the process, before any socket is changed; with MethodBPF, it fails when
+// the iterator cannot run, naming what is missing. The results are in the
+// order of the process's descriptors; a socket that could not be changed
+// has the reason in [Result.Err], and the others are changed all the same.
+// Apply checks ctx between sockets, and closes every descriptor it opened
+// before it returns.
 func Apply(ctx context.Context, pid int, f Filter, ch Change) ([]Result, error) {
 	if err := ch.check(); err != nil {
 		return nil, err

@@ -92,30 +92,39 @@ func TestAuditValues(t *testing.T) {
 			sockopts.Values{Idle: sys.Idle, Interval: sys.Interval, Count: sys.Count}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dial := (&net.Dialer{KeepAlive: -1}).DialContext
-			if tt.config != nil {
-				dial = (&keepalive.Dialer{Config: *tt.config}).DialContext
-			}
-			dialed, accepted := pairOf(t, dial)
-			for _, end := range []struct {
-				name string
-				conn *net.TCPConn
-			}{{"dialed", dialed}, {"accepted", accepted}} {
-				got := auditOne(t, audit.Options{}, end.conn)
-				kernel, err := sockopts.Read(end.conn)
-				require.NoError(t, err)
-				assert.Equal(t, kernel, valuesOf(got), "%s: audit's values; want getsockopt's", end.name)
-				assert.Equal(t, audit.SourceSocket, got.Source, end.name)
-				assert.NoError(t, got.Err, end.name)
-				assert.Equal(t, os.Getpid(), got.PID, end.name)
-				assert.Equal(t, strings.TrimSpace(string(comm)), got.Command, end.name)
-				assert.Equal(t, fdOf(t, end.conn), got.FD, end.name)
-				assert.Equal(t, audit.Established, got.State, end.name)
-				assert.Equal(t, end.conn.RemoteAddr().(*net.TCPAddr).AddrPort(), got.Remote, end.name)
-			}
-			assert.Equal(t, tt.want, valuesOf(auditOne(t, audit.Options{}, dialed)), "dialed end against the Config")
+			forMethods(t, func(t *testing.T, m audit.Method) {
+				auditValues(t, m, tt.config, tt.want, comm)
+			})
 		})
 	}
+}
+
+// auditValues is TestAuditValues for one Config, through method m.
+func auditValues(t *testing.T, m audit.Method, config *keepalive.Config, want sockopts.Values, comm []byte) {
+	dial := (&net.Dialer{KeepAlive: -1}).DialContext
+	if config != nil {
+		dial = (&keepalive.Dialer{Config: *config}).DialContext
+	}
+	dialed, accepted := pairOf(t, dial)
+	for _, end := range []struct {
+		name string
+		conn *net.TCPConn
+	}{{"dialed", dialed}, {"accepted", accepted}} {
+		got := auditOne(t, audit.Options{Method: m}, end.conn)
+		kernel, err := sockopts.Read(end.conn)
+		require.NoError(t, err)
+		assert.Equal(t, kernel, valuesOf(got), "%s: audit's values; want getsockopt's", end.name)
+		assert.Equal(t, audit.SourceSocket, got.Source, end.name)
+		assert.Equal(t, m, got.Method, end.name)
+		assert.NoError(t, got.Err, end.name)
+		assert.Nil(t, got.SetBy, "%s: no policy set it", end.name)
+		assert.Equal(t, os.Getpid(), got.PID, end.name)
+		assert.Equal(t, strings.TrimSpace(string(comm)), got.Command, end.name)
+		assert.Equal(t, fdOf(t, end.conn), got.FD, end.name)
+		assert.Equal(t, audit.Established, got.State, end.name)
+		assert.Equal(t, end.conn.RemoteAddr().(*net.TCPAddr).AddrPort(), got.Remote, end.name)
+	}
+	assert.Equal(t, want, valuesOf(auditOne(t, audit.Options{Method: m}, dialed)), "dialed end against the Config")
 }
 
 // TestAuditKernelOnly checks what audit reports without reading sockets:

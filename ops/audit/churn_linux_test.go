@@ -34,8 +34,14 @@ import (
 // its sockets before closing it, so that a change made to a socket outside
 // apply's filter is seen.
 
-// churnFor is how long the test churns.
-const churnFor = 2 * time.Second
+// churnFor is how long the test churns at least, and churnAtMost how long
+// it goes on churning until audit has read a socket and apply changed one:
+// on a loaded machine a connection may live less than the time between an
+// audit's listing and its reading, every time for a while.
+const (
+	churnFor    = 2 * time.Second
+	churnAtMost = 60 * time.Second
+)
 
 // churnApplied is what apply sets on the connections to port A: values
 // churnConfig never gives.
@@ -123,7 +129,12 @@ func churnHelper() int {
 		fmt.Fprintln(os.Stderr, "churn:", err)
 		return 2
 	}
-	const workers, open = 4, 32
+	// 512 connections open at a time: at thousands a second each lives
+	// some tens of milliseconds, long enough for an audit on a loaded
+	// machine (the race detector, other work) to read some of those it
+	// listed, short enough that many close between its listing and its
+	// reading.
+	const workers, open = 4, 128
 	d := &net.Dialer{KeepAlive: -1, Control: func(network, address string, rc syscall.RawConn) error {
 		var st unix.Stat_t
 		var err error
@@ -214,7 +225,9 @@ func churnHelper() int {
 // filter (the churning process finds each of its sockets to port B as it
 // made it) and each socket it changes whole; and no descriptor is left
 // open in the test.
-func TestChurn(t *testing.T) {
+func TestChurn(t *testing.T) { forMethods(t, testChurn) }
+
+func testChurn(t *testing.T, m audit.Method) {
 	acc, err := testproc.Start(t, testproc.Opts{Env: []string{helperEnv + "=accept"}})
 	require.NoError(t, err)
 	line, err := acc.Stdout.ReadString('\n')
@@ -240,19 +253,22 @@ func TestChurn(t *testing.T) {
 			return "descriptor reused"
 		case strings.Contains(s, "closed descriptor"):
 			return "descriptor closed"
+		case strings.Contains(s, "was closed before"):
+			return "socket closed"
 		default:
 			return s
 		}
 	}
 	start := time.Now()
-	for time.Since(start) < churnFor {
-		rep, err := audit.Audit(ctx, audit.Options{Filter: audit.Filter{PID: pid}})
+	for time.Since(start) < churnFor || (read == 0 || changed == 0) && time.Since(start) < churnAtMost {
+		rep, err := audit.Audit(ctx, audit.Options{Filter: audit.Filter{PID: pid}, Method: m})
 		require.NoError(t, err, "audit while connections churn")
 		audits++
 		listed += len(rep.Conns)
 		for _, c := range rep.Conns {
 			require.Equal(t, pid, c.PID)
 			if c.Source == audit.SourceSocket {
+				require.Equal(t, m, c.Method)
 				read++
 				assert.Empty(t, churnCheck(uint64(c.Inode), toA(c), valuesOf(c)), "audit's values for fd %d", c.FD)
 				continue
@@ -261,7 +277,9 @@ func TestChurn(t *testing.T) {
 			gone["audit: "+kind(c.Err)]++
 		}
 
-		results, err := audit.Apply(ctx, pid, audit.Filter{Port: uint16(a)}, churnApplied)
+		ch := churnApplied
+		ch.Method = m
+		results, err := audit.Apply(ctx, pid, audit.Filter{Port: uint16(a)}, ch)
 		require.NoError(t, err, "apply while connections churn")
 		applies++
 		for _, r := range results {
@@ -272,6 +290,7 @@ func TestChurn(t *testing.T) {
 				continue
 			}
 			changed++
+			require.Equal(t, m, r.After.Method)
 			want := churnConfig(uint64(r.After.Inode))
 			want.Count, want.UserTimeout = churnApplied.Config.Count, churnApplied.Config.UserTimeout
 			assert.Equal(t, want, r.After.Config, "fd %d (socket %d) read back after apply", r.After.FD, r.After.Inode)

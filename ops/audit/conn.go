@@ -23,6 +23,10 @@ type Conn struct {
 	// the N of socket:[N] in /proc/PID/fd.
 	Inode uint32
 
+	// Netns is the inode number of the connection's network namespace,
+	// the N of net:[N] in /proc/PID/ns/net.
+	Netns uint64
+
 	// UID is the user that owns the socket, as sock_diag reports it.
 	UID uint32
 
@@ -47,6 +51,22 @@ type Conn struct {
 
 	// Source says where Enabled and Config come from.
 	Source Source
+
+	// Method says how the values were read when Source is SourceSocket:
+	// MethodBPF (the BPF iterator) or MethodPidfd (a duplicate made with
+	// pidfd_getfd). MethodAuto, the zero Method, when they were not.
+	Method Method
+
+	// Cgroup is the id of the cgroup v2 the socket belongs to (that of the
+	// process that made it, when it made it), as read by the BPF
+	// iterator; zero when the values were not read through it.
+	Cgroup uint64
+
+	// SetBy is the policy of keepalive enforce that set the connection's
+	// options, as the record it left on the socket says; nil when none
+	// did, or when the record could not be read (the values were not read
+	// through the BPF iterator, and no policy's map could be opened).
+	SetBy *SetBy
 
 	// Enabled reports whether keepalive (SO_KEEPALIVE) is on: read from the
 	// socket when Source is SourceSocket, inferred from Timer when it is
@@ -87,6 +107,78 @@ type Conn struct {
 	Err error
 }
 
+// SetBy is the policy (keepalive enforce, package enforce) whose programs
+// set a connection's options, as the record they keep on the socket says.
+type SetBy struct {
+	// Cgroup is the path of the policy's cgroup as enforce was given it;
+	// for one no policy is pinned on any more, its path now, found by its
+	// id (open_by_handle_at), or empty when it is gone.
+	Cgroup string
+
+	// CgroupID is the id of the policy's cgroup.
+	CgroupID uint64
+
+	// PolicyID tells the policy from others put on the same cgroup before
+	// or after it ([enforce.Policy.ID]).
+	PolicyID uint64
+
+	// How is how the policy reached the connection.
+	How How
+
+	// Set is the options it set, which the kernel accepted; Left those it
+	// left to the process's own values (a policy where the program wins).
+	// A process or apply may have set them again since: the connection's
+	// values are those read from the socket.
+	Set, Left Fields
+
+	// InForce reports whether that policy is still the one in force on
+	// its cgroup. A policy that has ended (removed, replaced by another,
+	// or detached when its cgroup was removed) left the values it set, as
+	// a socket keeps any option until it is set again; the record says so
+	// as long as another policy keeps the records' map. Once the last
+	// policy is removed the map goes, and no connection has a record.
+	InForce bool
+}
+
+// How is how a policy reached a connection.
+type How uint8
+
+const (
+	// Dialled is a connection its sock_ops program set as it was
+	// established by connect.
+	Dialled How = iota + 1
+	// Accepted is one its sock_ops program set as a listener established
+	// it.
+	Accepted
+	// Existing is one its iterator set, established before the policy.
+	Existing
+)
+
+var howNames = [...]string{Dialled: "dialled", Accepted: "accepted", Existing: "existing"}
+
+// String returns "dialled", "accepted" or "existing".
+func (h How) String() string {
+	if int(h) < len(howNames) && howNames[h] != "" {
+		return howNames[h]
+	}
+	return fmt.Sprintf("How(%d)", h)
+}
+
+// MarshalText implements [encoding.TextMarshaler] with String.
+func (h How) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnansweredProbes returns how many keepalive probes are out unanswered
+// on the connection, as sock_diag's keepalive timer shows it: more than
+// zero means the peer has not answered for at least an interval, and the
+// connection is dropped when the count reaches the socket's Count. Zero
+// when no keepalive timer is pending.
+func (c Conn) UnansweredProbes() int {
+	if c.Timer.Kind != TimerKeepalive {
+		return 0
+	}
+	return c.Timer.Count
+}
+
 // Source says where a connection's keepalive state comes from.
 type Source uint8
 
@@ -102,7 +194,8 @@ const (
 	SourceKernel
 
 	// SourceSocket means the state and values were read from the socket
-	// itself with getsockopt, on a duplicate made with pidfd_getfd.
+	// itself with getsockopt: by a BPF iterator (bpf_getsockopt) or on a
+	// duplicate made with pidfd_getfd, as Conn.Method says.
 	SourceSocket
 )
 
@@ -254,17 +347,30 @@ func (k TimerKind) String() string {
 func (k TimerKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
 // MarshalJSON writes c as one JSON object: pid, command, fd, uid, inode,
-// local, remote, state, source, enabled, idle, interval, count,
-// user_timeout, detection_time, timer, the verdicts and error. Durations
-// are in Go's notation (time.Duration.String). Fields that are not known
-// are left out: fd and command without an owner, enabled when Source is
-// SourceNone, the values and detection_time unless Source is SourceSocket,
-// timer when none is pending, a verdict that was not checked.
+// netns, local, remote, state, source, method, enabled, idle, interval,
+// count, user_timeout, detection_time, timer, cgroup_id, set_by, the
+// verdicts and error. Durations are in Go's notation
+// (time.Duration.String). Fields that are not known are left out: fd and
+// command without an owner, enabled when Source is SourceNone, the values,
+// method and detection_time unless Source is SourceSocket, timer when none
+// is pending, cgroup_id when not read, set_by when no policy set the
+// connection, a verdict that was not checked. set_by holds cgroup (left
+// out when not known), cgroup_id, policy_id, how, set and left (option
+// names, comma-separated, "none" for none) and in_force.
 func (c Conn) MarshalJSON() ([]byte, error) {
 	type timer struct {
 		Kind    TimerKind `json:"kind"`
 		Expires string    `json:"expires"`
 		Count   int       `json:"count"`
+	}
+	type setBy struct {
+		Cgroup   string `json:"cgroup,omitempty"`
+		CgroupID uint64 `json:"cgroup_id"`
+		PolicyID uint64 `json:"policy_id"`
+		How      How    `json:"how"`
+		Set      string `json:"set"`
+		Left     string `json:"left"`
+		InForce  bool   `json:"in_force"`
 	}
 	j := struct {
 		PID                int     `json:"pid"`
@@ -272,10 +378,12 @@ func (c Conn) MarshalJSON() ([]byte, error) {
 		FD                 *int    `json:"fd,omitempty"`
 		UID                uint32  `json:"uid"`
 		Inode              uint32  `json:"inode"`
+		Netns              uint64  `json:"netns"`
 		Local              string  `json:"local"`
 		Remote             string  `json:"remote"`
 		State              State   `json:"state"`
 		Source             Source  `json:"source"`
+		Method             *Method `json:"method,omitempty"`
 		Enabled            *bool   `json:"enabled,omitempty"`
 		Idle               string  `json:"idle,omitempty"`
 		Interval           string  `json:"interval,omitempty"`
@@ -283,13 +391,15 @@ func (c Conn) MarshalJSON() ([]byte, error) {
 		UserTimeout        string  `json:"user_timeout,omitempty"`
 		DetectionTime      string  `json:"detection_time,omitempty"`
 		Timer              *timer  `json:"timer,omitempty"`
+		CgroupID           uint64  `json:"cgroup_id,omitempty"`
+		SetBy              *setBy  `json:"set_by,omitempty"`
 		IdleTimeoutVerdict Verdict `json:"idle_timeout_verdict,omitempty"`
 		DetectVerdict      Verdict `json:"detect_verdict,omitempty"`
 		Verdict            Verdict `json:"verdict"`
 		Error              string  `json:"error,omitempty"`
 	}{
-		PID: c.PID, Command: c.Command, UID: c.UID, Inode: c.Inode,
-		Local: c.Local.String(), Remote: c.Remote.String(), State: c.State, Source: c.Source,
+		PID: c.PID, Command: c.Command, UID: c.UID, Inode: c.Inode, Netns: c.Netns,
+		Local: c.Local.String(), Remote: c.Remote.String(), State: c.State, Source: c.Source, CgroupID: c.Cgroup,
 		IdleTimeoutVerdict: c.IdleTimeoutVerdict, DetectVerdict: c.DetectVerdict, Verdict: c.Verdict,
 	}
 	if c.PID != 0 {
@@ -298,7 +408,11 @@ func (c Conn) MarshalJSON() ([]byte, error) {
 	if c.Source != SourceNone {
 		j.Enabled = &c.Enabled
 	}
+	if b := c.SetBy; b != nil {
+		j.SetBy = &setBy{b.Cgroup, b.CgroupID, b.PolicyID, b.How, b.Set.String(), b.Left.String(), b.InForce}
+	}
 	if c.Source == SourceSocket {
+		j.Method = &c.Method
 		j.Idle, j.Interval, j.UserTimeout = c.Config.Idle.String(), c.Config.Interval.String(), c.Config.UserTimeout.String()
 		j.Count = &c.Config.Count
 		if c.Enabled {

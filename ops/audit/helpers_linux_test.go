@@ -20,7 +20,7 @@ import (
 // The test binary doubles as a helper process that holds connections, so
 // that audit and apply act on processes the tests started. TestMain runs
 // the helper instead of the tests when helperEnv is set.
-const helperEnv = "AUDIT_TEST_HELPER" // "hold" (testproc.Hold), "probe", "accept" or "churn"
+const helperEnv = "AUDIT_TEST_HELPER" // "hold" (testproc.Hold), "probe", "accept", "churn" or "auditor"
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
@@ -36,6 +36,8 @@ func TestMain(m *testing.M) {
 		os.Exit(acceptHelper())
 	case "churn":
 		os.Exit(churnHelper())
+	case "auditor":
+		os.Exit(auditor())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)
@@ -87,10 +89,10 @@ func dupFrom(t testing.TB, pid, fd int) *os.File {
 }
 
 // readFrom reads the options of process pid's descriptor fd with the
-// tests' own getsockopt.
+// tests' own getsockopt, on a duplicate made with pidfd_getfd.
 func readFrom(t testing.TB, pid, fd int) sockopts.Values {
 	t.Helper()
-	v, err := sockopts.Read(dupFrom(t, pid, fd))
+	v, err := sockopts.ReadFrom(pid, fd)
 	require.NoError(t, err)
 	return v
 }
@@ -129,6 +131,24 @@ func skipOutsideCI(t testing.TB, format string, args ...any) {
 		t.Fatalf(format, args...)
 	}
 	t.Skipf(format, args...)
+}
+
+// methods are the two ways audit reads and apply changes the sockets of
+// other processes; the tests of each run for both.
+var methods = []audit.Method{audit.MethodBPF, audit.MethodPidfd}
+
+// forMethods runs f as a subtest for each of methods; the BPF iterator's
+// is skipped (failed in CI) without root.
+func forMethods(t *testing.T, f func(t *testing.T, m audit.Method)) {
+	t.Helper()
+	for _, m := range methods {
+		t.Run(m.String(), func(t *testing.T) {
+			if m == audit.MethodBPF {
+				needRoot(t, "the BPF iterator needs CAP_BPF and CAP_PERFMON")
+			}
+			f(t, m)
+		})
+	}
 }
 
 // needRoot skips (in CI fails) a test that needs root.

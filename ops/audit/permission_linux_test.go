@@ -3,13 +3,13 @@ package audit_test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keepalive-go/keepalive/internal/sockopts"
 	"github.com/keepalive-go/keepalive/internal/testproc"
 )
 
@@ -92,17 +92,7 @@ func TestPermission(t *testing.T) {
 // ownedFDs lists the descriptors of process pid that are sockets.
 func ownedFDs(t *testing.T, pid int) []int {
 	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	fds, err := sockopts.SocketFDs(pid)
 	require.NoError(t, err)
-	var fds []int
-	for _, e := range ents {
-		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
-		if err != nil || len(link) < 7 || link[:7] != "socket:" {
-			continue
-		}
-		var fd int
-		fmt.Sscan(e.Name(), &fd)
-		fds = append(fds, fd)
-	}
 	return fds
 }

@@ -32,8 +32,9 @@ func openProcess(pid int) (*process, error) {
 func (p *process) close() { unix.Close(p.pidfd) }
 
 // testHookDup, if not nil, is called as each descriptor is about to be
-// duplicated, with the process and the descriptor number: a test makes the
-// process reuse the number there.
+// duplicated, or, for the BPF iterator, as the socket behind it is about
+// to be read or changed, with the process and the descriptor number: a
+// test makes the process reuse the number there.
 var testHookDup func(pid, fd int)
 
 // dup duplicates the process's descriptor fd into this process with

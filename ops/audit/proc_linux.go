@@ -10,31 +10,26 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/keepalive-go/keepalive/ops/internal/bpfsock"
 )
 
 // progressEvery is how many items pass between two progress reports
 // within a stage.
 const progressEvery = 4096
 
-// findOwners searches the descriptors of process pid, or of every process
-// when pid is zero, for the sockets of conns, and sets the PID, FD and
-// Command of each it finds. It returns the processes it could not search
-// for lack of permission, when some socket is left without an owner (they
-// may hold it), in pid order; when pid is not zero, that is an error
-// instead. Kernel threads, which hold no descriptors, are not counted.
-func findOwners(ctx context.Context, conns []Conn, pid int, progress func(Progress)) (denied []*PermissionError, err error) {
+// findOwners searches the descriptors of the processes pids for the
+// sockets of conns, and sets the PID, FD and Command of each it finds.
+// When pid is zero (every process), it returns the processes it could not
+// search for lack of permission, when some socket is left without an
+// owner (they may hold it), in pid order; when pid is not zero (pids is
+// that process alone), that is an error instead. Kernel threads, which
+// hold no descriptors, are not counted.
+func findOwners(ctx context.Context, conns []Conn, pid int, pids []int, progress func(Progress)) (denied []*PermissionError, err error) {
 	byInode := make(map[uint32]int, len(conns))
 	for i := range conns {
 		byInode[conns[i].Inode] = i
-	}
-	pids := []int{pid}
-	if pid == 0 {
-		if pids, err = allPIDs(); err != nil {
-			return nil, err
-		}
 	}
 	s := scanner{byInode: byInode, conns: conns, left: len(conns)}
 	commands := map[int]string{}
@@ -211,35 +206,25 @@ func procError(pid int, op string, err error) error {
 	return fmt.Errorf("audit: process %d: %w", pid, os.NewSyscallError(op, err))
 }
 
-// diagHandle returns a netlink handle for sock_diag in the network
-// namespace of process pid, or of the calling thread when pid is zero or
-// the process is in the same one.
-func diagHandle(pid int) (*netlink.Handle, error) {
-	if pid != 0 {
-		path := fmt.Sprintf("/proc/%d/ns/net", pid)
-		var theirs, ours unix.Stat_t
-		if err := unix.Stat(path, &theirs); err != nil {
-			return nil, procError(pid, "stat "+path, err)
-		}
-		if err := unix.Stat("/proc/thread-self/ns/net", &ours); err != nil {
-			return nil, fmt.Errorf("audit: %w", os.NewSyscallError("stat /proc/thread-self/ns/net", err))
-		}
-		if theirs.Dev != ours.Dev || theirs.Ino != ours.Ino {
-			ns, err := netns.GetFromPath(path)
-			if err != nil {
-				return nil, procError(pid, "open "+path, err)
-			}
-			defer ns.Close()
-			h, err := netlink.NewHandleAt(ns, unix.NETLINK_INET_DIAG)
-			if err != nil {
-				return nil, fmt.Errorf("audit: entering the network namespace of process %d (needs CAP_SYS_ADMIN): %w", pid, err)
-			}
-			return h, nil
-		}
+// pidNamespace returns the network namespace of process pid, which the
+// caller closes.
+func pidNamespace(pid int) (*bpfsock.Netns, error) {
+	path := fmt.Sprintf("/proc/%d/ns/net", pid)
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil, procError(pid, "stat "+path, err)
 	}
-	h, err := netlink.NewHandle(unix.NETLINK_INET_DIAG)
+	nss, err := bpfsock.NamespacesOf([]int{pid})
 	if err != nil {
-		return nil, fmt.Errorf("audit: opening sock_diag: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
-	return h, nil
+	ns := nss[len(nss)-1] // the process's, which may be the caller's
+	for _, other := range nss[:len(nss)-1] {
+		other.Close()
+	}
+	if ns.Inode != st.Ino {
+		ns.Close()
+		return nil, fmt.Errorf("audit: process %d: %w", pid, os.ErrNotExist) // ended, its pid reused
+	}
+	return ns, nil
 }

@@ -1,7 +1,6 @@
 package enforce
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keepalive-go/keepalive/ops/internal/bpfsock"
 )
 
 // cgroup is a cgroup v2 directory, held open.
@@ -82,7 +83,7 @@ func cgroupID(path string, fd int) (uint64, error) {
 // cgroup2Hint says where the cgroup v2 hierarchy is mounted, or that none
 // is, as the end of an error message.
 func cgroup2Hint() string {
-	mounts, err := cgroup2Mounts()
+	mounts, err := bpfsock.Cgroup2Mounts()
 	switch {
 	case err != nil:
 		return ""
@@ -90,43 +91,4 @@ func cgroup2Hint() string {
 		return " (this host has no cgroup v2 hierarchy mounted: cgroup v1 only; mount it with mount -t cgroup2 none DIR, or boot with systemd.unified_cgroup_hierarchy=1)"
 	}
 	return fmt.Sprintf(" (cgroup v2 is mounted at %s)", strings.Join(mounts, ", "))
-}
-
-// cgroup2Mounts returns where cgroup2 is mounted, from
-// /proc/self/mountinfo.
-func cgroup2Mounts() ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var mounts []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-		fields := strings.Fields(sc.Text())
-		for i, fl := range fields {
-			if fl == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
-				mounts = append(mounts, unescapeMountinfo(fields[4]))
-			}
-		}
-	}
-	return mounts, sc.Err()
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var c byte
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
-				b.WriteByte(c)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

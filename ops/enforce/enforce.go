@@ -98,6 +98,7 @@ import (
 	"time"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/ops/internal/bpfsock"
 )
 
 // Options says what policy [Enforce] puts where.
@@ -259,22 +260,9 @@ const (
 	FieldUserTimeout                    // TCP_USER_TIMEOUT
 )
 
-var fieldNames = [...]string{"keepalive", "idle", "interval", "count", "user-timeout"}
-
 // String lists the fields by the keys of the Config's text form, with
 // "keepalive" for SO_KEEPALIVE: "keepalive,idle". The empty set is "none".
-func (f Fields) String() string {
-	var names []string
-	for i, n := range fieldNames {
-		if f&(1<<i) != 0 {
-			names = append(names, n)
-		}
-	}
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ",")
-}
+func (f Fields) String() string { return bpfsock.Options(f).String() }
 
 // Policy is a policy in force, as [List] reads it back.
 type Policy struct {
@@ -412,8 +400,9 @@ func Remove(ctx context.Context, bpffs, cgroup string) (*Policy, error) {
 }
 
 // LoadedObjects lists the project's BPF objects loaded in the kernel, as
-// bpftool prog show, map show and link show would find them by name. It
-// needs CAP_SYS_ADMIN.
+// bpftool prog show, map show and link show would find them by name: those
+// of the policies, not the iterators and maps that an audit or an apply
+// (package audit) loads for the time it runs. It needs CAP_SYS_ADMIN.
 func LoadedObjects() (Objects, error) {
 	return loadedObjects()
 }

@@ -125,7 +125,7 @@ func runConns() int {
 		return fail(err)
 	}
 	if spec.LoopbackUp {
-		if err := loopbackUp(); err != nil {
+		if err := testproc.LoopbackUp(); err != nil {
 			return fail(err)
 		}
 	}
@@ -179,24 +179,6 @@ func sockOf(c net.Conn) sock {
 	rc, _ := c.(*net.TCPConn).SyscallConn()
 	rc.Control(func(fd uintptr) { s.FD = int(fd) })
 	return s
-}
-
-// loopbackUp brings up lo in this process's network namespace.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // conns is a running conns helper.

@@ -13,15 +13,46 @@
 //	keepalive_connections{command,verdict}  gauge: TCP connections by the command of the
 //	                                        process that holds them and their verdict: ok,
 //	                                        at-risk, slow-detect, off or unknown
+//	keepalive_probing_connections{command}  gauge: of those, the connections whose keepalive
+//	                                        probes are out unanswered now: a peer that may
+//	                                        be gone ([audit.Conn.UnansweredProbes])
+//	keepalive_read_connections{method}      gauge: connections whose values were read, by
+//	                                        method: bpf or pidfd
 //	keepalive_scrape_duration_seconds       gauge: how long the audit took
 //	keepalive_scrape_errors_total           counter: audits that failed
 //
 // keepalive_connections has a series for each of the five verdicts of each
 // command that holds a connection, zero included, so that a count that
-// falls to zero reads 0 rather than vanishing. Its command label is empty
-// for connections whose owner the audit could not see (no permission to
-// list the process's descriptors); the verdicts are those of
-// [audit.Conn.Verdict], against the [audit.Criteria] given.
+// falls to zero reads 0 rather than vanishing; keepalive_probing_connections
+// one for each such command, and keepalive_read_connections one for each
+// method, zeros included. The command label is empty for connections
+// whose owner the audit could not see (no permission to list the
+// process's descriptors); the verdicts are those of [audit.Conn.Verdict],
+// against the [audit.Criteria] given.
+//
+// For each policy of keepalive enforce in force ([audit.Report.Policies]),
+// labelled with its cgroup's path:
+//
+//	keepalive_policy_set_connections_total{cgroup,how}     counter: connections it set,
+//	                                                        how: dialled, accepted, existing
+//	keepalive_policy_kept_setsockopt_total{cgroup}         counter: setsockopt calls of its
+//	                                                        processes it kept from changing
+//	                                                        its values (policy wins)
+//	keepalive_policy_yielded_connections_total{cgroup}     counter: connections on which it
+//	                                                        left options to the program's own
+//	                                                        values (program wins)
+//	keepalive_policy_failed_options_total{cgroup}          counter: options the kernel refused
+//	keepalive_policy_carrying_connections{cgroup}          gauge: audited connections that
+//	                                                        carry it now
+//	keepalive_policy_cgroup_connections{cgroup}            gauge: audited connections of its
+//	                                                        cgroup and those below it; only
+//	                                                        where the BPF iterator read the
+//	                                                        sockets' cgroups
+//	keepalive_policy_start_time_seconds{cgroup}            gauge: when it was put in force,
+//	                                                        in seconds since the epoch
+//
+// The counters start again at zero when a policy is replaced (a new
+// start time); Prometheus' rate and increase take that as a reset.
 //
 // With [Options.PerConnection], one series per connection and metric as
 // well, labelled pid, command, local and remote (pid "0" and command ""
@@ -48,8 +79,8 @@
 //
 // # Cost in series
 //
-// The aggregates cost 5 series per distinct command that holds a TCP
-// connection, plus 2. Per-connection metrics cost up to 5 series per
+// The aggregates cost 6 series per distinct command that holds a TCP
+// connection, plus 4, and 9 per policy in force. Per-connection metrics cost up to 5 series per
 // connection: 500,000 on a host with 100,000 connections. Every new
 // connection (a new local port) is a new set of series, so a host whose
 // clients reconnect often makes series churn, which Prometheus pays for in
@@ -106,10 +137,38 @@ var (
 	connectionsDesc = prometheus.NewDesc("keepalive_connections",
 		"TCP connections by the command of the process that holds them (empty when not known) and their keepalive verdict: ok, at-risk (a middlebox with the path's idle timeout forgets the flow), slow-detect (a vanished peer is noticed too late), off (keepalive off) or unknown (the values could not be read).",
 		[]string{"command", "verdict"}, nil)
+	probingDesc = prometheus.NewDesc("keepalive_probing_connections",
+		"TCP connections, by the command of the process that holds them (empty when not known), whose keepalive probes are out unanswered now: the peer has not answered for at least an interval, and the connection is dropped when the count reaches its TCP_KEEPCNT.",
+		[]string{"command"}, nil)
+	readDesc = prometheus.NewDesc("keepalive_read_connections",
+		"TCP connections whose keepalive values were read from the socket, by method: bpf (a BPF TCP iterator, no ptrace) or pidfd (pidfd_getfd, ptrace).",
+		[]string{"method"}, nil)
 	durationDesc = prometheus.NewDesc("keepalive_scrape_duration_seconds",
 		"How long the audit of the host's TCP connections took.", nil, nil)
 	errorsDesc = prometheus.NewDesc("keepalive_scrape_errors_total",
 		"Audits of the host's TCP connections that failed.", nil, nil)
+
+	policySetDesc = prometheus.NewDesc("keepalive_policy_set_connections_total",
+		"Connections the keepalive policy on the cgroup has set since it was put in force, by how it reached them: dialled, accepted, existing (established before it).",
+		[]string{"cgroup", "how"}, nil)
+	policyKeptDesc = prometheus.NewDesc("keepalive_policy_kept_setsockopt_total",
+		"setsockopt calls of the cgroup's processes that the keepalive policy kept from changing an option it sets (policy wins).",
+		[]string{"cgroup"}, nil)
+	policyYieldedDesc = prometheus.NewDesc("keepalive_policy_yielded_connections_total",
+		"Connections on which the keepalive policy on the cgroup left options to the program's own values (program wins).",
+		[]string{"cgroup"}, nil)
+	policyFailedDesc = prometheus.NewDesc("keepalive_policy_failed_options_total",
+		"Options the kernel refused to set for the keepalive policy on the cgroup.",
+		[]string{"cgroup"}, nil)
+	policyCarryingDesc = prometheus.NewDesc("keepalive_policy_carrying_connections",
+		"Audited TCP connections that carry the keepalive policy on the cgroup now: it set them and is still in force.",
+		[]string{"cgroup"}, nil)
+	policyCgroupDesc = prometheus.NewDesc("keepalive_policy_cgroup_connections",
+		"Audited TCP connections whose socket belongs to the policy's cgroup or one below it.",
+		[]string{"cgroup"}, nil)
+	policyStartDesc = prometheus.NewDesc("keepalive_policy_start_time_seconds",
+		"When the keepalive policy on the cgroup was put in force, in seconds since the epoch.",
+		[]string{"cgroup"}, nil)
 
 	connLabels  = []string{"pid", "command", "local", "remote"}
 	enabledDesc = prometheus.NewDesc("keepalive_enabled",
@@ -145,9 +204,12 @@ func NewCollector(o Options) *Collector {
 
 // Describe implements [prometheus.Collector].
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- connectionsDesc
-	ch <- durationDesc
-	ch <- errorsDesc
+	for _, d := range []*prometheus.Desc{
+		connectionsDesc, probingDesc, readDesc, durationDesc, errorsDesc,
+		policySetDesc, policyKeptDesc, policyYieldedDesc, policyFailedDesc, policyCarryingDesc, policyCgroupDesc, policyStartDesc,
+	} {
+		ch <- d
+	}
 	if c.o.PerConnection {
 		for _, d := range []*prometheus.Desc{enabledDesc, idleDesc, intervalDesc, probesDesc, userTimeoutDesc} {
 			ch <- d
@@ -167,11 +229,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // exporter holds in its own network namespace: it sends what c sends,
 // without that connection and its other end, the scraper's, which exist
 // only for the scrape. They are recognised by their addresses, which no
-// other connection in the namespace has, and left out only when the audit
-// lists the exporter's namespace (Options.Audit.Filter.PID zero, or a
-// process in the same namespace), so that a connection elsewhere with the
-// same addresses is never hidden. Every other connection to the exporter,
-// a scraper's idle one included, is counted.
+// other connection in the namespace has, and by the namespace, so that a
+// connection elsewhere with the same addresses is never hidden. Every
+// other connection to the exporter, a scraper's idle one included, is
+// counted.
 func (c *Collector) Scrape(local, remote netip.AddrPort) prometheus.Collector {
 	return scrapeCollector{c, local, remote}
 }
@@ -185,13 +246,14 @@ type scrapeCollector struct {
 func (s scrapeCollector) Describe(ch chan<- *prometheus.Desc) { s.c.Describe(ch) }
 
 func (s scrapeCollector) Collect(ch chan<- prometheus.Metric) {
-	if !sameNetNS(s.c.o.Audit.Filter.PID) {
+	own, ok := ownNetns()
+	if !ok {
 		s.c.collect(ch, nil)
 		return
 	}
 	local, remote := unzoned(s.local), unzoned(s.remote)
 	s.c.collect(ch, func(conn *audit.Conn) bool {
-		return conn.Local == local && conn.Remote == remote || conn.Local == remote && conn.Remote == local
+		return conn.Netns == own && (conn.Local == local && conn.Remote == remote || conn.Local == remote && conn.Remote == local)
 	})
 }
 
@@ -201,18 +263,15 @@ func unzoned(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())
 }
 
-// sameNetNS reports whether an audit of process pid's connections, or of
-// this process's when pid is zero, lists this process's network namespace.
-func sameNetNS(pid int) bool {
-	if pid == 0 {
-		return true
-	}
-	ours, err := os.Stat("/proc/self/ns/net")
+// ownNetns returns the inode number of this process's network namespace,
+// from its link in /proc ("net:[N]"); ok is false where there is none.
+func ownNetns() (ino uint64, ok bool) {
+	link, err := os.Readlink("/proc/thread-self/ns/net")
 	if err != nil {
-		return false
+		return 0, false
 	}
-	theirs, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid))
-	return err == nil && os.SameFile(ours, theirs)
+	_, err = fmt.Sscanf(link, "net:[%d]", &ino)
+	return ino, err == nil
 }
 
 // collect audits the host and sends the metrics of the connections for
@@ -248,28 +307,70 @@ func send(ch chan<- prometheus.Metric, rep *audit.Report, took time.Duration, er
 	if rep == nil {
 		return
 	}
-	counts := map[string]*[len(verdicts)]int{}
+	type byCommand struct {
+		verdicts [len(verdicts)]int
+		probing  int
+	}
+	counts := map[string]*byCommand{}
+	var read [3]int // by audit.Method
+	cgroupsKnown := false
 	for i := range rep.Conns {
 		conn := &rep.Conns[i]
 		n := counts[conn.Command]
 		if n == nil {
-			n = new([len(verdicts)]int)
+			n = new(byCommand)
 			counts[conn.Command] = n
 		}
 		for j, v := range verdicts {
 			if conn.Verdict == v {
-				n[j]++
+				n.verdicts[j]++
 			}
 		}
+		if conn.UnansweredProbes() > 0 {
+			n.probing++
+		}
+		if conn.Source == audit.SourceSocket && int(conn.Method) < len(read) {
+			read[conn.Method]++
+		}
+		cgroupsKnown = cgroupsKnown || conn.Method == audit.MethodBPF
 	}
 	for command, n := range counts {
 		for j, v := range verdicts {
-			ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.GaugeValue, float64(n[j]), command, v.String())
+			ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.GaugeValue, float64(n.verdicts[j]), command, v.String())
 		}
+		ch <- prometheus.MustNewConstMetric(probingDesc, prometheus.GaugeValue, float64(n.probing), command)
+	}
+	for _, m := range []audit.Method{audit.MethodBPF, audit.MethodPidfd} {
+		ch <- prometheus.MustNewConstMetric(readDesc, prometheus.GaugeValue, float64(read[m]), m.String())
+	}
+	for _, c := range rep.Policies {
+		sendPolicy(ch, c, cgroupsKnown)
 	}
 	if perConnection {
 		sendConns(ch, rep.Conns)
 	}
+}
+
+// sendPolicy sends the metrics of a policy in force; its cgroup's
+// connections only when cgroupsKnown, when the BPF iterator read the
+// sockets' cgroups.
+func sendPolicy(ch chan<- prometheus.Metric, c audit.Coverage, cgroupsKnown bool) {
+	p := c.Policy
+	n := p.Counts
+	for _, h := range []struct {
+		how string
+		n   uint64
+	}{{"dialled", n.Dialled}, {"accepted", n.Accepted}, {"existing", n.Existing}} {
+		ch <- prometheus.MustNewConstMetric(policySetDesc, prometheus.CounterValue, float64(h.n), p.Cgroup, h.how)
+	}
+	ch <- prometheus.MustNewConstMetric(policyKeptDesc, prometheus.CounterValue, float64(n.Kept), p.Cgroup)
+	ch <- prometheus.MustNewConstMetric(policyYieldedDesc, prometheus.CounterValue, float64(n.Yielded), p.Cgroup)
+	ch <- prometheus.MustNewConstMetric(policyFailedDesc, prometheus.CounterValue, float64(n.Failed), p.Cgroup)
+	ch <- prometheus.MustNewConstMetric(policyCarryingDesc, prometheus.GaugeValue, float64(c.Carrying), p.Cgroup)
+	if cgroupsKnown {
+		ch <- prometheus.MustNewConstMetric(policyCgroupDesc, prometheus.GaugeValue, float64(c.Connections), p.Cgroup)
+	}
+	ch <- prometheus.MustNewConstMetric(policyStartDesc, prometheus.GaugeValue, float64(p.Since.UnixNano())/1e9, p.Cgroup)
 }
 
 // labelled is a connection with the values of its labels, in the order

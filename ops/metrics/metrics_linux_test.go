@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,9 +25,26 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keepalive-go/keepalive"
+	"github.com/keepalive-go/keepalive/internal/sockopts"
+	"github.com/keepalive-go/keepalive/internal/testproc"
 	"github.com/keepalive-go/keepalive/ops/audit"
+	"github.com/keepalive-go/keepalive/ops/enforce"
+	"github.com/keepalive-go/keepalive/ops/internal/policytest"
 	"github.com/keepalive-go/keepalive/ops/metrics"
 )
+
+// The test binary doubles as a helper that holds connections
+// (testproc.Hold), for the policy's cgroup.
+const helperEnv = "METRICS_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "hold" {
+		os.Exit(testproc.Hold())
+	}
+	code := m.Run()
+	testproc.Cleanup()
+	os.Exit(code)
+}
 
 // pair opens a connection on loopback whose dialed end carries c and whose
 // accepted end has keepalive off; both ends and the listener are closed at
@@ -90,6 +108,13 @@ keepalive_connections{command="COMMAND",verdict="off"} 1
 keepalive_connections{command="COMMAND",verdict="ok"} 0
 keepalive_connections{command="COMMAND",verdict="slow-detect"} 0
 keepalive_connections{command="COMMAND",verdict="unknown"} 0
+# HELP keepalive_probing_connections TCP connections, by the command of the process that holds them (empty when not known), whose keepalive probes are out unanswered now: the peer has not answered for at least an interval, and the connection is dropped when the count reaches its TCP_KEEPCNT.
+# TYPE keepalive_probing_connections gauge
+keepalive_probing_connections{command="COMMAND"} 0
+# HELP keepalive_read_connections TCP connections whose keepalive values were read from the socket, by method: bpf (a BPF TCP iterator, no ptrace) or pidfd (pidfd_getfd, ptrace).
+# TYPE keepalive_read_connections gauge
+keepalive_read_connections{method="bpf"} BPF_READ
+keepalive_read_connections{method="pidfd"} PIDFD_READ
 # HELP keepalive_scrape_errors_total Audits of the host's TCP connections that failed.
 # TYPE keepalive_scrape_errors_total counter
 keepalive_scrape_errors_total 0
@@ -124,6 +149,10 @@ keepalive_connections{command="COMMAND",verdict="off"} 1
 keepalive_connections{command="COMMAND",verdict="ok"} 0
 keepalive_connections{command="COMMAND",verdict="slow-detect"} 0
 keepalive_connections{command="COMMAND",verdict="unknown"} 0
+# HELP keepalive_read_connections TCP connections whose keepalive values were read from the socket, by method: bpf (a BPF TCP iterator, no ptrace) or pidfd (pidfd_getfd, ptrace).
+# TYPE keepalive_read_connections gauge
+keepalive_read_connections{method="bpf"} 0
+keepalive_read_connections{method="pidfd"} 0
 # HELP keepalive_enabled Whether keepalive (SO_KEEPALIVE) is on for the connection: 1 on, 0 off.
 # TYPE keepalive_enabled gauge
 keepalive_enabled{DIALED} 1
@@ -135,7 +164,12 @@ keepalive_enabled{ACCEPTED} 0
 				Audit:         audit.Options{Filter: ownConns(dialed), Criteria: audit.Criteria{IdleTimeout: 350 * time.Second}, KernelOnly: tt.kernelOnly},
 				PerConnection: tt.perConnection,
 			})
-			want := strings.NewReplacer("COMMAND", command(t), "DIALED", connLabels(t, dialed), "ACCEPTED", connLabels(t, accepted)).Replace(tt.want)
+			// As root, the BPF iterator reads both ends; else pidfd_getfd.
+			bpf, pidfd := "2", "0"
+			if os.Geteuid() != 0 {
+				bpf, pidfd = pidfd, bpf
+			}
+			want := strings.NewReplacer("COMMAND", command(t), "DIALED", connLabels(t, dialed), "ACCEPTED", connLabels(t, accepted), "BPF_READ", bpf, "PIDFD_READ", pidfd).Replace(tt.want)
 			names := regexp.MustCompile(`(?m)^# TYPE (\S+)`).FindAllStringSubmatch(want, -1)
 			var only []string
 			for _, n := range names {
@@ -143,7 +177,7 @@ keepalive_enabled{ACCEPTED} 0
 			}
 			assert.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want), only...))
 			if !tt.perConnection {
-				assert.Equal(t, 7, testutil.CollectAndCount(c), "5 verdicts of one command, the duration and the errors")
+				assert.Equal(t, 10, testutil.CollectAndCount(c), "5 verdicts and the probing of one command, the connections read by 2 methods, the duration and the errors")
 			}
 			problems, err := testutil.CollectAndLint(c)
 			require.NoError(t, err)
@@ -352,7 +386,7 @@ func TestScrape(t *testing.T) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 		require.NoError(t, cmd.Start())
 		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
-		o := metrics.Options{Audit: audit.Options{Filter: audit.Filter{PID: cmd.Process.Pid}}, PerConnection: true}
+		o := metrics.Options{Audit: audit.Options{Filter: audit.Filter{PID: cmd.Process.Pid}}, PerConnection: true, ErrorLog: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 		local, remote := netip.MustParseAddrPort("127.0.0.1:9977"), netip.MustParseAddrPort("127.0.0.1:40000")
 		var got []string
 		for deadline := time.Now().Add(10 * time.Second); len(got) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -361,27 +395,153 @@ func TestScrape(t *testing.T) {
 		require.Equal(t, []string{"127.0.0.1:40000"}, got, "socat's connection in its namespace")
 		assert.Equal(t, got, enabledLocals(t, metrics.NewCollector(o).Scrape(local, remote)), "not the scrape's, which is in this namespace")
 		assert.Equal(t, got, enabledLocals(t, metrics.NewCollector(o).Scrape(remote, local)), "not the scrape's, which is in this namespace")
+
+		// An audit of every process lists socat's namespace too, and
+		// leaves out only the scrape's connection in this one.
+		all := metrics.Options{Audit: audit.Options{Filter: audit.Filter{Port: 9977}}, PerConnection: true}
+		var ours []string
+		for _, s := range enabledSeries(t, metrics.NewCollector(all).Scrape(local, remote)) {
+			if pid, err := strconv.Atoi(s["pid"]); err == nil && pgrp(pid) == cmd.Process.Pid {
+				ours = append(ours, s["local"])
+			}
+		}
+		assert.ElementsMatch(t, []string{"127.0.0.1:40000", "127.0.0.1:9977"}, ours, "both ends of socat's connection, in its namespace")
 	})
 }
 
-// enabledLocals collects c and returns the local address of each
-// connection with a keepalive_enabled series.
-func enabledLocals(t *testing.T, c prometheus.Collector) []string {
+// pgrp returns the process group of process pid; zero when it cannot be
+// read.
+func pgrp(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state ppid pgrp ...
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 3 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[2])
+	return n
+}
+
+// enabledSeries collects c and returns the labels of each
+// keepalive_enabled series.
+func enabledSeries(t *testing.T, c prometheus.Collector) []map[string]string {
 	t.Helper()
 	ch := make(chan prometheus.Metric)
 	go func() { c.Collect(ch); close(ch) }()
-	var locals []string
+	var series []map[string]string
 	for m := range ch {
 		if !strings.Contains(m.Desc().String(), `"keepalive_enabled"`) {
 			continue
 		}
 		var pb dto.Metric
 		require.NoError(t, m.Write(&pb))
+		labels := map[string]string{}
 		for _, l := range pb.GetLabel() {
-			if l.GetName() == "local" {
-				locals = append(locals, l.GetValue())
-			}
+			labels[l.GetName()] = l.GetValue()
 		}
+		series = append(series, labels)
+	}
+	return series
+}
+
+// enabledLocals collects c and returns the local address of each
+// connection with a keepalive_enabled series.
+func enabledLocals(t *testing.T, c prometheus.Collector) []string {
+	t.Helper()
+	var locals []string
+	for _, s := range enabledSeries(t, c) {
+		locals = append(locals, s["local"])
 	}
 	return locals
+}
+
+// TestCollectorProbing checks keepalive_probing_connections for a
+// connection whose peer stopped answering (a socket filter drops
+// everything it receives), against tcp_info's count read on the socket.
+func TestCollectorProbing(t *testing.T) {
+	dialed, accepted := pair(t, keepalive.Config{Idle: time.Second, Interval: 3 * time.Second, Count: 20})
+	dropAll(t, accepted)
+	c := metrics.NewCollector(metrics.Options{Audit: audit.Options{Filter: ownConns(dialed)}})
+	want := fmt.Sprintf(`
+# HELP keepalive_probing_connections TCP connections, by the command of the process that holds them (empty when not known), whose keepalive probes are out unanswered now: the peer has not answered for at least an interval, and the connection is dropped when the count reaches its TCP_KEEPCNT.
+# TYPE keepalive_probing_connections gauge
+keepalive_probing_connections{command=%q} 1
+`, command(t))
+	deadline := time.Now().Add(30 * time.Second)
+	for probesOut(t, dialed) == 0 {
+		require.True(t, time.Now().Before(deadline), "no probe unanswered within 30s")
+		time.Sleep(100 * time.Millisecond)
+	}
+	assert.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want), "keepalive_probing_connections"))
+	assert.Positive(t, probesOut(t, dialed), "still probing after the collection")
+}
+
+// dropAll attaches to c a socket filter that drops everything it
+// receives: its peer's probes go unanswered, as a vanished peer's would.
+func dropAll(t *testing.T, c net.Conn) {
+	t.Helper()
+	require.NoError(t, sockopts.DropAll(c.(*net.TCPConn)))
+}
+
+// probesOut reads tcp_info's count of unanswered probes on c.
+func probesOut(t *testing.T, c net.Conn) int {
+	t.Helper()
+	n, err := sockopts.Probes(c.(*net.TCPConn))
+	require.NoError(t, err)
+	return n
+}
+
+// TestCollectorPolicy checks the metrics of a policy the test puts on a
+// cgroup it made, whose process holds a connection made before the
+// policy, by either method of reading; through pidfd_getfd the sockets'
+// cgroups are not known, and their count is left out.
+func TestCollectorPolicy(t *testing.T) {
+	l := policytest.New(t)
+	cg := l.Cgroup()
+	_, held, err := testproc.StartHoldWith(t, testproc.Opts{Env: []string{helperEnv + "=hold"}, Cgroup: cg}, testproc.HoldSpec{Groups: []testproc.Group{{Pairs: 1, Config: "off"}}})
+	require.NoError(t, err)
+	p := l.Enforce(cg, keepalive.Config{Idle: 61 * time.Second}, enforce.Filter{})
+	for _, m := range []audit.Method{audit.MethodBPF, audit.MethodPidfd} {
+		t.Run(m.String(), func(t *testing.T) {
+			c := metrics.NewCollector(metrics.Options{Audit: audit.Options{Filter: audit.Filter{PID: held.PID}, Method: m, BPFFS: l.BPFFS}})
+			want := `
+# HELP keepalive_policy_carrying_connections Audited TCP connections that carry the keepalive policy on the cgroup now: it set them and is still in force.
+# TYPE keepalive_policy_carrying_connections gauge
+keepalive_policy_carrying_connections{cgroup="CG"} 2
+# HELP keepalive_policy_failed_options_total Options the kernel refused to set for the keepalive policy on the cgroup.
+# TYPE keepalive_policy_failed_options_total counter
+keepalive_policy_failed_options_total{cgroup="CG"} 0
+# HELP keepalive_policy_kept_setsockopt_total setsockopt calls of the cgroup's processes that the keepalive policy kept from changing an option it sets (policy wins).
+# TYPE keepalive_policy_kept_setsockopt_total counter
+keepalive_policy_kept_setsockopt_total{cgroup="CG"} 0
+# HELP keepalive_policy_set_connections_total Connections the keepalive policy on the cgroup has set since it was put in force, by how it reached them: dialled, accepted, existing (established before it).
+# TYPE keepalive_policy_set_connections_total counter
+keepalive_policy_set_connections_total{cgroup="CG",how="accepted"} 0
+keepalive_policy_set_connections_total{cgroup="CG",how="dialled"} 0
+keepalive_policy_set_connections_total{cgroup="CG",how="existing"} 2
+# HELP keepalive_policy_start_time_seconds When the keepalive policy on the cgroup was put in force, in seconds since the epoch.
+# TYPE keepalive_policy_start_time_seconds gauge
+keepalive_policy_start_time_seconds{cgroup="CG"} START
+# HELP keepalive_policy_yielded_connections_total Connections on which the keepalive policy on the cgroup left options to the program's own values (program wins).
+# TYPE keepalive_policy_yielded_connections_total counter
+keepalive_policy_yielded_connections_total{cgroup="CG"} 0
+`
+			names := []string{"keepalive_policy_carrying_connections", "keepalive_policy_failed_options_total", "keepalive_policy_kept_setsockopt_total",
+				"keepalive_policy_set_connections_total", "keepalive_policy_start_time_seconds", "keepalive_policy_yielded_connections_total", "keepalive_policy_cgroup_connections"}
+			if m == audit.MethodBPF {
+				want += `# HELP keepalive_policy_cgroup_connections Audited TCP connections whose socket belongs to the policy's cgroup or one below it.
+# TYPE keepalive_policy_cgroup_connections gauge
+keepalive_policy_cgroup_connections{cgroup="CG"} 2
+`
+			}
+			want = strings.NewReplacer("CG", cg, "START", fmt.Sprint(float64(p.Since.UnixNano())/1e9)).Replace(want)
+			assert.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want), names...))
+			problems, err := testutil.CollectAndLint(c)
+			require.NoError(t, err)
+			assert.Empty(t, problems, "promlint")
+		})
+	}
 }

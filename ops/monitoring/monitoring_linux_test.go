@@ -17,6 +17,8 @@ import (
 
 	"github.com/keepalive-go/keepalive"
 	"github.com/keepalive-go/keepalive/ops/audit"
+	"github.com/keepalive-go/keepalive/ops/enforce"
+	"github.com/keepalive-go/keepalive/ops/internal/policytest"
 	"github.com/keepalive-go/keepalive/ops/metrics"
 )
 
@@ -52,9 +54,11 @@ func TestRules(t *testing.T) {
 
 // exported returns the names of the metrics the exporter exports, read
 // from a real collection with per-connection metrics of a connection this
-// test opened.
+// test opened, and a policy on a cgroup it made.
 func exported(t *testing.T) []string {
 	t.Helper()
+	l := policytest.New(t)
+	l.Enforce(l.Cgroup(), keepalive.Config{Idle: time.Minute}, enforce.Filter{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
@@ -69,7 +73,7 @@ func exported(t *testing.T) []string {
 	t.Cleanup(func() { d.Close() })
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(metrics.NewCollector(metrics.Options{
-		Audit:         audit.Options{Filter: audit.Filter{PID: os.Getpid(), Port: uint16(d.LocalAddr().(*net.TCPAddr).Port)}},
+		Audit:         audit.Options{Filter: audit.Filter{PID: os.Getpid(), Port: uint16(d.LocalAddr().(*net.TCPAddr).Port)}, BPFFS: l.BPFFS},
 		PerConnection: true,
 	}))
 	mfs, err := reg.Gather()
@@ -80,8 +84,12 @@ func exported(t *testing.T) []string {
 	}
 	// What the package documents: a change there is a change here.
 	require.ElementsMatch(t, []string{
-		"keepalive_connections", "keepalive_scrape_duration_seconds", "keepalive_scrape_errors_total",
+		"keepalive_connections", "keepalive_probing_connections", "keepalive_read_connections",
+		"keepalive_scrape_duration_seconds", "keepalive_scrape_errors_total",
 		"keepalive_enabled", "keepalive_idle_seconds", "keepalive_interval_seconds", "keepalive_probes", "keepalive_user_timeout_seconds",
+		"keepalive_policy_set_connections_total", "keepalive_policy_kept_setsockopt_total", "keepalive_policy_yielded_connections_total",
+		"keepalive_policy_failed_options_total", "keepalive_policy_carrying_connections", "keepalive_policy_cgroup_connections",
+		"keepalive_policy_start_time_seconds",
 	}, names)
 	return names
 }
@@ -123,7 +131,7 @@ func TestRulesMetrics(t *testing.T) {
 			n++
 		}
 	}
-	assert.Equal(t, 3, n, "rules")
+	assert.Equal(t, 4, n, "rules")
 }
 
 // Dashboard is what the test reads of dashboard.json.

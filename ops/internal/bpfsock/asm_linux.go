@@ -475,13 +475,9 @@ func (b *builder) set(sk asm.Register) {
 			asm.And.Imm(asm.R1, int32(o.opt)),
 			asm.JEq.Imm(asm.R1, 0, skip),
 			asm.StoreImm(asm.R10, stOptval, int64(int32(v)), asm.Word),
-			asm.Mov.Reg(asm.R1, sk),
-			asm.Mov.Imm(asm.R2, o.level),
-			asm.Mov.Imm(asm.R3, o.name),
-			asm.Mov.Reg(asm.R4, asm.R10),
-			asm.Add.Imm(asm.R4, stOptval),
-			asm.Mov.Imm(asm.R5, 4),
-			asm.FnSetsockopt.Call(),
+		)
+		b.sockopt(asm.FnSetsockopt, sk, o.level, o.name)
+		b.emit(
 			asm.JNE.Imm(asm.R0, 0, failed),
 			asm.LoadMem(asm.R1, asm.R10, stSet, asm.Word),
 			asm.Or.Imm(asm.R1, int32(o.opt)),
@@ -492,6 +488,21 @@ func (b *builder) set(sk asm.Register) {
 		b.count(CountFailed)
 		b.mark(skip)
 	}
+}
+
+// sockopt calls fn, bpf_setsockopt or bpf_getsockopt, on the socket (or
+// sock_ops context) in sk for the option level, name, with the 32-bit
+// value at stOptval; its answer is in R0.
+func (b *builder) sockopt(fn asm.BuiltinFunc, sk asm.Register, level, name int32) {
+	b.emit(
+		asm.Mov.Reg(asm.R1, sk),
+		asm.Mov.Imm(asm.R2, level),
+		asm.Mov.Imm(asm.R3, name),
+		asm.Mov.Reg(asm.R4, asm.R10),
+		asm.Add.Imm(asm.R4, stOptval),
+		asm.Mov.Imm(asm.R5, 4),
+		fn.Call(),
+	)
 }
 
 // record writes, in the Record in R8 if there is one, that the policy set

@@ -1,8 +1,10 @@
 package bpfsock
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"time"
 
@@ -42,8 +44,9 @@ const (
 // closing included; request and TIME_WAIT sockets are not full sockets)
 // with the keepalive values in force, read with bpf_getsockopt, its owner,
 // inode and cgroup, and the Record the policies' programs keep for it in
-// shared's socket storage map, if any. It changes nothing. [RunDump] runs
-// it.
+// shared's socket storage map, if any; with shared nil (no policy is
+// pinned, so no map holds records), none has a Record. It changes
+// nothing. [RunDump] runs it.
 func (k *Kernel) DumpIter(shared *Shared) (*ebpf.Program, error) {
 	b := &builder{k: k, p: &Policy{}, m: &Maps{Shared: shared}}
 	out := b.label("out")
@@ -89,17 +92,19 @@ func (k *Kernel) DumpIter(shared *Shared) (*ebpf.Program, error) {
 		)
 		b.mark(ok)
 	}
-	b.storage(false)
-	none := b.label("no_record")
-	b.emit(asm.JEq.Imm(asm.R8, 0, none))
-	for off := int16(0); off < recordLen; off += 8 {
-		b.emit(
-			asm.LoadMem(asm.R1, asm.R8, off, asm.DWord),
-			asm.StoreMem(asm.R10, stDump+dRecord+off, asm.R1, asm.DWord),
-		)
+	if shared != nil {
+		b.storage(false)
+		none := b.label("no_record")
+		b.emit(asm.JEq.Imm(asm.R8, 0, none))
+		for off := int16(0); off < recordLen; off += 8 {
+			b.emit(
+				asm.LoadMem(asm.R1, asm.R8, off, asm.DWord),
+				asm.StoreMem(asm.R10, stDump+dRecord+off, asm.R1, asm.DWord),
+			)
+		}
+		b.emit(asm.StoreImm(asm.R10, stDump+dFlags, dumpHasRecord, asm.Byte))
+		b.mark(none)
 	}
-	b.emit(asm.StoreImm(asm.R10, stDump+dFlags, dumpHasRecord, asm.Byte))
-	b.mark(none)
 	for _, part := range []struct{ off, n int32 }{{stRec, dumpAddrLen}, {stDump, dumpRestLen}} {
 		b.emit(
 			asm.LoadMem(asm.R1, asm.R6, iterMeta, asm.DWord),
@@ -153,16 +158,38 @@ const dumpLen = dumpAddrLen + dumpRestLen
 // namespace and returns the sockets of each.
 func RunDump(ctx context.Context, prog *ebpf.Program, nss []*Netns) (map[*Netns][]Socket, error) {
 	socks := map[*Netns][]Socket{}
-	err := RunIter(ctx, prog, nss, func(ns *Netns, out []byte) error {
-		if len(out)%dumpLen != 0 {
-			return fmt.Errorf("bpfsock: the dump iterator wrote %d bytes, not a whole number of %d-byte records", len(out), dumpLen)
-		}
-		for ; len(out) > 0; out = out[dumpLen:] {
-			socks[ns] = append(socks[ns], parseSocket(out[:dumpLen]))
-		}
+	err := DumpEach(ctx, prog, nss, func(ns *Netns, s *Socket) error {
+		socks[ns] = append(socks[ns], *s)
 		return nil
 	})
 	return socks, err
+}
+
+// DumpEach runs the dump iterator prog ([Kernel.DumpIter]) in each
+// namespace, and calls each with every socket as it is read, which it
+// must not keep: nothing else is held in memory, whatever the number of
+// sockets. It stops at the first error each returns.
+func DumpEach(ctx context.Context, prog *ebpf.Program, nss []*Netns, each func(ns *Netns, s *Socket) error) error {
+	var b [dumpLen]byte
+	var s Socket
+	return runIter(ctx, prog, nss, func(ns *Netns, r io.Reader) error {
+		br := bufio.NewReaderSize(r, 64<<10)
+		for {
+			_, err := io.ReadFull(br, b[:])
+			switch {
+			case err == io.EOF:
+				return nil
+			case err == io.ErrUnexpectedEOF:
+				return fmt.Errorf("bpfsock: the dump iterator wrote a part of a %d-byte record in network namespace %d", dumpLen, ns.Inode)
+			case err != nil:
+				return fmt.Errorf("bpfsock: running the iterator in network namespace %d: %w", ns.Inode, err)
+			}
+			s = parseSocket(b[:])
+			if err := each(ns, &s); err != nil {
+				return err
+			}
+		}
+	})
 }
 
 // parseSocket decodes one socket of the dump iterator's output.

@@ -40,13 +40,8 @@ func (ns *Netns) Close() error { return ns.f.Close() }
 // each. A process that ends while it looks is left out. The caller closes
 // them.
 func Namespaces(cgroupPath string) ([]*Netns, error) {
-	self, err := openNetns("/proc/thread-self/ns/net", 0)
-	if err != nil {
-		return nil, err
-	}
-	nss := []*Netns{self}
-	seen := map[uint64]bool{self.Inode: true}
-	err = filepath.WalkDir(cgroupPath, func(path string, d fs.DirEntry, err error) error {
+	var pids []int
+	err := filepath.WalkDir(cgroupPath, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) && path != cgroupPath {
 				return nil // a child cgroup removed meanwhile
@@ -56,44 +51,90 @@ func Namespaces(cgroupPath string) ([]*Netns, error) {
 		if !d.IsDir() {
 			return nil
 		}
-		pids, err := cgroupProcs(filepath.Join(path, "cgroup.procs"))
+		more, err := cgroupProcs(filepath.Join(path, "cgroup.procs"))
 		if errors.Is(err, os.ErrNotExist) && path != cgroupPath {
 			return nil
 		}
-		if err != nil {
-			return err
-		}
-		for _, pid := range pids {
-			var st unix.Stat_t
-			p := fmt.Sprintf("/proc/%d/ns/net", pid)
-			if err := unix.Stat(p, &st); err != nil {
-				if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
-					continue
-				}
-				return fmt.Errorf("bpfsock: the network namespace of process %d: %w", pid, &os.PathError{Op: "stat", Path: p, Err: err})
-			}
-			if seen[st.Ino] {
-				continue
-			}
-			ns, err := openNetns(p, pid)
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			seen[ns.Inode] = true
-			nss = append(nss, ns)
-		}
-		return nil
+		pids = append(pids, more...)
+		return err
 	})
 	if err != nil {
-		for _, ns := range nss {
-			ns.Close()
-		}
+		return nil, fmt.Errorf("bpfsock: finding the network namespaces of cgroup %s: %w", cgroupPath, err)
+	}
+	nss, err := namespacesOf(pids, false)
+	if err != nil {
 		return nil, fmt.Errorf("bpfsock: finding the network namespaces of cgroup %s: %w", cgroupPath, err)
 	}
 	return nss, nil
+}
+
+// NamespacesOf returns the caller's network namespace, first, and those
+// of the processes pids, once each, in the order of the first process
+// found in each. A process that ends while it looks is left out, and so
+// is one whose namespace this process may not see (/proc/PID/ns/net needs
+// ptrace read access to the process): its sockets cannot be found in
+// /proc/PID/fd either. The caller closes them.
+func NamespacesOf(pids []int) ([]*Netns, error) {
+	nss, err := namespacesOf(pids, true)
+	if err != nil {
+		return nil, fmt.Errorf("bpfsock: finding the network namespaces of the processes: %w", err)
+	}
+	return nss, nil
+}
+
+// namespacesOf is NamespacesOf; with skipDenied, a process whose namespace
+// may not be seen is left out rather than failing.
+func namespacesOf(pids []int, skipDenied bool) ([]*Netns, error) {
+	self, err := openNetns("/proc/thread-self/ns/net", 0)
+	if err != nil {
+		return nil, err
+	}
+	nss := []*Netns{self}
+	seen := map[uint64]bool{self.Inode: true}
+	for _, pid := range pids {
+		var st unix.Stat_t
+		p := fmt.Sprintf("/proc/%d/ns/net", pid)
+		if err := unix.Stat(p, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) ||
+				skipDenied && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
+				continue
+			}
+			closeAll(nss)
+			return nil, fmt.Errorf("the network namespace of process %d: %w", pid, &os.PathError{Op: "stat", Path: p, Err: err})
+		}
+		if seen[st.Ino] {
+			continue
+		}
+		ns, err := openNetns(p, pid)
+		if errors.Is(err, os.ErrNotExist) || skipDenied && errors.Is(err, os.ErrPermission) {
+			continue
+		}
+		if err != nil {
+			closeAll(nss)
+			return nil, err
+		}
+		seen[ns.Inode] = true
+		nss = append(nss, ns)
+	}
+	return nss, nil
+}
+
+// closeAll closes the namespaces.
+func closeAll(nss []*Netns) {
+	for _, ns := range nss {
+		ns.Close()
+	}
+}
+
+// Do runs f in the namespace: on the calling goroutine for the caller's
+// own, else on a thread of its own that has entered ns and goes back
+// after ([inNetns]), which needs CAP_SYS_ADMIN. A socket f makes there,
+// such as a netlink socket, stays in ns.
+func (ns *Netns) Do(f func() error) error {
+	if ns.Own() {
+		return f()
+	}
+	return inNetns(ns, f)
 }
 
 // openNetns opens the namespace file p, of process pid.
@@ -136,6 +177,17 @@ func cgroupProcs(path string) ([]int, error) {
 // another namespace needs CAP_SYS_ADMIN; the caller's own needs nothing
 // more. It stops at the first error, and checks ctx between namespaces.
 func RunIter(ctx context.Context, prog *ebpf.Program, nss []*Netns, each func(ns *Netns, out []byte) error) error {
+	return runIter(ctx, prog, nss, func(ns *Netns, r io.Reader) error {
+		out, err := io.ReadAll(r)
+		if err != nil {
+			return fmt.Errorf("bpfsock: running the iterator in network namespace %d: %w", ns.Inode, err)
+		}
+		return each(ns, out)
+	})
+}
+
+// runIter is RunIter with the program's output given as it is read.
+func runIter(ctx context.Context, prog *ebpf.Program, nss []*Netns, each func(ns *Netns, r io.Reader) error) error {
 	it, err := link.AttachIter(link.IterOptions{Program: prog})
 	if err != nil {
 		return fmt.Errorf("bpfsock: attaching the iterator: %w", err)
@@ -151,20 +203,12 @@ func RunIter(ctx context.Context, prog *ebpf.Program, nss []*Netns, each func(ns
 			rd, err = it.Open()
 			return err
 		}
-		if ns.Own() {
-			err = open()
-		} else {
-			err = inNetns(ns, open)
-		}
-		if err != nil {
+		if err := ns.Do(open); err != nil {
 			return fmt.Errorf("bpfsock: opening the iterator in network namespace %d: %w", ns.Inode, err)
 		}
-		out, err := io.ReadAll(rd)
+		err := each(ns, rd)
 		rd.Close()
 		if err != nil {
-			return fmt.Errorf("bpfsock: running the iterator in network namespace %d: %w", ns.Inode, err)
-		}
-		if err := each(ns, out); err != nil {
 			return err
 		}
 	}
@@ -189,30 +233,33 @@ func RunApply(ctx context.Context, prog *ebpf.Program, nss []*Netns) (map[*Netns
 func inNetns(ns *Netns, f func() error) error {
 	done := make(chan error, 1)
 	go func() {
+		var err error
+		// Sent once the descriptor below is closed, so that none is
+		// left open when inNetns returns.
+		defer func() { done <- err }()
 		runtime.LockOSThread()
-		self, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
+		self, oerr := os.Open("/proc/thread-self/ns/net")
+		if oerr != nil {
 			runtime.UnlockOSThread()
-			done <- err
+			err = oerr
 			return
 		}
 		defer self.Close()
-		if err := unix.Setns(int(ns.f.Fd()), unix.CLONE_NEWNET); err != nil {
+		if serr := unix.Setns(int(ns.f.Fd()), unix.CLONE_NEWNET); serr != nil {
 			runtime.UnlockOSThread()
-			if errors.Is(err, unix.EPERM) {
-				err = fmt.Errorf("%w: entering another network namespace needs CAP_SYS_ADMIN", err)
+			if errors.Is(serr, unix.EPERM) {
+				serr = fmt.Errorf("%w: entering another network namespace needs CAP_SYS_ADMIN", serr)
 			}
-			done <- os.NewSyscallError("setns", err)
+			err = os.NewSyscallError("setns", serr)
 			return
 		}
-		ferr := f()
-		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+		err = f()
+		if serr := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); serr != nil {
 			// Leave the thread locked: it ends with this goroutine.
-			done <- errors.Join(ferr, os.NewSyscallError("setns back", err))
+			err = errors.Join(err, os.NewSyscallError("setns back", serr))
 			return
 		}
 		runtime.UnlockOSThread()
-		done <- ferr
 	}()
 	return <-done
 }

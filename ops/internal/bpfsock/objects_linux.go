@@ -12,7 +12,8 @@ import (
 
 // Objects are the project's BPF objects loaded in the kernel: the
 // programs and maps whose names start with keepalive_, and the links of
-// those programs.
+// those programs; either those of the policies or those of the readers
+// (see [ListObjects]).
 type Objects struct {
 	Programs []ebpf.ProgramID
 	Maps     []ebpf.MapID
@@ -27,9 +28,29 @@ func (o Objects) String() string {
 }
 
 // ListObjects walks the kernel's programs, maps and links by id, as
-// bpftool prog show, map show and link show do, and returns the project's.
-// It needs CAP_SYS_ADMIN.
+// bpftool prog show, map show and link show do, and returns the project's
+// policies': every object named keepalive_ but those of the readers, which
+// an audit or an apply loads for the time it runs and closes before it
+// returns ([ListReaderObjects]). A host with no policy has none. It needs
+// CAP_SYS_ADMIN.
 func ListObjects() (Objects, error) {
+	return listObjects(func(name string) bool { return !readerNames[name] })
+}
+
+// readerNames are the names of the readers' objects: the dump and set
+// iterators and the selection map.
+var readerNames = map[string]bool{dumpName: true, setName: true, selName: true}
+
+// ListReaderObjects is [ListObjects] for the readers' objects: the dump
+// and set iterators, their links and the selection maps, loaded while an
+// audit or an apply runs, by any process.
+func ListReaderObjects() (Objects, error) {
+	return listObjects(func(name string) bool { return readerNames[name] })
+}
+
+// listObjects lists the objects named keepalive_ for which ours is true,
+// and the links of those programs.
+func listObjects(match func(name string) bool) (Objects, error) {
 	var o Objects
 	ours := map[ebpf.ProgramID]bool{}
 	for id := ebpf.ProgramID(0); ; {
@@ -53,7 +74,7 @@ func ListObjects() (Objects, error) {
 		if err != nil {
 			return o, fmt.Errorf("bpfsock: program %d: %w", id, err)
 		}
-		if strings.HasPrefix(info.Name, prefix) {
+		if strings.HasPrefix(info.Name, prefix) && match(info.Name) {
 			o.Programs = append(o.Programs, id)
 			ours[id] = true
 		}
@@ -79,7 +100,7 @@ func ListObjects() (Objects, error) {
 		if err != nil {
 			return o, fmt.Errorf("bpfsock: map %d: %w", id, err)
 		}
-		if strings.HasPrefix(info.Name, prefix) {
+		if strings.HasPrefix(info.Name, prefix) && match(info.Name) {
 			o.Maps = append(o.Maps, id)
 		}
 	}

@@ -31,28 +31,42 @@ const (
 // It returns nil when nothing is missing, and an error when the process's
 // capabilities cannot be read.
 func MissingCapabilities(otherNetns bool) ([]string, error) {
+	return missingCapabilities(otherNetns, capBPF, capNetAdmin, capPerfmon)
+}
+
+// MissingIterCapabilities is [MissingCapabilities] for the readers' TCP
+// iterators ([Kernel.DumpIter], [Kernel.SetIter]), which hook nothing:
+// CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN.
+func MissingIterCapabilities(otherNetns bool) ([]string, error) {
+	return missingCapabilities(otherNetns, capBPF, capPerfmon)
+}
+
+var capNames = map[uint]string{capNetAdmin: "CAP_NET_ADMIN", capSysAdmin: "CAP_SYS_ADMIN", capPerfmon: "CAP_PERFMON", capBPF: "CAP_BPF"}
+
+// missingCapabilities names those of caps that this process lacks, and
+// CAP_SYS_ADMIN with otherNetns; CAP_SYS_ADMIN stands for every one.
+func missingCapabilities(otherNetns bool, caps ...uint) ([]string, error) {
 	eff, err := effectiveCapabilities()
 	if err != nil {
 		return nil, err
 	}
 	has := func(c uint) bool { return eff&(1<<c) != 0 }
-	var missing []string
 	if has(capSysAdmin) {
 		return nil, nil
 	}
-	for _, c := range []struct {
-		n    uint
-		name string
-	}{{capBPF, "CAP_BPF"}, {capNetAdmin, "CAP_NET_ADMIN"}, {capPerfmon, "CAP_PERFMON"}} {
-		if !has(c.n) {
-			missing = append(missing, c.name)
+	var missing, names []string
+	for _, c := range caps {
+		names = append(names, capNames[c])
+		if !has(c) {
+			missing = append(missing, capNames[c])
 		}
 	}
 	if len(missing) > 0 {
-		missing[len(missing)-1] += " (or CAP_SYS_ADMIN, which stands for CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+		all := strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+		missing[len(missing)-1] += fmt.Sprintf(" (or CAP_SYS_ADMIN, which stands for %s)", all)
 	}
 	if otherNetns {
-		missing = append(missing, "CAP_SYS_ADMIN (to enter the network namespaces of the cgroup's processes)")
+		missing = append(missing, "CAP_SYS_ADMIN (to enter the network namespaces of other processes)")
 	}
 	return missing, nil
 }
@@ -127,6 +141,19 @@ func (k *Kernel) Probe() error {
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("bpfsock: this kernel lacks %s: %w", strings.Join(missing, ", "), errors.ErrUnsupported)
+	}
+	return nil
+}
+
+// ProbeIter checks that the kernel has what the readers' TCP iterators
+// use: TCP iterators (Linux 5.9, found in its BTF) and the helpers the
+// programs call, which loading them tells. It wraps
+// errors.ErrUnsupported. Whether bpf_getsockopt reads the keepalive
+// options (Linux 6.1) is not probed: a socket whose options it could not
+// read says so ([Socket.Errs], [SetResult.BeforeErrs]).
+func (k *Kernel) ProbeIter() error {
+	if !k.tcpIter {
+		return fmt.Errorf("bpfsock: this kernel lacks TCP iterators (Linux 5.9): %w", errors.ErrUnsupported)
 	}
 	return nil
 }

@@ -3,42 +3,11 @@ package bpfsock
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 )
-
-// Options is a set of the socket options a policy sets, one bit each.
-type Options uint32
-
-const (
-	KeepAlive   Options = 1 << iota // SO_KEEPALIVE
-	Idle                            // TCP_KEEPIDLE
-	Interval                        // TCP_KEEPINTVL
-	Count                           // TCP_KEEPCNT
-	UserTimeout                     // TCP_USER_TIMEOUT
-
-	AllOptions = KeepAlive | Idle | Interval | Count | UserTimeout
-)
-
-var optionNames = [...]string{"keepalive", "idle", "interval", "count", "user-timeout"}
-
-// String lists the options by the names of the Config's text form, with
-// "keepalive" for SO_KEEPALIVE: "keepalive,idle". The empty set is "none".
-func (o Options) String() string {
-	var names []string
-	for i, n := range optionNames {
-		if o&(1<<i) != 0 {
-			names = append(names, n)
-		}
-	}
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ",")
-}
 
 // How says how a policy reached a socket.
 type How uint32
@@ -148,6 +117,8 @@ const (
 	setsockoptName = prefix + "sso"
 	iterName       = prefix + "iter"
 	dumpName       = prefix + "dump"
+	setName        = prefix + "set"
+	selName        = prefix + "sel"
 )
 
 // maxPolicies bounds the policies in force on a host at once.
