@@ -88,6 +88,9 @@ that fails leaves FILE as it was.`,
 			if *kernelOnly && *method != audit.MethodAuto {
 				return usagef("-kernel-only reads no values: -method is not for it")
 			}
+			if *kernelOnly && *bpffs != "" {
+				return usagef("-kernel-only reads no values: -bpffs, where the policies that set them are, is not for it")
+			}
 			o := audit.Options{Criteria: cf.criteria(), Filter: ff.filter(), KernelOnly: *kernelOnly, Method: *method, BPFFS: *bpffs}
 			start := time.Now()
 			rep, err := runAudit(ctx, e, o)

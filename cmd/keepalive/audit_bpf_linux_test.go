@@ -164,12 +164,25 @@ func TestAuditCmdMethod(t *testing.T) {
 	}{
 		{[]string{"audit", "-method", "ptrace"}, "keepalive audit: invalid value \"ptrace\" for flag -method: want auto, bpf or pidfd\n" + usageTail["keepalive audit"]},
 		{[]string{"audit", "-kernel-only", "-method", "bpf"}, "keepalive audit: -kernel-only reads no values: -method is not for it\n" + usageTail["keepalive audit"]},
+		{[]string{"audit", "-kernel-only", "-bpffs", "/sys/fs/bpf"}, "keepalive audit: -kernel-only reads no values: -bpffs, where the policies that set them are, is not for it\n" + usageTail["keepalive audit"]},
+		{[]string{"exporter", "-kernel-only", "-bpffs", "/sys/fs/bpf"}, "keepalive exporter: -kernel-only reads no values: -bpffs, where the policies that set them are, is not for it\n" + usageTail["keepalive exporter"]},
 		{[]string{"apply", "-pid", "1", "-idle", "1s", "-method", "bpf,pidfd"}, "keepalive apply: invalid value \"bpf,pidfd\" for flag -method: want auto, bpf or pidfd\n" + usageTail["keepalive apply"]},
 	} {
 		r := runArgs(context.Background(), tt.args...)
 		assert.Equal(t, exitUsage, r.code, "%v", tt.args)
 		assert.Equal(t, tt.stderr, r.stderr, "%v", tt.args)
 	}
+	// A -bpffs that is not a bpffs fails the audit before it starts.
+	notBPFFS := t.TempDir()
+	r := runArgs(context.Background(), "audit", "-bpffs", notBPFFS, "-pid", fmt.Sprint(os.Getpid()))
+	assert.Equal(t, exitFail, r.code)
+	assert.Empty(t, r.stdout)
+	assert.Equal(t, fmt.Sprintf("keepalive audit: bpffs directory %s is not a bpf filesystem (mount -t bpf bpffs %s)\n", notBPFFS, notBPFFS), r.stderr)
+	// The exporter checks it before it serves.
+	r = runArgs(context.Background(), "exporter", "-listen", "127.0.0.1:0", "-bpffs", notBPFFS)
+	assert.Equal(t, exitFail, r.code)
+	assert.Empty(t, r.stdout)
+	assert.Equal(t, fmt.Sprintf("keepalive exporter: bpffs directory %s is not a bpf filesystem (mount -t bpf bpffs %s)\n", notBPFFS, notBPFFS), r.stderr)
 }
 
 // TestAuditCmdFallback runs keepalive audit and apply as root without the

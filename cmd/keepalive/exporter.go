@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/keepalive-go/keepalive/ops/audit"
+	"github.com/keepalive-go/keepalive/ops/enforce"
 	"github.com/keepalive-go/keepalive/ops/metrics"
 )
 
@@ -89,11 +90,21 @@ remote addresses. It serves until interrupted.
 			if *kernelOnly && *method != audit.MethodAuto {
 				return usagef("-kernel-only reads no values: -method is not for it")
 			}
+			if *kernelOnly && *bpffs != "" {
+				return usagef("-kernel-only reads no values: -bpffs, where the policies that set them are, is not for it")
+			}
 			if _, _, err := net.SplitHostPort(*listen); err != nil {
 				return usagef("-listen %q is not host:port: %v", *listen, err)
 			}
 			if err := checkWebConfig(*webConfig); err != nil {
 				return usagef("-web-config %s: %v", *webConfig, err)
+			}
+			// Each scrape would only warn that the policies there cannot
+			// be read: a directory given is checked once, at the start.
+			if *bpffs != "" {
+				if _, err := enforce.List(ctx, *bpffs); err != nil {
+					return err
+				}
 			}
 			logger := slog.New(slog.NewTextHandler(&prefixWriter{prefix: "keepalive exporter: ", w: e.stderr}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			o := metrics.Options{

@@ -197,8 +197,9 @@ type Options struct {
 	// BPFFS is the directory where bpffs is mounted, under which the
 	// policies of keepalive enforce are pinned (in keepalive/), so that
 	// each connection a policy set is attributed to it. Empty means
-	// /sys/fs/bpf. Audit never mounts bpffs: where none is mounted, no
-	// policy is in force.
+	// /sys/fs/bpf. Audit never mounts bpffs: where none is mounted at
+	// /sys/fs/bpf, no policy is in force; a directory given that is not a
+	// mounted bpffs fails the audit before it starts.
 	BPFFS string
 
 	// Progress, if not nil, is called on the goroutine that called Audit

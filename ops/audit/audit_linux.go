@@ -19,11 +19,13 @@ func audit(ctx context.Context, o Options) (*Report, error) {
 	var pol *policies
 	var d *dumper
 	if !o.KernelOnly {
-		pol = openPolicies(ctx, o.BPFFS)
+		var err error
+		if pol, err = openPolicies(ctx, o.BPFFS); err != nil {
+			return nil, err
+		}
 		defer pol.close()
 		rep.PoliciesErr = pol.err
 		if o.Method != MethodPidfd {
-			var err error
 			if d, err = newDumper(pol); err != nil {
 				if o.Method == MethodBPF {
 					return nil, err

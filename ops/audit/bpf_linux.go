@@ -29,14 +29,18 @@ type policies struct {
 }
 
 // openPolicies reads the policies pinned in the bpffs at bpffs (or
-// /sys/fs/bpf), and opens their shared maps. Where none is pinned, or
-// bpffs is not mounted, there are none; where they cannot be read, err
-// says why.
-func openPolicies(ctx context.Context, bpffs string) *policies {
+// /sys/fs/bpf), and opens their shared maps. Where none is pinned, or no
+// bpffs is mounted at /sys/fs/bpf, there are none; where they cannot be
+// read, p.err says why. A directory given that is not a bpffs is an
+// error of the Options.
+func openPolicies(ctx context.Context, bpffs string) (*policies, error) {
 	p := &policies{}
 	root, err := bpfsock.Root(bpffs, false)
 	if errors.Is(err, bpfsock.ErrNoBPFFS) {
-		return p
+		return p, nil
+	}
+	if err != nil && bpffs != "" {
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if err == nil {
 		p.list, err = enforce.List(ctx, bpffs)
@@ -50,7 +54,7 @@ func openPolicies(ctx context.Context, bpffs string) *policies {
 	if err != nil {
 		p.list, p.err = nil, fmt.Errorf("audit: reading the policies in force: %w", err)
 	}
-	return p
+	return p, nil
 }
 
 func (p *policies) close() {

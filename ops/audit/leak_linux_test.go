@@ -113,12 +113,11 @@ func TestAuditLeavesNoBPF(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			leaves(t, func() error {
+				// A directory given that cannot be used is refused
+				// before the audit starts.
 				rep, err := audit.Audit(ctx, audit.Options{Method: audit.MethodBPF, BPFFS: tt.bpffs})
-				if err != nil {
-					return err
-				}
-				assert.Len(t, connsOf(rep, h.PID), 4, "the connections, read without the policies")
-				return rep.PoliciesErr
+				assert.Nil(t, rep)
+				return err
 			}, tt.want)
 		})
 	}

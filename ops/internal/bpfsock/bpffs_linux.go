@@ -24,7 +24,8 @@ var ErrNoBPFFS = errors.New("bpffs is not mounted at " + DefaultRoot)
 
 // Root returns the bpffs directory to use: root if it is given (it must be
 // a bpf filesystem), else DefaultRoot, which it mounts there first when
-// mount is true and nothing is mounted there.
+// mount is true and nothing is mounted there. Its errors start with the
+// directory, for the caller to put its own name before.
 func Root(root string, mount bool) (string, error) {
 	given := root != ""
 	if !given {
@@ -34,19 +35,19 @@ func Root(root string, mount bool) (string, error) {
 	err := unix.Statfs(root, &st)
 	switch {
 	case err != nil && given:
-		return "", fmt.Errorf("bpfsock: bpffs directory %s: %w", root, os.NewSyscallError("statfs", err))
+		return "", fmt.Errorf("bpffs directory %s: %w", root, os.NewSyscallError("statfs", err))
 	case err == nil && st.Type == unix.BPF_FS_MAGIC:
 		return root, nil
 	case given:
-		return "", fmt.Errorf("bpfsock: %s is not a bpf filesystem (mount -t bpf bpffs %s)", root, root)
+		return "", fmt.Errorf("bpffs directory %s is not a bpf filesystem (mount -t bpf bpffs %s)", root, root)
 	case !mount:
 		return "", ErrNoBPFFS
 	}
 	if err != nil {
-		return "", fmt.Errorf("bpfsock: %s: %w (this kernel has no sysfs directory for bpffs; give a bpffs directory)", root, os.NewSyscallError("statfs", err))
+		return "", fmt.Errorf("bpffs directory %s: %w (this kernel has no sysfs directory for bpffs; give a bpffs directory)", root, os.NewSyscallError("statfs", err))
 	}
 	if err := unix.Mount("bpffs", root, "bpf", 0, "mode=0700"); err != nil {
-		return "", fmt.Errorf("bpfsock: mounting bpffs at %s: %w", root, os.NewSyscallError("mount", err))
+		return "", fmt.Errorf("mounting bpffs at %s: %w", root, os.NewSyscallError("mount", err))
 	}
 	return root, nil
 }
