@@ -330,7 +330,17 @@ func TestFindLab(t *testing.T) {
 				assert.Equal(t, tt.cause, r.Cause, "cause")
 				assert.Equal(t, tt.end, r.End, "end")
 				assert.Equal(t, tt.spoke, r.Spoke, "spoke")
-				assert.Equal(t, tt.survived, r.Survived, "survived")
+				if tt.cause == idletimeout.CauseServerClose && r.Died < tt.survived {
+					// The server counts from its accept, which may
+					// come a moment before the client's connect
+					// returns: the flow tested at the server's
+					// timeout is then ended a moment short of it,
+					// and the longest silence kept is the step
+					// before.
+					assert.Equal(t, tt.survived-time.Second, r.Survived, "survived, the server's end %v short of %v", tt.survived-r.Died, tt.survived)
+				} else {
+					assert.Equal(t, tt.survived, r.Survived, "survived")
+				}
 				if tt.end == idletimeout.EndFIN || tt.end == idletimeout.EndReset {
 					assert.GreaterOrEqual(t, r.Died, tt.died-50*time.Millisecond, "died")
 					assert.LessOrEqual(t, r.Died, tt.died+200*time.Millisecond, "died")
